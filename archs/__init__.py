@@ -1,0 +1,13 @@
+"""Hardware models of heterogeneous SoCs (pure data; knows nothing of TVM or of the mapper).
+
+``archs.load("gap9")`` loads a shipped SoC, ``archs.load("my_soc.yaml")`` a user's file.
+"""
+
+from archs.dims import DIMS, OPERANDS, LoopDim, Operand
+from archs.model import LAYER_KINDS, ComputeModel, ExecModule, LayerRule, MemoryLevel, SoC, SpatialDim
+from archs.schema import ArchError, builtin_names, from_dict, from_yaml_text, load
+
+__all__ = [
+    "DIMS", "OPERANDS", "LAYER_KINDS", "LoopDim", "Operand", "ComputeModel", "ExecModule", "LayerRule",
+    "MemoryLevel", "SoC", "SpatialDim", "ArchError", "builtin_names", "from_dict", "from_yaml_text", "load",
+]

@@ -1,0 +1,107 @@
+"""Analytical kernel-cost hooks of the shipped modules (cycles per call on one L1 tile).
+
+A hook is named in a module's YAML (``compute.kernel: "archs.kernels:ne16"``) and called as
+``hook(tile, layer)``: ``tile`` maps each ``LoopDim`` to an int64 array (axis: candidate) of the
+tile's extents, spatial unrolling included; ``layer`` gives ``kind``, ``stride``, ``dilation`` and
+``precision``. It returns cycles per call as a float array of the same length. Sources of every
+formula: ``shared/reference/hardware.md`` (DORY / MATCH target models); estimates are marked.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import numpy as np
+
+from archs.dims import LoopDim
+
+D = LoopDim
+
+
+def _ceil_div(a: np.ndarray, b: int | np.ndarray) -> np.ndarray:
+    return -(-a // b)
+
+
+def _input_rows(tile: Mapping[LoopDim, np.ndarray], layer: Any) -> np.ndarray:
+    """Input rows the tile reads (halo included)."""
+    return (tile[D.OY] - 1) * layer.stride[0] + (tile[D.FY] - 1) * layer.dilation[0] + 1
+
+
+# --------------------------------------------------------------------------- GAP9 cluster
+#: Estimated cycles per output element per core for an int8 add with two rescales (not in
+#: hardware.md: 2 loads, 2 fixed-point rescales, add, clip, store with 8 cores' SIMD ~ 4 cycles).
+CLUSTER_ADD_CYCLES_PER_ELEMENT = 4
+#: Estimated fixed cycles per pooled output (accumulator set-up, rescale, store); not in hardware.md.
+CLUSTER_POOL_CYCLES_PER_OUTPUT = 10
+CLUSTER_CORES = 8
+
+
+def pulp_nn_cluster(tile: Mapping[LoopDim, np.ndarray], layer: Any) -> np.ndarray:
+    """GAP9 8-core cluster running PULP-NN kernels, as MATCH models it (cycles per tile)."""
+    b, k, c, oy, ox, fy, fx, g = (tile[d] for d in (D.B, D.K, D.C, D.OY, D.OX, D.FY, D.FX, D.G))
+    if layer.kind == "conv2d":
+        iterations = _ceil_div(oy, CLUSTER_CORES) * _ceil_div(ox, 2)
+        im2col = np.where((fy * fx) == 1, 0, fx * fy * c * 2)
+        matmul = 15 + _ceil_div(fx * fy * c, 4) * 14
+        cycles = iterations * (im2col + _ceil_div(k, 4) * matmul)
+    elif layer.kind == "depthwise":
+        iterations = _ceil_div(g, CLUSTER_CORES) * ox
+        cycles = iterations * (_input_rows(tile, layer) * fy + oy * (30 + _ceil_div(fx * fy, 4) * 7))
+    elif layer.kind == "dense":
+        cycles = _ceil_div(c, 2) * _ceil_div(k, 4)
+    elif layer.kind == "add":
+        cycles = _ceil_div(k * oy * ox * g, CLUSTER_CORES) * CLUSTER_ADD_CYCLES_PER_ELEMENT
+    else:  # pool
+        cycles = _ceil_div(oy * ox * g, CLUSTER_CORES) * (fy * fx + CLUSTER_POOL_CYCLES_PER_OUTPUT)
+    return (b * cycles).astype(np.float64)
+
+
+# --------------------------------------------------------------------------- GAP9 NE16
+def _ne16_iteration(k: np.ndarray, n_in: np.ndarray, one_by_one: bool, depthwise: bool, weight_bits: int):
+    load = 19 if one_by_one else 31
+    w_offset = 6 + k if depthwise else 6
+    matrixvec = 6 + k if one_by_one else 6 + k * weight_bits
+    normquant = 9 + k
+    streamout = 13
+    if depthwise:
+        return load + w_offset + matrixvec + 2 + normquant + streamout
+    return n_in * (load + w_offset + matrixvec + 2) + normquant + streamout
+
+
+def ne16(tile: Mapping[LoopDim, np.ndarray], layer: Any) -> np.ndarray:
+    """NE16 published latency model (DORY and MATCH), per output tile OH x OW x K x Cin."""
+    depthwise = layer.kind == "depthwise"
+    one_by_one = layer.kind == "dense" or (layer.sizes[D.FY] == 1 and layer.sizes[D.FX] == 1)
+    channels_out = tile[D.G] if depthwise else tile[D.K]
+    k_body = 16 if depthwise else 32
+    n_out = channels_out // k_body
+    k_rem = channels_out % k_body
+    n_in = np.ones_like(channels_out) if depthwise else _ceil_div(tile[D.C], 16)
+    n_spatial = _ceil_div(tile[D.OY], 3) * _ceil_div(tile[D.OX], 3)
+    bits = layer.precision.weight
+    body = _ne16_iteration(np.full_like(channels_out, k_body), n_in, one_by_one, depthwise, bits)
+    rem = np.where(k_rem > 0, _ne16_iteration(k_rem, n_in, one_by_one, depthwise, bits), 0)
+    return (tile[D.B] * n_spatial * (n_out * body + rem)).astype(np.float64)
+
+
+# --------------------------------------------------------------------------- DIANA digital
+DIANA_ARRAY = 16  # 16 x 16 PEs: OX x K (depthwise: OX x G)
+#: Estimated per-row cost for element-wise add on the digital array (not in hardware.md): one
+#: operand pass per element plus the fixed 23-cycle row start-up of the MATCH model.
+DIANA_ADD_CYCLES_PER_ROW = 2 + 23
+
+
+def diana_digital(tile: Mapping[LoopDim, np.ndarray], layer: Any) -> np.ndarray:
+    """DIANA 16x16 digital accelerator as MATCH models it: per output row and 16x16 block of
+    (OX, K) outputs, ``C*FY*FX + 2*C*FY + 23`` cycles."""
+    b, k, c, oy, ox, fy, fx, g = (tile[d] for d in (D.B, D.K, D.C, D.OY, D.OX, D.FY, D.FX, D.G))
+    if layer.kind in ("conv2d", "dense"):
+        per_block = c * fy * fx + 2 * c * fy + 23
+        blocks = _ceil_div(ox, DIANA_ARRAY) * _ceil_div(k, DIANA_ARRAY)
+    elif layer.kind == "depthwise":
+        per_block = fy * fx + 2 * fy + 23
+        blocks = _ceil_div(ox, DIANA_ARRAY) * _ceil_div(g, DIANA_ARRAY)
+    else:  # add (pool is not accepted by the digital core)
+        per_block = np.full_like(ox, DIANA_ADD_CYCLES_PER_ROW)
+        blocks = _ceil_div(ox, DIANA_ARRAY) * _ceil_div(g * k, DIANA_ARRAY)
+    return (b * oy * blocks * per_block).astype(np.float64)

@@ -1,0 +1,421 @@
+"""YAML -> validated ``SoC``: parse (duplicate keys rejected), validate every field, then build.
+
+All errors of a file are collected and raised at once as one ``ArchError`` naming the file, the key
+path (``modules[1].memories[0].size_bytes``) and what is allowed.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import yaml
+
+from archs.dims import LoopDim, Operand
+from archs.model import (
+    LAYER_KINDS,
+    PADDING_RULES,
+    PRECISION_ROLES,
+    ComputeModel,
+    ExecModule,
+    LayerRule,
+    MemoryLevel,
+    SoC,
+    SpatialDim,
+)
+
+BUILTIN_DIR = Path(__file__).resolve().parent
+
+
+class ArchError(ValueError):
+    """A hardware description that cannot be loaded; ``errors`` lists ``(key_path, message)``."""
+
+    def __init__(self, source: str, errors: list[tuple[str, str]]):
+        self.source = source
+        self.errors = errors
+        lines = [f"{source}: {path}: {message}" if path else f"{source}: {message}" for path, message in errors]
+        super().__init__("invalid hardware description\n  " + "\n  ".join(lines))
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that rejects duplicate mapping keys instead of keeping the last one."""
+
+
+def _construct_unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r} (first on line {seen[key] + 1})", key_node.start_mark
+            )
+        seen[key] = key_node.start_mark.line
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_unique_mapping)
+
+
+# --------------------------------------------------------------------------- field checkers
+# A checker takes (value, path, errors) and returns the converted value or None after recording an error.
+Checker = Callable[[Any, str, list], Any]
+
+
+def _fail(errors: list, path: str, message: str, value: Any) -> None:
+    errors.append((path, f"{message}, got {value!r}"))
+
+
+def _integer(minimum: int) -> Checker:
+    def check(value: Any, path: str, errors: list) -> Optional[int]:
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            _fail(errors, path, f"must be an integer >= {minimum}", value)
+            return None
+        return value
+
+    return check
+
+
+def _number(minimum: float, strict: bool = False) -> Checker:
+    def check(value: Any, path: str, errors: list) -> Optional[float]:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if not ok or value < minimum or (strict and value == minimum):
+            _fail(errors, path, f"must be a number {'>' if strict else '>='} {minimum}", value)
+            return None
+        return float(value)
+
+    return check
+
+
+def _boolean(value: Any, path: str, errors: list) -> Optional[bool]:
+    if not isinstance(value, bool):
+        _fail(errors, path, "must be true or false", value)
+        return None
+    return value
+
+
+def _text(value: Any, path: str, errors: list) -> Optional[str]:
+    if not isinstance(value, str) or not value:
+        _fail(errors, path, "must be a non-empty string", value)
+        return None
+    return value
+
+
+def _choice(allowed: tuple[str, ...]) -> Checker:
+    def check(value: Any, path: str, errors: list) -> Optional[str]:
+        if value not in allowed:
+            _fail(errors, path, f"must be one of {', '.join(allowed)}", value)
+            return None
+        return value
+
+    return check
+
+
+def _enum(enum_type: type) -> Checker:
+    names = tuple(e.value for e in enum_type)
+
+    def check(value: Any, path: str, errors: list) -> Any:
+        if value not in names:
+            _fail(errors, path, f"must be one of {', '.join(names)}", value)
+            return None
+        return enum_type(value)
+
+    return check
+
+
+def _sequence(item: Checker, non_empty: bool = False) -> Checker:
+    def check(value: Any, path: str, errors: list) -> Optional[list]:
+        if not isinstance(value, list) or (non_empty and not value):
+            _fail(errors, path, "must be a " + ("non-empty " if non_empty else "") + "list", value)
+            return None
+        out = [item(v, f"{path}[{i}]", errors) for i, v in enumerate(value)]
+        return None if any(v is None for v in out) else out
+
+    return check
+
+
+def _pair(value: Any, path: str, errors: list) -> Optional[tuple[int, int]]:
+    if not (isinstance(value, list) and len(value) == 2 and all(isinstance(v, int) and v >= 1 for v in value)):
+        _fail(errors, path, "must be a [FY, FX] pair of positive integers", value)
+        return None
+    return (value[0], value[1])
+
+
+def _dim_map(value_check: Checker) -> Checker:
+    def check(value: Any, path: str, errors: list) -> Optional[tuple]:
+        if not isinstance(value, dict):
+            _fail(errors, path, "must be a mapping of loop dim to value", value)
+            return None
+        out = []
+        for key, v in value.items():
+            dim = _enum(LoopDim)(key, f"{path}.{key}", errors)
+            val = value_check(v, f"{path}.{key}", errors)
+            if dim is not None and val is not None:
+                out.append((dim, val))
+        return tuple(out)
+
+    return check
+
+
+def _precision_map(value: Any, path: str, errors: list) -> Optional[tuple]:
+    if not isinstance(value, dict):
+        _fail(errors, path, "must be a mapping of role (input, weight, output) to allowed bits", value)
+        return None
+    out = []
+    for role, bits in value.items():
+        if role not in PRECISION_ROLES:
+            _fail(errors, f"{path}.{role}", f"unknown role; allowed: {', '.join(PRECISION_ROLES)}", role)
+            continue
+        allowed = _sequence(_integer(1), non_empty=True)(bits, f"{path}.{role}", errors)
+        if allowed is not None:
+            out.append((role, tuple(allowed)))
+    return tuple(out)
+
+
+def _fields(spec: dict[str, tuple[bool, Checker]]) -> Checker:
+    """Checker for a mapping with a fixed set of keys: (required, checker) per key."""
+
+    def check(value: Any, path: str, errors: list) -> Optional[dict]:
+        if not isinstance(value, dict):
+            _fail(errors, path or "(top level)", "must be a mapping", value)
+            return None
+        out: dict[str, Any] = {}
+        ok = True
+        for key in value:
+            if key not in spec:
+                errors.append((_join(path, key), f"unknown key; allowed: {', '.join(spec)}"))
+                ok = False
+        for key, (required, checker) in spec.items():
+            if key not in value:
+                if required:
+                    errors.append((_join(path, key), "required key is missing"))
+                    ok = False
+                continue
+            converted = checker(value[key], _join(path, key), errors)
+            if converted is None and value[key] is not None:
+                ok = False
+            out[key] = converted
+        return out if ok else None
+
+    return check
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else str(key)
+
+
+_MEMORY = _fields(
+    {
+        "name": (True, _text),
+        "size_bytes": (True, _integer(1)),
+        "operands": (True, _sequence(_enum(Operand), non_empty=True)),
+        "read_bytes_per_cycle": (True, _number(0.0, strict=True)),
+        "write_bytes_per_cycle": (True, _number(0.0, strict=True)),
+        "transfer_fixed_cycles": (False, _number(0.0)),
+        "double_buffering": (False, _boolean),
+        "read_energy_pj_per_byte": (False, _number(0.0)),
+        "write_energy_pj_per_byte": (False, _number(0.0)),
+        "accumulates": (False, _boolean),
+    }
+)
+_SPATIAL = _fields(
+    {"name": (True, _text), "size": (True, _integer(1)), "unroll": (True, _sequence(_enum(LoopDim), non_empty=True))}
+)
+_RULE = _fields(
+    {
+        "kind": (True, _choice(LAYER_KINDS)),
+        "kernel_sizes": (False, _sequence(_pair, non_empty=True)),
+        "strides": (False, _sequence(_integer(1), non_empty=True)),
+        "dilations": (False, _sequence(_integer(1), non_empty=True)),
+        "padding": (False, _choice(PADDING_RULES)),
+        "channel_multiple": (False, _dim_map(_integer(1))),
+        "max_sizes": (False, _dim_map(_integer(1))),
+        "precision": (False, _precision_map),
+    }
+)
+_COMPUTE = _fields(
+    {
+        "macs_per_cycle": (True, _number(0.0, strict=True)),
+        "energy_pj_per_mac": (False, _number(0.0)),
+        "kernel": (False, _text),
+    }
+)
+_MODULE = _fields(
+    {
+        "name": (True, _text),
+        "spatial": (False, _sequence(_SPATIAL)),
+        "memories": (True, _sequence(_MEMORY, non_empty=True)),
+        "compute": (True, _COMPUTE),
+        "accepts": (False, _sequence(_RULE, non_empty=True)),
+        "allow_padded_unrolling": (False, _boolean),
+        "tile_overhead_cycles": (False, _number(0.0)),
+    }
+)
+_SOC = _fields(
+    {
+        "name": (True, _text),
+        "description": (False, _text),
+        "clock_mhz": (True, _number(0.0, strict=True)),
+        "host": (True, _text),
+        "modules": (True, _sequence(_MODULE, non_empty=True)),
+    }
+)
+
+
+def resolve_kernel_hook(reference: str) -> Callable[..., Any]:
+    """Import ``"package.module:function"`` and return the function; ValueError says why not."""
+    module_name, sep, function_name = reference.partition(":")
+    if not sep or not module_name or not function_name:
+        raise ValueError("must look like 'package.module:function'")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ValueError(f"cannot import module {module_name!r} ({exc})") from exc
+    hook = getattr(module, function_name, None)
+    if not callable(hook):
+        raise ValueError(f"module {module_name!r} has no function {function_name!r}")
+    return hook
+
+
+def _semantic_checks(data: dict, errors: list) -> None:
+    """Cross-field rules that a per-field schema cannot express."""
+    names = [m["name"] for m in data["modules"]]
+    for i, name in enumerate(names):
+        if names.index(name) != i:
+            errors.append((f"modules[{i}].name", f"duplicate module name {name!r}"))
+    if data["host"] not in names:
+        errors.append(("host", f"names no module; modules are: {', '.join(names)}"))
+    for i, module in enumerate(data["modules"]):
+        path = f"modules[{i}]"
+        memories = module["memories"]
+        mem_names = [m["name"] for m in memories]
+        for j, mem in enumerate(memories):
+            if mem_names.index(mem["name"]) != j:
+                errors.append((f"{path}.memories[{j}].name", f"duplicate memory name {mem['name']!r}"))
+            if len(set(mem["operands"])) != len(mem["operands"]):
+                errors.append((f"{path}.memories[{j}].operands", "lists an operand twice"))
+        outermost = set(memories[-1]["operands"])
+        if outermost != set(Operand):
+            errors.append(
+                (
+                    f"{path}.memories[{len(memories) - 1}].operands",
+                    "the last (outermost) memory holds the layer's tensors and must hold I, W and O, "
+                    f"got {sorted(o.value for o in outermost)}",
+                )
+            )
+        if module["name"] == data["host"] and module.get("accepts") is not None:
+            errors.append((f"{path}.accepts", "the host accepts every layer; remove 'accepts' from it"))
+        if module["name"] != data["host"] and module.get("accepts") is None:
+            errors.append((f"{path}.accepts", "an execution module must list the layers it accepts"))
+        seen_dims: set[str] = set()
+        for j, dim in enumerate(module.get("spatial") or []):
+            if dim["name"] in seen_dims:
+                errors.append((f"{path}.spatial[{j}].name", f"duplicate spatial dim {dim['name']!r}"))
+            seen_dims.add(dim["name"])
+        kernel = module["compute"].get("kernel")
+        if kernel is not None:
+            try:
+                resolve_kernel_hook(kernel)
+            except ValueError as exc:
+                errors.append((f"{path}.compute.kernel", str(exc)))
+
+
+def _build(data: dict, source: str) -> SoC:
+    modules: dict[str, ExecModule] = {}
+    for m in data["modules"]:
+        memories = tuple(
+            MemoryLevel(
+                name=mem["name"],
+                size_bytes=mem["size_bytes"],
+                operands=frozenset(mem["operands"]),
+                read_bytes_per_cycle=mem["read_bytes_per_cycle"],
+                write_bytes_per_cycle=mem["write_bytes_per_cycle"],
+                transfer_fixed_cycles=mem.get("transfer_fixed_cycles") or 0.0,
+                double_buffering=bool(mem.get("double_buffering")),
+                read_energy_pj_per_byte=mem.get("read_energy_pj_per_byte") or 0.0,
+                write_energy_pj_per_byte=mem.get("write_energy_pj_per_byte") or 0.0,
+                accumulates=bool(mem.get("accumulates")),
+            )
+            for mem in m["memories"]
+        )
+        compute = m["compute"]
+        kernel = compute.get("kernel")
+        rules = tuple(
+            LayerRule(
+                kind=r["kind"],
+                kernel_sizes=tuple(r["kernel_sizes"]) if r.get("kernel_sizes") else None,
+                strides=tuple(r["strides"]) if r.get("strides") else None,
+                dilations=tuple(r["dilations"]) if r.get("dilations") else None,
+                padding=r.get("padding") or "any",
+                channel_multiple=r.get("channel_multiple") or (),
+                max_sizes=r.get("max_sizes") or (),
+                precision=r.get("precision") or (),
+            )
+            for r in (m.get("accepts") or [])
+        )
+        modules[m["name"]] = ExecModule(
+            name=m["name"],
+            spatial=tuple(SpatialDim(s["name"], s["size"], tuple(s["unroll"])) for s in (m.get("spatial") or [])),
+            memories=memories,
+            compute=ComputeModel(
+                macs_per_cycle=compute["macs_per_cycle"],
+                energy_pj_per_mac=compute.get("energy_pj_per_mac") or 0.0,
+                kernel=kernel,
+                kernel_hook=resolve_kernel_hook(kernel) if kernel else None,
+            ),
+            accepts=rules,
+            allow_padded_unrolling=bool(m.get("allow_padded_unrolling")),
+            tile_overhead_cycles=m.get("tile_overhead_cycles") or 0.0,
+            is_host=m["name"] == data["host"],
+        )
+    ordered = {data["host"]: modules[data["host"]]}
+    ordered.update((k, v) for k, v in modules.items() if k != data["host"])
+    return SoC(
+        name=data["name"],
+        clock_mhz=data["clock_mhz"],
+        host=data["host"],
+        modules=ordered,
+        source=source,
+        description=data.get("description") or "",
+    )
+
+
+def from_dict(data: Any, source: str = "<dict>") -> SoC:
+    """Validate a parsed hardware description and build the ``SoC``; raises ``ArchError``."""
+    errors: list[tuple[str, str]] = []
+    checked = _SOC(data, "", errors)
+    if checked is not None and not errors:
+        _semantic_checks(checked, errors)
+    if errors or checked is None:
+        raise ArchError(source, errors or [("", "invalid description")])
+    return _build(checked, source)
+
+
+def from_yaml_text(text: str, source: str = "<string>") -> SoC:
+    """Parse YAML text (duplicate keys rejected) and build the ``SoC``."""
+    try:
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - SafeLoader subclass
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ArchError(source, [(where, f"malformed YAML: {problem}")]) from exc
+    return from_dict(data, source)
+
+
+def builtin_names() -> list[str]:
+    """Names of the hardware descriptions shipped with the package."""
+    return sorted(p.stem for p in BUILTIN_DIR.glob("*.yaml"))
+
+
+def load(name_or_path: str | Path) -> SoC:
+    """Load a shipped SoC by name (``"gap9"``, ``"diana"``...) or a YAML file by path."""
+    path = Path(name_or_path)
+    builtin = BUILTIN_DIR / f"{name_or_path}.yaml"
+    if isinstance(name_or_path, str) and "/" not in name_or_path and builtin.is_file():
+        path = builtin
+    if not path.is_file():
+        raise ArchError(
+            str(name_or_path), [("", f"no such file or built-in SoC; built-ins are: {', '.join(builtin_names())}")]
+        )
+    return from_yaml_text(path.read_text(), source=str(path))

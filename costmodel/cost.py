@@ -1,0 +1,321 @@
+"""Latency (cycles) and energy (pJ) of a batch of mappings: pure array formulas over candidates.
+
+Model, per candidate:
+- compute: ``n_steps`` kernel calls of ``kernel_cycles`` each (the module's hook, or temporal
+  iterations x PEs / peak MAC per cycle).
+- traffic per cut point: bytes actually moved (input halos clipped at the image border, outputs
+  written once at output precision plus partial sums at accumulator precision when a reduction loop
+  sits above the cut), transfers counted per tile; cycles = bytes / link bandwidth + transfers x
+  the inner memory's fixed cycles per transfer.
+- overlap: transfers into a double-buffered memory run during compute. Their events recur with
+  nested periods (every tile fetch recurs every ``n_steps / fetches`` kernel calls), so the sum
+  over calls of ``max(compute, transfers due at that call)`` has a closed form; the first call's
+  loads and the last write-back are not hidden (prologue, epilogue). Transfers into memories
+  without double buffering, and the per-tile overhead, add serially.
+- energy: MACs x E_mac + moved bytes x (read energy of the source + write energy of the
+  destination) + the kernel's accesses to the innermost memories (each call reads its input and
+  weight tiles and reads+writes its output tile once).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from archs.dims import DIM_INDEX, DIMS, OPERANDS, LoopDim, Operand
+from costmodel.analysis import MappingStats
+from costmodel.problem import Problem
+
+D = LoopDim
+OBJECTIVES = ("latency", "energy", "edp")
+
+
+@dataclass(frozen=True)
+class CostBreakdown:
+    """Per-candidate costs (axis names in brackets)."""
+
+    latency_cycles: np.ndarray  # [cand]
+    energy_pj: np.ndarray  # [cand]
+    kernel_cycles: np.ndarray  # [cand] cycles of one kernel call
+    compute_cycles: np.ndarray  # [cand] all kernel calls
+    transfer_cycles: np.ndarray  # [cand] all transfers, hidden or not
+    overhead_cycles: np.ndarray  # [cand] per-tile overhead
+    bytes_in: np.ndarray  # [cand, cut] bytes moved outer -> inner
+    bytes_out: np.ndarray  # [cand, cut] bytes moved inner -> outer (outputs)
+    transfers_in: np.ndarray  # [cand, cut]
+    transfers_out: np.ndarray  # [cand, cut]
+    buffer_bytes: np.ndarray  # [cand, cut] space the tile takes in the inner memory (x2 if double buffered)
+    occupancy: np.ndarray  # [cand, memory] bytes used in each memory of the module
+    feasible: np.ndarray  # [cand] every tile fits its memory
+
+    def objective(self, name: str) -> np.ndarray:
+        """The array to minimise for ``latency``, ``energy`` or ``edp``."""
+        if name == "latency":
+            return self.latency_cycles
+        if name == "energy":
+            return self.energy_pj
+        if name == "edp":
+            return self.latency_cycles * self.energy_pj
+        raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, got {name!r}")
+
+
+@lru_cache(maxsize=65536)
+def _window_valid_sum(tile_out: int, tile_k: int, n_out: int, n_k: int, stride: int, dilation: int,
+                      pad_lo: int, in_size: int) -> int:
+    """Input pixels inside the image, summed over every (output tile, kernel tile) position."""
+    length = (tile_out - 1) * stride + (tile_k - 1) * dilation + 1
+    starts = (np.arange(n_out)[:, None] * tile_out * stride + np.arange(n_k)[None, :] * tile_k * dilation - pad_lo)
+    valid = np.clip(np.minimum(starts + length, in_size) - np.maximum(starts, 0), 0, None)
+    return int(valid.sum())
+
+
+def _window_sums(ext_out, ext_k, n_out, n_k, stride, dilation, pad_lo, in_size) -> np.ndarray:
+    """Vectorised ``_window_valid_sum`` over candidates (few distinct values: computed once each)."""
+    keys = np.stack([ext_out, ext_k, n_out, n_k], axis=1)
+    unique, inverse = np.unique(keys, axis=0, return_inverse=True)
+    sums = np.array(
+        [_window_valid_sum(int(a), int(b), int(c), int(d), stride, dilation, pad_lo, in_size) for a, b, c, d in unique],
+        dtype=np.float64,
+    )
+    return sums[inverse.reshape(-1)]
+
+
+def _window_rows(ext_out: np.ndarray, ext_k: np.ndarray, stride: int, dilation: int, in_size: int) -> np.ndarray:
+    """Input rows (or columns) a tile spans, capped by the image."""
+    return np.minimum((ext_out - 1) * stride + (ext_k - 1) * dilation + 1, in_size)
+
+
+def tile_elements(problem: Problem, operand: Operand, ext: np.ndarray) -> np.ndarray:
+    """[cand] elements of a tile of ``operand`` with per-dim extents ``ext`` [cand, dim]."""
+    rel = problem.relevant[OPERANDS.index(operand)]
+    if not rel.any():
+        return np.zeros(ext.shape[0], dtype=np.int64)
+    if operand is not Operand.I:
+        return np.prod(np.where(rel, ext, 1), axis=1)
+    layer = problem.layer
+    iy, ix = layer.input_size
+    rows = _window_rows(ext[:, DIM_INDEX[D.OY]], ext[:, DIM_INDEX[D.FY]], layer.stride[0], layer.dilation[0], iy)
+    cols = _window_rows(ext[:, DIM_INDEX[D.OX]], ext[:, DIM_INDEX[D.FX]], layer.stride[1], layer.dilation[1], ix)
+    others = np.prod(np.where(rel & ~_WINDOW_MASK, ext, 1), axis=1)
+    return others * rows * cols
+
+
+_WINDOW_MASK = np.array([d in (D.OY, D.OX, D.FY, D.FX) for d in DIMS])
+
+
+def _moved_elements(problem: Problem, operand: Operand, ext: np.ndarray, fetches: np.ndarray) -> np.ndarray:
+    """[cand] elements moved by ``fetches`` tile transfers: every tile position is visited equally
+    often, so the total is fetches / positions x (valid elements summed over all positions)."""
+    rel = problem.relevant[OPERANDS.index(operand)]
+    padded = problem.padded_sizes
+    positions = np.prod(np.where(rel, padded // ext, 1), axis=1)
+    real = problem.real_sizes
+    if operand is not Operand.I:
+        valid_sweep = float(np.prod(np.where(rel, real, 1)))
+        return fetches * valid_sweep / positions
+    layer = problem.layer
+    iy, ix = layer.input_size
+    oy, fy, ox, fx = (DIM_INDEX[d] for d in (D.OY, D.FY, D.OX, D.FX))
+    rows = _window_sums(ext[:, oy], ext[:, fy], padded[oy] // ext[:, oy], padded[fy] // ext[:, fy],
+                        layer.stride[0], layer.dilation[0], layer.padding[0], iy)
+    cols = _window_sums(ext[:, ox], ext[:, fx], padded[ox] // ext[:, ox], padded[fx] // ext[:, fx],
+                        layer.stride[1], layer.dilation[1], layer.padding[2], ix)
+    others = float(np.prod(np.where(rel & ~_WINDOW_MASK, real, 1)))
+    return fetches * (others * rows * cols) / positions
+
+
+def kernel_cycles(problem: Problem, compute_tile: np.ndarray) -> np.ndarray:
+    """[cand] cycles of one kernel call on a tile of temporal extents ``compute_tile`` [cand, dim]."""
+    compute = problem.module.compute
+    ext = compute_tile * problem.spatial
+    if compute.kernel_hook is not None:
+        tile = {d: ext[:, i] for i, d in enumerate(DIMS)}
+        return np.asarray(compute.kernel_hook(tile, problem.layer), dtype=np.float64)
+    return np.prod(compute_tile, axis=1) * (problem.module.array_size / compute.macs_per_cycle)
+
+
+def _buffer(elements: np.ndarray, bits, double_buffered: bool) -> np.ndarray:
+    """Bytes a tile takes in its memory (two copies when double buffered)."""
+    return np.ceil(elements * bits / 8) * (2 if double_buffered else 1)
+
+
+def occupancy_lower_bound(problem: Problem, tiles: np.ndarray) -> np.ndarray:
+    """[cand, memory] bytes used by tiles of temporal extents ``tiles`` [cand, cut, dim], outputs
+    counted at output precision (partial sums can only need more)."""
+    occupancy = np.zeros((tiles.shape[0], len(problem.module.memories)))
+    for p, cut in enumerate(problem.cut_points):
+        elements = tile_elements(problem, cut.operand, tiles[:, p, :] * problem.spatial)
+        bits = problem.layer.precision.bits(cut.operand)
+        if cut.operand is Operand.O and cut.inner.accumulates:
+            bits = problem.layer.precision.accumulator
+        occupancy[:, cut.inner_index] += _buffer(elements, bits, cut.inner.double_buffering)
+    return occupancy
+
+
+def kernel_access_energy(problem: Problem, compute_tile: np.ndarray) -> np.ndarray:
+    """[cand] pJ of the kernel's accesses to each operand's innermost memory: every call reads its
+    input and weight tiles and reads and writes its output tile once."""
+    module, prec = problem.module, problem.layer.precision
+    n_steps = np.prod(problem.remaining) / np.prod(compute_tile, axis=1)
+    ext = compute_tile * problem.spatial
+    energy = np.zeros(compute_tile.shape[0])
+    for operand in problem.operands:
+        inner = module.memories[module.chain(operand)[0]]
+        call_bytes = tile_elements(problem, operand, ext) * prec.bits(operand) / 8
+        per_byte = inner.read_energy_pj_per_byte + (inner.write_energy_pj_per_byte if operand is Operand.O else 0.0)
+        energy += n_steps * call_bytes * per_byte
+    return energy
+
+
+def _pipelined_cycles(n_steps, compute, fetches, event_cycles) -> np.ndarray:
+    """Sum over kernel calls of max(compute, transfers due at that call) for double-buffered
+    transfers with nested periods, plus the unhidden first loads (prologue).
+
+    fetches, event_cycles: [cand, event]. An event with f fetches is due every n_steps / f calls;
+    periods are products of loop-nest prefixes, so they divide one another.
+    """
+    order = np.argsort(-fetches, axis=1, kind="stable")
+    f = np.take_along_axis(fetches, order, axis=1).astype(np.float64)
+    x = np.take_along_axis(event_cycles, order, axis=1)
+    due = np.cumsum(x, axis=1)  # [cand, event] load at calls where the first j+1 events are due
+    f_next = np.concatenate([f[:, 1:], np.zeros((f.shape[0], 1))], axis=1)
+    busy = ((f - f_next) * np.maximum(compute[:, None], due)).sum(axis=1)
+    idle = (n_steps - f[:, 0]) * compute
+    prologue = np.minimum(compute, due[:, -1])
+    return idle + busy + prologue
+
+
+def evaluate(problem: Problem, stats: MappingStats) -> CostBreakdown:
+    """Latency, energy and traffic of every candidate of ``stats``."""
+    module, layer = problem.module, problem.layer
+    prec = layer.precision
+    n_cand = stats.n_steps.shape[0]
+    n_cut = len(problem.cut_points)
+    bytes_in = np.zeros((n_cand, n_cut))
+    bytes_out = np.zeros((n_cand, n_cut))
+    transfers_in = np.zeros((n_cand, n_cut), dtype=np.int64)
+    transfers_out = np.zeros((n_cand, n_cut), dtype=np.int64)
+    buffer_bytes = np.zeros((n_cand, n_cut))
+    cycles = np.zeros((n_cand, n_cut))
+    energy = layer.macs * module.compute.energy_pj_per_mac * np.ones(n_cand)
+
+    for p, cut in enumerate(problem.cut_points):
+        ext = stats.tile[:, p, :] * problem.spatial
+        fetches, distinct = stats.fetches[:, p], stats.distinct[:, p]
+        elements = tile_elements(problem, cut.operand, ext)
+        if cut.operand is Operand.O:
+            partial = (fetches > distinct) | cut.inner.accumulates
+            bits = np.where(partial, prec.accumulator, prec.output)
+            out_elements = float(layer.tensor_elements(Operand.O))
+            partial_elements = (fetches - distinct) / distinct * out_elements
+            bytes_out[:, p] = out_elements * prec.output / 8 + partial_elements * prec.accumulator / 8
+            bytes_in[:, p] = partial_elements * prec.accumulator / 8
+            transfers_out[:, p] = fetches
+            transfers_in[:, p] = fetches - distinct
+        else:
+            bits = prec.bits(cut.operand)
+            bytes_in[:, p] = _moved_elements(problem, cut.operand, ext, fetches) * bits / 8
+            transfers_in[:, p] = fetches
+        buffer_bytes[:, p] = _buffer(elements, bits, cut.inner.double_buffering)
+        bw_in, bw_out = _link(cut, False), _link(cut, True)
+        fixed = cut.inner.transfer_fixed_cycles
+        cycles[:, p] = (bytes_in[:, p] / bw_in + transfers_in[:, p] * fixed
+                        + bytes_out[:, p] / bw_out + transfers_out[:, p] * fixed)
+        energy += bytes_in[:, p] * (cut.outer.read_energy_pj_per_byte + cut.inner.write_energy_pj_per_byte)
+        energy += bytes_out[:, p] * (cut.inner.read_energy_pj_per_byte + cut.outer.write_energy_pj_per_byte)
+
+    occupancy = np.zeros((n_cand, len(module.memories)))
+    for p, cut in enumerate(problem.cut_points):
+        occupancy[:, cut.inner_index] += buffer_bytes[:, p]
+    capacity = np.array([m.size_bytes for m in module.memories], dtype=np.float64)
+    feasible = (occupancy <= capacity).all(axis=1)
+
+    per_call = kernel_cycles(problem, stats.compute_tile)
+    n_steps = stats.n_steps.astype(np.float64)
+    compute = n_steps * per_call
+    overhead = n_steps * module.tile_overhead_cycles
+
+    db = np.array([c.inner.double_buffering for c in problem.cut_points], dtype=bool)
+    if db.any():
+        event = cycles[:, db] / stats.fetches[:, db]
+        hidden = _pipelined_cycles(n_steps, per_call, stats.fetches[:, db], event)
+        out_db = [p for p, c in enumerate(problem.cut_points) if c.inner.double_buffering and c.operand is Operand.O]
+        epilogue = sum(bytes_out[:, p] / stats.fetches[:, p] / _link(problem.cut_points[p], True)
+                       + problem.cut_points[p].inner.transfer_fixed_cycles for p in out_db) if out_db else 0.0
+        latency = hidden + epilogue
+    else:
+        latency = compute.copy()
+    latency = latency + cycles[:, ~db].sum(axis=1) + overhead
+
+    energy += kernel_access_energy(problem, stats.compute_tile)
+
+    return CostBreakdown(
+        latency_cycles=latency,
+        energy_pj=energy,
+        kernel_cycles=per_call,
+        compute_cycles=compute,
+        transfer_cycles=cycles.sum(axis=1),
+        overhead_cycles=overhead,
+        bytes_in=bytes_in,
+        bytes_out=bytes_out,
+        transfers_in=transfers_in,
+        transfers_out=transfers_out,
+        buffer_bytes=buffer_bytes,
+        occupancy=occupancy,
+        feasible=feasible,
+    )
+
+
+def compute_bound_cycles(problem: Problem) -> float:
+    """MACs / peak MAC per cycle: no mapping is faster (for hooks that respect the declared peak)."""
+    return problem.layer.macs / problem.module.compute.macs_per_cycle
+
+
+def _pixels_read(out: int, kernel: int, stride: int, dilation: int, pad_lo: int, in_size: int) -> int:
+    """Distinct input rows (or columns) some output reads (strides wider than the kernel skip some)."""
+    rows = np.arange(out)[:, None] * stride + np.arange(kernel)[None, :] * dilation - pad_lo
+    return int(np.unique(rows[(rows >= 0) & (rows < in_size)]).size)
+
+
+def compulsory_bytes(problem: Problem, operand: Operand) -> float:
+    """Bytes of ``operand`` that must cross each of its boundaries at least once."""
+    layer = problem.layer
+    if operand is not Operand.I:
+        return float(layer.tensor_bytes(operand))
+    s = layer.sizes
+    iy, ix = layer.input_size
+    rows = _pixels_read(s[D.OY], s[D.FY], layer.stride[0], layer.dilation[0], layer.padding[0], iy)
+    cols = _pixels_read(s[D.OX], s[D.FX], layer.stride[1], layer.dilation[1], layer.padding[2], ix)
+    return s[D.B] * s[D.C] * s[D.G] * rows * cols * layer.precision.input / 8
+
+
+def _link(cut, outgoing: bool) -> float:
+    """Bytes per cycle of the link across ``cut`` (outgoing: inner -> outer)."""
+    if outgoing:
+        return min(cut.inner.read_bytes_per_cycle, cut.outer.write_bytes_per_cycle)
+    return min(cut.outer.read_bytes_per_cycle, cut.inner.write_bytes_per_cycle)
+
+
+def compulsory_transfer_cycles(problem: Problem) -> np.ndarray:
+    """[cut] cycles to move each operand's tensor once across the cut (one transfer)."""
+    return np.array([compulsory_bytes(problem, c.operand) / _link(c, c.operand is Operand.O)
+                     + c.inner.transfer_fixed_cycles for c in problem.cut_points])
+
+
+def compulsory_energy(problem: Problem) -> float:
+    """pJ no mapping avoids: the MACs and every tensor crossing each boundary once."""
+    energy = problem.layer.macs * problem.module.compute.energy_pj_per_mac
+    for c in problem.cut_points:
+        if c.operand is Operand.O:
+            per_byte = c.inner.read_energy_pj_per_byte + c.outer.write_energy_pj_per_byte
+        else:
+            per_byte = c.outer.read_energy_pj_per_byte + c.inner.write_energy_pj_per_byte
+        energy += compulsory_bytes(problem, c.operand) * per_byte
+    return energy
+
+
+def traffic_bound_cycles(problem: Problem) -> float:
+    """Cycles to move each tensor once across each of its boundaries (compulsory traffic)."""
+    return float(compulsory_transfer_cycles(problem).sum())

@@ -1,0 +1,28 @@
+"""Loop-nest mapper: layers and layer graphs, spatial/temporal search, schedules.
+
+Build layers with ``conv2d``, ``depthwise``, ``dense``, ``add``, ``pool``; map them with
+``map_layer(layer, soc)`` or a whole graph with ``map_network(graph, soc)``.
+"""
+
+from mapper.graph import (
+    POLICIES,
+    GraphError,
+    graph_from_dict,
+    graph_to_dict,
+    layer_graph,
+    load_graph,
+    map_network,
+    ordered_layers,
+    save_graph,
+)
+from mapper.schedule import NetworkSchedule, Schedule, TileLevel
+from mapper.search import MappingError, map_layer, map_layer_accelerator_first, search_module
+from mapper.spatial import SpatialUnrolling, spatial_unrollings
+from mapper.workload import Layer, LayerError, Precision, add, conv2d, dense, depthwise, pool, relevant_dims
+
+__all__ = [
+    "POLICIES", "GraphError", "graph_from_dict", "graph_to_dict", "layer_graph", "load_graph", "map_network",
+    "ordered_layers", "save_graph", "NetworkSchedule", "Schedule", "TileLevel", "MappingError", "map_layer",
+    "map_layer_accelerator_first", "search_module", "SpatialUnrolling", "spatial_unrollings", "Layer",
+    "LayerError", "Precision", "add", "conv2d", "dense", "depthwise", "pool", "relevant_dims",
+]

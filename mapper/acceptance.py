@@ -1,0 +1,58 @@
+"""Which modules accept a layer: the module's ``accepts`` rules and its outermost memory."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from archs.dims import LoopDim as D
+from archs.dims import Operand
+from archs.model import ExecModule, LayerRule
+from mapper.workload import Layer
+
+
+def _rule_mismatch(layer: Layer, rule: LayerRule) -> Optional[str]:
+    """Why ``rule`` does not cover ``layer`` (None if it does)."""
+    if rule.kind != layer.kind:
+        return f"kind {layer.kind} (rule is for {rule.kind})"
+    fy, fx = layer.sizes[D.FY], layer.sizes[D.FX]
+    if rule.kernel_sizes is not None and (fy, fx) not in rule.kernel_sizes:
+        return f"kernel {fy}x{fx} not in {['%dx%d' % k for k in rule.kernel_sizes]}"
+    if rule.strides is not None and any(s not in rule.strides for s in layer.stride):
+        return f"stride {layer.stride} not in {list(rule.strides)}"
+    if rule.dilations is not None and any(d not in rule.dilations for d in layer.dilation):
+        return f"dilation {layer.dilation} not in {list(rule.dilations)}"
+    top, bottom, left, right = layer.padding
+    if rule.padding == "none" and any(layer.padding):
+        return f"padding {layer.padding} but the module takes no padding"
+    if rule.padding == "symmetric" and (top != bottom or left != right):
+        return f"asymmetric padding {layer.padding} (top, bottom, left, right) but the module needs symmetric"
+    for dim, multiple in rule.channel_multiple:
+        if layer.sizes[dim] % multiple:
+            return f"{dim.value}={layer.sizes[dim]} is not a multiple of {multiple}"
+    for dim, maximum in rule.max_sizes:
+        if layer.sizes[dim] > maximum:
+            return f"{dim.value}={layer.sizes[dim]} exceeds the maximum {maximum}"
+    for role, allowed in rule.precision:
+        bits = getattr(layer.precision, role)
+        if role == "weight" and not layer.has_operand(Operand.W):
+            continue
+        if bits not in allowed:
+            return f"{role} precision {bits} bits not in {list(allowed)}"
+    return None
+
+
+def rejection_reason(layer: Layer, module: ExecModule) -> Optional[str]:
+    """Why ``module`` cannot run ``layer`` at all (None if it accepts it).
+
+    The host accepts every layer; any module rejects a layer whose tensors do not fit the
+    outermost memory, where the layer's tensors live.
+    """
+    if not module.is_host:
+        reasons = [_rule_mismatch(layer, rule) for rule in module.accepts]
+        if all(r is not None for r in reasons):
+            return "not accepted: " + "; ".join(r for r in reasons if r)
+    outer = module.memories[-1]
+    need = sum(layer.tensor_bytes(o) for o in (Operand.I, Operand.W, Operand.O))
+    if need > outer.size_bytes:
+        return (f"tensors need {need} B but the outermost memory {outer.name!r} holds {outer.size_bytes} B")
+    return None

@@ -1,0 +1,268 @@
+"""Search: best spatial x temporal mapping of a layer per module, best module per layer.
+
+Exact within the space of ``mapper.temporal``: candidates are only skipped when a lower bound on
+their latency (kernel calls x (call cycles + tile overhead), plus compulsory traffic) already
+exceeds the best latency found, which cannot discard the optimum. Ties break by the secondary
+metric (energy for latency, latency otherwise), then by enumeration order: results are
+deterministic.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+import numpy as np
+
+from archs.dims import DIMS, OPERANDS
+from archs.model import ExecModule, SoC
+from costmodel.analysis import analyze
+from costmodel.cost import (
+    OBJECTIVES,
+    compulsory_energy,
+    compulsory_transfer_cycles,
+    compute_bound_cycles,
+    evaluate,
+    kernel_access_energy,
+    kernel_cycles,
+    occupancy_lower_bound,
+    traffic_bound_cycles,
+)
+from costmodel.problem import Problem, build_problem
+from mapper.acceptance import rejection_reason
+from mapper.schedule import Schedule, TileLevel
+from mapper.spatial import SpatialUnrolling, spatial_unrollings
+from mapper.temporal import enumerate_batches, kernel_tiles
+from mapper.workload import Layer
+
+log = logging.getLogger(__name__)
+
+
+class MappingError(ValueError):
+    """No module can run a layer (the message names the layer and each module's reason)."""
+
+
+@dataclass
+class ModuleResult:
+    """Outcome of searching one module: the best candidate, or why there is none."""
+
+    module: ExecModule
+    schedule: Optional[Schedule]
+    reason: Optional[str]
+    key: tuple = (np.inf, np.inf)
+
+
+def build_layer_problem(layer: Layer, module: ExecModule, unrolling: SpatialUnrolling) -> Problem:
+    return build_problem(layer, module, unrolling.factors, {o: layer.relevant(o) for o in OPERANDS})
+
+
+def lower_bounds(problem: Problem, tiles: np.ndarray, objective: str) -> np.ndarray:
+    """[tile] the objective no mapping whose kernel call has temporal extents ``tiles`` can beat.
+
+    Latency >= max(calls x call cycles, hidden compulsory traffic) + serial compulsory traffic +
+    calls x tile overhead; energy >= compulsory energy + the kernel's own accesses.
+    """
+    n_steps = np.prod(problem.remaining) / np.prod(tiles, axis=1)
+    latency = energy = None
+    if objective in ("latency", "edp"):
+        traffic = compulsory_transfer_cycles(problem)
+        db = np.array([c.inner.double_buffering for c in problem.cut_points], dtype=bool)
+        compute = n_steps * kernel_cycles(problem, tiles)
+        latency = (np.maximum(compute, traffic[db].sum()) + traffic[~db].sum()
+                   + n_steps * problem.module.tile_overhead_cycles)
+    if objective in ("energy", "edp"):
+        energy = compulsory_energy(problem) + kernel_access_energy(problem, tiles)
+    if objective == "latency":
+        return latency
+    if objective == "energy":
+        return energy
+    return latency * energy
+
+
+def _capacity_hint(problem: Problem):
+    """Row mask: tiles that can fit their memories (outputs at their smallest precision)."""
+    capacity = np.array([m.size_bytes for m in problem.module.memories], dtype=np.float64)
+
+    def hint(segments: np.ndarray, pattern: tuple[int, ...]) -> np.ndarray:
+        if not pattern:
+            return np.ones(segments.shape[0], dtype=bool)
+        prefix = np.cumprod(segments, axis=1)  # [cand, segment, dim]
+        tiles = np.stack([prefix[:, g - 1, :] for g in pattern], axis=1)
+        return (occupancy_lower_bound(problem, tiles) <= capacity).all(axis=1)
+
+    return hint
+
+
+def _overflow(module: ExecModule, cost) -> tuple[float, str]:
+    """The candidate closest to fitting: (worst occupancy / capacity, description)."""
+    capacity = np.array([m.size_bytes for m in module.memories], dtype=np.float64)
+    ratio = cost.occupancy / capacity
+    worst = int(np.argmin(ratio.max(axis=1)))
+    mem = int(np.argmax(ratio[worst]))
+    return (float(ratio[worst, mem]),
+            f"{module.memories[mem].name!r} needs {int(cost.occupancy[worst, mem])} B of {module.memories[mem].size_bytes} B")
+
+
+def _secondary(objective: str) -> str:
+    return "energy" if objective == "latency" else "latency"
+
+
+def _schedule(layer, module, objective, unrolling, problem, loop_dims, loop_factors, cuts, candidates, seconds):
+    """Re-evaluate the winning loop nest alone and describe it."""
+    stats = analyze(problem, loop_dims, loop_factors[None, :], cuts[None, :])
+    cost = evaluate(problem, stats)
+    keep = loop_factors > 1
+    new_position = np.concatenate([[0], np.cumsum(keep)])
+    loops = [{"dim": DIMS[d].value, "factor": int(f)} for d, f, k in zip(loop_dims, loop_factors, keep) if k]
+    levels = []
+    for p, cut in enumerate(problem.cut_points):
+        ext = stats.tile[0, p] * problem.spatial
+        levels.append(TileLevel(
+            operand=cut.operand.value,
+            memory=cut.inner.name,
+            outer_memory=cut.outer.name,
+            position=int(new_position[cuts[p]]),
+            tile={d.value: int(ext[i]) for i, d in enumerate(DIMS) if d in problem.relevant_dims(cut.operand)},
+            buffer_bytes=int(cost.buffer_bytes[0, p]),
+            double_buffered=cut.inner.double_buffering,
+            bytes_in=float(cost.bytes_in[0, p]),
+            bytes_out=float(cost.bytes_out[0, p]),
+            transfers_in=int(cost.transfers_in[0, p]),
+            transfers_out=int(cost.transfers_out[0, p]),
+        ))
+    call = stats.compute_tile[0] * problem.spatial
+    return Schedule(
+        layer=layer.name,
+        kind=layer.kind,
+        module=module.name,
+        objective=objective,
+        macs=layer.macs,
+        spatial=unrolling.to_dict(),
+        utilization=unrolling.utilization(layer, module.array_size),
+        loops=loops,
+        levels=levels,
+        kernel_tile={d.value: int(call[i]) for i, d in enumerate(DIMS)},
+        kernel_calls=int(stats.n_steps[0]),
+        kernel_cycles=float(cost.kernel_cycles[0]),
+        compute_cycles=float(cost.compute_cycles[0]),
+        transfer_cycles=float(cost.transfer_cycles[0]),
+        overhead_cycles=float(cost.overhead_cycles[0]),
+        latency_cycles=float(cost.latency_cycles[0]),
+        energy_pj=float(cost.energy_pj[0]),
+        compute_bound_cycles=compute_bound_cycles(problem),
+        traffic_bound_cycles=traffic_bound_cycles(problem),
+        occupancy={m.name: int(cost.occupancy[0, i]) for i, m in enumerate(module.memories)},
+        candidates=candidates,
+        search_seconds=seconds,
+    )
+
+
+def search_module(layer: Layer, module: ExecModule, objective: str = "latency") -> ModuleResult:
+    """Best mapping of ``layer`` on ``module`` (or the reason there is none)."""
+    if objective not in OBJECTIVES:
+        raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
+    reason = rejection_reason(layer, module)
+    if reason is not None:
+        return ModuleResult(module, None, reason)
+    start = time.perf_counter()
+    unrollings = spatial_unrollings(layer, module)
+    unrollings.sort(key=lambda u: -u.utilization(layer, module.array_size))  # stable: good incumbents first
+    best_key: tuple = (np.inf,)
+    best = None
+    evaluated = 0
+    tightest = (np.inf, "")  # smallest overflow seen, for the rejection message
+    for spatial_rank, unrolling in enumerate(unrollings):
+        problem = build_layer_problem(layer, module, unrolling)
+        tiles = kernel_tiles(problem)
+        bound = lower_bounds(problem, tiles, objective)
+        order = np.argsort(bound, kind="stable")  # most promising kernel tiles first
+        hint = _capacity_hint(problem)
+        pos, step = 0, 1
+        while pos < order.size and bound[order[pos]] <= best_key[0]:
+            chosen = order[pos:pos + step]
+            promising = bound[chosen] <= best_key[0]
+            ranks = pos + np.nonzero(promising)[0]
+            for batch in enumerate_batches(problem, tiles[chosen[promising]], ranks, feasible_hint=hint):
+                stats = analyze(problem, batch.loop_dims, batch.loop_factors, batch.cuts)
+                cost = evaluate(problem, stats)
+                evaluated += batch.loop_factors.shape[0]
+                primary = np.where(cost.feasible, cost.objective(objective), np.inf)
+                if not np.isfinite(primary).any():
+                    overflow = _overflow(module, cost)
+                    if overflow[0] < tightest[0]:
+                        tightest = overflow
+                    continue
+                secondary = cost.objective(_secondary(objective))
+                i = np.lexsort((batch.rest_index, batch.tile_rank, secondary, primary))[0]
+                key = (primary[i], secondary[i], spatial_rank, batch.tile_rank[i], batch.pattern_index,
+                       batch.leader_index, batch.rest_index[i])
+                if key < best_key:
+                    best_key = key
+                    best = (unrolling, problem, batch.loop_dims, batch.loop_factors[i].copy(), batch.cuts)
+            pos += step
+            step = min(step * 4, 256)
+    if best is None:
+        detail = f"; the closest candidate overflows: {tightest[1]}" if tightest[1] else (
+            "; no tiling fits its memories even with outputs at their smallest precision")
+        return ModuleResult(module, None, f"no mapping fits the memories{detail}")
+    seconds = time.perf_counter() - start
+    schedule = _schedule(layer, module, objective, *best, candidates=evaluated, seconds=seconds)
+    log.debug("%s on %s: %.0f cycles, %d candidates, %.3f s", layer.name, module.name,
+              schedule.latency_cycles, evaluated, seconds)
+    return ModuleResult(module, schedule, None, best_key[:2])
+
+
+def _select_modules(soc: SoC, modules: Optional[Sequence[str]]) -> list[ExecModule]:
+    if modules is None:
+        return list(soc.modules.values())
+    unknown = [m for m in modules if m not in soc.modules]
+    if unknown:
+        raise ValueError(f"unknown module(s) {unknown} for SoC {soc.name!r}; modules are: {', '.join(soc.modules)}")
+    return [soc.modules[m] for m in soc.modules if m in modules]
+
+
+def _with_rejections(schedule: Schedule, results: list[ModuleResult]) -> Schedule:
+    rejected = {}
+    for r in results:
+        if r.module.name == schedule.module:
+            continue
+        if r.schedule is None:
+            rejected[r.module.name] = r.reason or ""
+        else:
+            rejected[r.module.name] = f"slower: {r.schedule.latency_cycles:.0f} cycles, {r.schedule.energy_pj:.0f} pJ"
+    schedule.rejected.update(rejected)
+    return schedule
+
+
+def map_layer(layer: Layer, soc: SoC, objective: str = "latency", modules: Optional[Sequence[str]] = None) -> Schedule:
+    """Best schedule of ``layer`` over the SoC's modules (or the ``modules`` named).
+
+    Modules are tried in the SoC's order with the host last; on equal cost the earlier one wins.
+    Raises ``MappingError`` naming the layer and every module's reason when none can run it.
+    """
+    candidates = _select_modules(soc, modules)
+    ordered = [m for m in candidates if not m.is_host] + [m for m in candidates if m.is_host]
+    results = [search_module(layer, m, objective) for m in ordered]
+    found = [r for r in results if r.schedule is not None]
+    if not found:
+        reasons = "; ".join(f"{r.module.name}: {r.reason}" for r in results)
+        raise MappingError(f"layer {layer.name!r} ({layer.kind}) cannot be mapped on {soc.name}: {reasons}")
+    best = min(found, key=lambda r: r.key)  # min keeps the first of equal keys
+    return _with_rejections(best.schedule, results)
+
+
+def map_layer_accelerator_first(layer: Layer, soc: SoC, objective: str = "latency",
+                                modules: Optional[Sequence[str]] = None) -> Schedule:
+    """DORY/HTVM policy: the first accelerator (in SoC order) that accepts and fits the layer runs
+    it, whatever it costs; the host only runs what no accelerator takes."""
+    candidates = _select_modules(soc, modules)
+    results = []
+    for module in [m for m in candidates if not m.is_host] + [m for m in candidates if m.is_host]:
+        result = search_module(layer, module, objective)
+        results.append(result)
+        if result.schedule is not None:
+            return _with_rejections(result.schedule, results)
+    reasons = "; ".join(f"{r.module.name}: {r.reason}" for r in results)
+    raise MappingError(f"layer {layer.name!r} ({layer.kind}) cannot be mapped on {soc.name}: {reasons}")

@@ -1,0 +1,204 @@
+"""Temporal mapping space: loop orders of the prime factors and their allocation to memory levels.
+
+The space searched is every loop nest made of the prime factors of the temporal extents, in every
+order, with every operand's tile boundary at every memory level placed anywhere (boundaries of one
+operand nested, tiles within capacity). It is enumerated without its provably redundant parts:
+
+- The distinct boundary positions split the nest into segments. Costs depend only on each
+  operand's tile (the factors below its boundary) and on the run of loops right above its boundary
+  that do not index it (the tile is reused across them). Inside a segment, splitting one dim into
+  two loops never helps (merging them only lengthens runs), so a segment holds each dim once.
+- Every dim indexes at least two of the three operands (the relevance table's irrelevant sets are
+  disjoint), so in a segment at most one operand's run can pass its first loop: a segment's order
+  is fully described by which operand's irrelevant dims come first (its *leader*); the other dims
+  follow in a fixed order. Below the lowest boundary (one kernel call) order does not matter.
+
+A candidate is therefore (cut pattern, factors per segment and dim, leader per segment), and is
+turned into an explicit loop nest for the cost model. ``mapper.bruteforce`` enumerates the full
+space without these reductions; tests check that both find the same optimum.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Iterator
+
+import numpy as np
+
+from archs.dims import DIMS, OPERANDS
+from costmodel.problem import Problem
+
+N_DIMS = len(DIMS)
+
+
+def prime_factors(n: int) -> list[int]:
+    """Prime factors of ``n`` in ascending order (with repetition)."""
+    out, p = [], 2
+    while p * p <= n:
+        while n % p == 0:
+            out.append(p)
+            n //= p
+        p += 1
+    if n > 1:
+        out.append(n)
+    return out
+
+
+@lru_cache(maxsize=4096)
+def factorizations(n: int, parts: int) -> np.ndarray:
+    """[row, part] every ordered way to write ``n`` as a product of ``parts`` positive factors."""
+    if parts == 1:
+        return np.array([[n]], dtype=np.int64)
+    rows = []
+    for first in (d for d in range(1, n + 1) if n % d == 0):
+        rest = factorizations(n // first, parts - 1)
+        rows.append(np.concatenate([np.full((rest.shape[0], 1), first, dtype=np.int64), rest], axis=1))
+    return np.concatenate(rows, axis=0)
+
+
+def cut_patterns(problem: Problem) -> list[tuple[int, ...]]:
+    """Every placement of the cut points into ordered groups 1..k (equal group = same position),
+    with each operand's boundaries nested (inner boundary never above the outer one)."""
+    cuts = problem.cut_points
+    if not cuts:
+        return [()]
+    patterns = []
+    for k in range(1, len(cuts) + 1):
+        for groups in itertools.product(range(1, k + 1), repeat=len(cuts)):
+            if set(groups) != set(range(1, k + 1)):
+                continue
+            nested = all(
+                groups[i] <= groups[j]
+                for i, a in enumerate(cuts) for j, b in enumerate(cuts)
+                if a.operand == b.operand and a.boundary < b.boundary
+            )
+            if nested:
+                patterns.append(groups)
+    return patterns
+
+
+def kernel_tiles(problem: Problem) -> np.ndarray:
+    """[tile, dim] every candidate extent of one kernel call (the loops below the lowest boundary):
+    all divisor combinations of the temporal extents, in a fixed order. With a single memory level
+    the whole layer is one call."""
+    if not problem.cut_points:
+        return problem.remaining[None, :].copy()
+    divisors = [[f for f in range(1, int(n) + 1) if n % f == 0] for n in problem.remaining]
+    grid = np.array(list(itertools.product(*divisors)), dtype=np.int64)
+    return grid.reshape(-1, N_DIMS)
+
+
+@lru_cache(maxsize=1024)
+def _rest_tables(extent: int, parts: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Factorizations into ``parts`` of every divisor v of ``extent``, concatenated:
+    (table [row, part], start[v], count[v])."""
+    start = np.zeros(extent + 1, dtype=np.int64)
+    count = np.zeros(extent + 1, dtype=np.int64)
+    tables, offset = [], 0
+    for v in range(1, extent + 1):
+        if extent % v == 0:
+            t = factorizations(v, parts)
+            tables.append(t)
+            start[v], count[v] = offset, t.shape[0]
+            offset += t.shape[0]
+    return np.concatenate(tables, axis=0), start, count
+
+
+@dataclass(frozen=True)
+class CandidateBatch:
+    """Candidates sharing one cut pattern and one leader per segment (one explicit dim order)."""
+
+    pattern_index: int
+    leader_index: int
+    loop_dims: np.ndarray  # [slot] dim index of each slot, innermost first
+    loop_factors: np.ndarray  # [cand, slot]
+    cuts: np.ndarray  # [cut] slot position of each cut point (shared by the batch)
+    segments: np.ndarray  # [cand, segment, dim] factors per segment (segment 0: one kernel call)
+    tile_rank: np.ndarray  # [cand] rank of the candidate's kernel tile in the caller's order
+    rest_index: np.ndarray  # [cand] index of the allocation above the kernel tile
+
+
+def _segment_order(problem: Problem, active: list[int], leader: int) -> list[int]:
+    """Dims of one segment, innermost first: the leader's irrelevant dims, then the others."""
+    rel = problem.relevant[leader]
+    first = [d for d in active if not rel[d]]
+    return first + [d for d in active if rel[d]]
+
+
+def leader_options(problem: Problem, pattern: tuple[int, ...]) -> list[tuple[int, ...]]:
+    """Leader choices per segment 1..k: operands with a boundary at or below the segment's bottom
+    (only their runs can enter it)."""
+    k = max(pattern, default=0)
+    per_segment = []
+    for s in range(1, k + 1):
+        below = sorted({OPERANDS.index(c.operand) for c, g in zip(problem.cut_points, pattern) if g <= s})
+        per_segment.append(below)
+    return list(itertools.product(*per_segment))
+
+
+def _allocations(problem: Problem, active: list[int], k: int, tiles: np.ndarray, chunk: int
+                 ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Every way to spread the loops left above each kernel tile over ``k`` segments.
+
+    Yields (segments [cand, k+1, dim], tile row [cand], allocation index [cand]) in chunks; the
+    cartesian product over dims is ragged (it depends on the tile) and is decoded per row.
+    """
+    n_tiles = tiles.shape[0]
+    if k == 0:
+        yield tiles[:, None, :].copy(), np.arange(n_tiles), np.zeros(n_tiles, dtype=np.int64)
+        return
+    left = problem.remaining[None, :] // tiles  # [tile, dim]
+    tables = {d: _rest_tables(int(problem.remaining[d]), k) for d in active}
+    counts = {d: tables[d][2][left[:, d]] for d in active}  # [tile] allocations per dim
+    per_tile = np.ones(n_tiles, dtype=np.int64)
+    for d in active:
+        per_tile *= counts[d]
+    ends = np.cumsum(per_tile)
+    total = int(ends[-1]) if n_tiles else 0
+    for lo in range(0, total, chunk):
+        flat = np.arange(lo, min(lo + chunk, total))
+        row = np.searchsorted(ends, flat, side="right")
+        index = flat - (ends[row] - per_tile[row])
+        segments = np.ones((flat.size, k + 1, N_DIMS), dtype=np.int64)
+        segments[:, 0, :] = tiles[row]
+        rest = index.copy()
+        for d in reversed(active):
+            table, start, _ = tables[d]
+            n = counts[d][row]
+            segments[:, 1:, d] = table[start[left[row, d]] + rest % n]
+            rest //= n
+        yield segments, row, index
+
+
+def enumerate_batches(problem: Problem, tiles: np.ndarray, tile_rank: np.ndarray, chunk: int = 16384,
+                      feasible_hint=None) -> Iterator[CandidateBatch]:
+    """Stream the reduced space above the given kernel tiles, pattern by pattern, in a fixed order.
+
+    ``feasible_hint(segments, pattern)`` may return a mask of rows worth evaluating (a capacity
+    lower bound); rows it drops are never yielded.
+    """
+    active = [i for i in range(N_DIMS) if problem.remaining[i] > 1]
+    for pattern_index, pattern in enumerate(cut_patterns(problem)):
+        k = max(pattern, default=0)
+        cut_slots = np.array([g * len(active) for g in pattern], dtype=np.int64)
+        leaders_list = leader_options(problem, pattern)
+        for segments, row, index in _allocations(problem, active, k, tiles, chunk):
+            # Segments strictly between two boundaries must hold a loop (else a coarser pattern).
+            keep = np.ones(segments.shape[0], dtype=bool)
+            for s in range(1, k):
+                keep &= segments[:, s, :].prod(axis=1) > 1
+            if feasible_hint is not None:
+                keep &= feasible_hint(segments, pattern)
+            if not keep.any():
+                continue
+            segments, row, index = segments[keep], row[keep], index[keep]
+            for leader_index, leaders in enumerate(leaders_list):
+                order = [active] + [_segment_order(problem, active, lead) for lead in leaders]
+                loop_dims = np.array([d for seg in order for d in seg], dtype=np.int64)
+                columns = [segments[:, s, d] for s, seg in enumerate(order) for d in seg]
+                loop_factors = (np.stack(columns, axis=1) if columns
+                                else np.ones((segments.shape[0], 0), dtype=np.int64))
+                yield CandidateBatch(pattern_index, leader_index, loop_dims, loop_factors, cut_slots, segments,
+                                     tile_rank[row], index)

@@ -1,0 +1,199 @@
+"""Hardware model: shipped SoCs load, and every kind of bad input gets one clear error."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import yaml
+
+import archs
+from archs import ArchError, LoopDim, Operand
+from archs.kernels import diana_digital, ne16, pulp_nn_cluster
+from mapper import Precision
+
+MINIMAL = {
+    "name": "tiny",
+    "clock_mhz": 100,
+    "host": "cpu",
+    "modules": [
+        {
+            "name": "cpu",
+            "memories": [{"name": "ram", "size_bytes": 1 << 20, "operands": ["I", "W", "O"],
+                          "read_bytes_per_cycle": 4, "write_bytes_per_cycle": 4}],
+            "compute": {"macs_per_cycle": 1},
+        },
+        {
+            "name": "acc",
+            "spatial": [{"name": "cols", "size": 4, "unroll": ["K"]}],
+            "accepts": [{"kind": "conv2d"}],
+            "memories": [
+                {"name": "l1", "size_bytes": 4096, "operands": ["I", "W", "O"], "read_bytes_per_cycle": 8,
+                 "write_bytes_per_cycle": 8},
+                {"name": "l2", "size_bytes": 1 << 20, "operands": ["I", "W", "O"], "read_bytes_per_cycle": 8,
+                 "write_bytes_per_cycle": 8},
+            ],
+            "compute": {"macs_per_cycle": 4},
+        },
+    ],
+}
+
+
+@pytest.mark.parametrize("name", ["gap9", "diana", "os32_example"])
+def test_builtin_socs_load(name):
+    soc = archs.load(name)
+    assert soc.host in soc.modules and soc.modules[soc.host].is_host
+    for module in soc.modules.values():
+        for operand in Operand:
+            assert module.chain(operand)[-1] == len(module.memories) - 1  # outermost holds everything
+
+
+def test_shipped_numbers_match_the_reference():
+    gap9, diana = archs.load("gap9"), archs.load("diana")
+    assert gap9.clock_mhz == 370 and diana.clock_mhz == 260
+    cluster = gap9.modules["cluster"]
+    assert cluster.memories[0].double_buffering and not gap9.modules["ne16"].memories[0].double_buffering
+    assert cluster.memories[0].transfer_fixed_cycles == 920 and cluster.tile_overhead_cycles == 500
+    digital = diana.modules["digital"]
+    assert digital.array_size == 256
+    assert [m.name for m in digital.memories] == ["act_mem", "weight_mem", "l2"]
+    assert digital.chain(Operand.W) == (1, 2) and digital.chain(Operand.I) == (0, 2)
+
+
+def test_minimal_dict_builds():
+    soc = archs.from_dict(copy.deepcopy(MINIMAL))
+    assert list(soc.modules) == ["cpu", "acc"]
+    assert soc.modules["acc"].spatial[0].unroll == (LoopDim.K,)
+
+
+def _error(data) -> ArchError:
+    with pytest.raises(ArchError) as info:
+        archs.from_dict(data, "tiny.yaml")
+    return info.value
+
+
+def _mutated(path, value):
+    data = copy.deepcopy(MINIMAL)
+    node = data
+    for key in path[:-1]:
+        node = node[key]
+    if value is KeyError:
+        del node[path[-1]]
+    else:
+        node[path[-1]] = value
+    return data
+
+
+@pytest.mark.parametrize(
+    "path, value, where, says",
+    [
+        (("modules", 1, "memories", 0, "sise_bytes"), 5, "modules[1].memories[0].sise_bytes", "unknown key; allowed: name, size_bytes"),
+        (("modules", 1, "memories", 0, "size_bytes"), -5, "modules[1].memories[0].size_bytes", "integer >= 1"),
+        (("modules", 1, "memories", 0, "size_bytes"), "big", "modules[1].memories[0].size_bytes", "integer >= 1"),
+        (("modules", 1, "memories", 0, "operands"), [], "modules[1].memories[0].operands", "non-empty list"),
+        (("modules", 1, "memories", 0, "operands"), ["X"], "modules[1].memories[0].operands[0]", "one of I, W, O"),
+        (("modules", 1, "spatial", 0, "unroll"), ["Q"], "modules[1].spatial[0].unroll[0]", "one of B, K, C, OY"),
+        (("modules", 1, "accepts", 0, "kind"), "softmax", "modules[1].accepts[0].kind", "one of conv2d, depthwise"),
+        (("modules", 1, "compute", "macs_per_cycle"), 0, "modules[1].compute.macs_per_cycle", "number > 0"),
+        (("modules", 1, "memories", 0, "double_buffering"), "yes", "modules[1].memories[0].double_buffering", "true or false"),
+        (("clock_mhz",), KeyError, "clock_mhz", "required key is missing"),
+        (("host",), "nope", "host", "names no module; modules are: cpu, acc"),
+        (("modules", 1, "compute", "kernel"), "archs.kernels:nothing", "modules[1].compute.kernel", "no function 'nothing'"),
+        (("modules", 1, "compute", "kernel"), "no_such_pkg:f", "modules[1].compute.kernel", "cannot import module"),
+        (("modules", 1, "memories", 1, "operands"), ["I", "O"], "modules[1].memories[1].operands", "must hold I, W and O"),
+        (("modules", 1, "accepts"), KeyError, "modules[1].accepts", "must list the layers it accepts"),
+        (("modules", 0, "accepts"), [{"kind": "dense"}], "modules[0].accepts", "host accepts every layer"),
+        (("modules", 1, "accepts", 0, "padding"), "sometimes", "modules[1].accepts[0].padding", "one of any, symmetric, none"),
+        (("modules", 1, "accepts", 0, "precision"), {"psum": [8]}, "modules[1].accepts[0].precision.psum", "unknown role"),
+    ],
+)
+def test_each_bad_field_is_named(path, value, where, says):
+    err = _error(_mutated(path, value))
+    text = str(err)
+    assert f"tiny.yaml: {where}: " in text, text
+    assert says in text, text
+
+
+def test_all_errors_reported_at_once():
+    data = _mutated(("modules", 1, "memories", 0, "size_bytes"), -1)
+    data["modules"][1]["compute"]["macs_per_cycle"] = -3
+    err = _error(data)
+    paths = [p for p, _ in err.errors]
+    assert "modules[1].memories[0].size_bytes" in paths and "modules[1].compute.macs_per_cycle" in paths
+
+
+def test_duplicate_module_and_memory_names():
+    data = copy.deepcopy(MINIMAL)
+    data["modules"][1]["name"] = "cpu"
+    assert "duplicate module name 'cpu'" in str(_error(data))
+    data = copy.deepcopy(MINIMAL)
+    data["modules"][1]["memories"][1]["name"] = "l1"
+    assert "modules[1].memories[1].name: duplicate memory name 'l1'" in str(_error(data))
+
+
+def test_yaml_duplicate_key_and_malformed_text(tmp_path):
+    text = yaml.safe_dump(MINIMAL, sort_keys=False).replace("clock_mhz: 100", "clock_mhz: 100\nclock_mhz: 200")
+    path = tmp_path / "dup.yaml"
+    path.write_text(text)
+    with pytest.raises(ArchError, match=r"dup\.yaml: line \d+, column \d+: malformed YAML: duplicate key 'clock_mhz'"):
+        archs.load(path)
+    path.write_text("name: [unclosed\n")
+    with pytest.raises(ArchError, match="malformed YAML"):
+        archs.load(path)
+
+
+def test_unknown_name_lists_builtins():
+    with pytest.raises(ArchError, match="built-ins are: diana, gap9, os32_example"):
+        archs.load("gap10")
+
+
+def test_user_file_round_trip(tmp_path):
+    path = tmp_path / "mine.yaml"
+    path.write_text(yaml.safe_dump(MINIMAL))
+    soc = archs.load(str(path))
+    assert soc.name == "tiny" and soc.source == str(path)
+
+
+# --------------------------------------------------------------------------- kernel hooks by hand
+
+
+class _Layer:
+    def __init__(self, kind, fy=3, fx=3, stride=(1, 1), weight_bits=8):
+        self.kind = kind
+        self.sizes = {LoopDim.FY: fy, LoopDim.FX: fx}
+        self.stride = stride
+        self.dilation = (1, 1)
+        self.precision = Precision(weight=weight_bits)
+
+
+def _tile(**extents):
+    return {d: np.array([extents.get(d.value, 1)]) for d in LoopDim}
+
+
+def test_ne16_hook_by_hand():
+    # 3x3, 32 out x 16 in channels over one 3x3 output patch: n_in=1, one body iteration of k=32:
+    # load 31 + w_offset 6 + matrixvec (6 + 32*8) + 2 = 301; + normquant (9+32) + streamout 13 = 355.
+    assert ne16(_tile(K=32, C=16, OY=3, OX=3, FY=3, FX=3), _Layer("conv2d"))[0] == 355
+    # k remainder only (K=16): 31 + 6 + (6 + 16*8) + 2 + (9+16) + 13 = 211 per 3x3 patch, 121 patches in 32x32.
+    assert ne16(_tile(K=16, C=16, OY=32, OX=32, FY=3, FX=3), _Layer("conv2d"))[0] == 121 * 211
+    # 1x1: matrixvec = 6 + k; load 19: 19 + 6 + 38 + 2 + 41 + 13 = 119 for K=32, C=16.
+    assert ne16(_tile(K=32, C=16, OY=3, OX=3), _Layer("conv2d", 1, 1))[0] == 119
+    # depthwise: k_body 16, w_offset 6 + k: 31 + 22 + (6 + 128) + 2 + 25 + 13 = 227.
+    assert ne16(_tile(G=16, OY=3, OX=3, FY=3, FX=3), _Layer("depthwise"))[0] == 227
+
+
+def test_cluster_hook_by_hand():
+    # conv, tile 8x2 outputs, K=4, C=4, 3x3: it=1, im2col 3*3*4*2=72, matmul 15+ceil(36/4)*14=141.
+    assert pulp_nn_cluster(_tile(K=4, C=4, OY=8, OX=2, FY=3, FX=3), _Layer("conv2d"))[0] == 72 + 141
+    # 1x1 has no im2col: 15 + ceil(16/4)*14 = 71 per 4 output channels, 2 groups of 4.
+    assert pulp_nn_cluster(_tile(K=8, C=16, OY=8, OX=2), _Layer("conv2d", 1, 1))[0] == 2 * 71
+    # dense: ceil(C/2) * ceil(K/4).
+    assert pulp_nn_cluster(_tile(K=10, C=64), _Layer("dense", 1, 1))[0] == 32 * 3
+
+
+def test_diana_hook_by_hand():
+    # one output row, one 16x16 (OX x K) block, C=16, 3x3: 16*9 + 2*16*3 + 23 = 263.
+    assert diana_digital(_tile(K=16, C=16, OY=1, OX=16, FY=3, FX=3), _Layer("conv2d"))[0] == 263
+    # 4 rows, OX=20 -> 2 column blocks, K=20 -> 2 row blocks.
+    assert diana_digital(_tile(K=20, C=16, OY=4, OX=20, FY=3, FX=3), _Layer("conv2d"))[0] == 4 * 2 * 2 * 263

@@ -1,0 +1,1 @@
+"""Bridge to TVM (Relax): import, partition, external codegen. Not implemented yet."""
