@@ -70,7 +70,7 @@ def analyze(problem: Problem, loop_dims: np.ndarray, loop_factors: np.ndarray, c
         rel = problem.relevant[OPERANDS.index(cut.operand)]  # [dim]
         at_cut = _gather(below, cuts[:, p])
         relevant_slot = rel[loop_dims] & moving & (positions >= cuts[:, p : p + 1])
-        run_end = np.where(relevant_slot, positions, n_slots).min(axis=1)
+        run_end = np.where(relevant_slot, positions, n_slots).min(axis=1, initial=n_slots)
         at_run_end = _gather(below, run_end)
         tile[:, p, :] = at_cut
         fetches[:, p] = total // np.prod(at_run_end, axis=1)

@@ -12,8 +12,6 @@ from mapper.workload import Layer
 
 def _rule_mismatch(layer: Layer, rule: LayerRule) -> Optional[str]:
     """Why ``rule`` does not cover ``layer`` (None if it does)."""
-    if rule.kind != layer.kind:
-        return f"kind {layer.kind} (rule is for {rule.kind})"
     fy, fx = layer.sizes[D.FY], layer.sizes[D.FX]
     if rule.kernel_sizes is not None and (fy, fx) not in rule.kernel_sizes:
         return f"kernel {fy}x{fx} not in {['%dx%d' % k for k in rule.kernel_sizes]}"
@@ -48,7 +46,11 @@ def rejection_reason(layer: Layer, module: ExecModule) -> Optional[str]:
     outermost memory, where the layer's tensors live.
     """
     if not module.is_host:
-        reasons = [_rule_mismatch(layer, rule) for rule in module.accepts]
+        same_kind = [rule for rule in module.accepts if rule.kind == layer.kind]
+        if not same_kind:
+            kinds = sorted({rule.kind for rule in module.accepts})
+            return f"kind {layer.kind} not accepted (accepts: {', '.join(kinds)})"
+        reasons = [_rule_mismatch(layer, rule) for rule in same_kind]
         if all(r is not None for r in reasons):
             return "not accepted: " + "; ".join(r for r in reasons if r)
     outer = module.memories[-1]

@@ -168,6 +168,7 @@ def search_module(layer: Layer, module: ExecModule, objective: str = "latency") 
         return ModuleResult(module, None, reason)
     start = time.perf_counter()
     unrollings = spatial_unrollings(layer, module)
+    capacity = np.array([m.size_bytes for m in module.memories], dtype=np.float64)
     unrollings.sort(key=lambda u: -u.utilization(layer, module.array_size))  # stable: good incumbents first
     best_key: tuple = (np.inf,)
     best = None
@@ -175,6 +176,9 @@ def search_module(layer: Layer, module: ExecModule, objective: str = "latency") 
     tightest = (np.inf, "")  # smallest overflow seen, for the rejection message
     for spatial_rank, unrolling in enumerate(unrollings):
         problem = build_layer_problem(layer, module, unrolling)
+        smallest = np.ones((1, len(problem.cut_points), len(DIMS)), dtype=np.int64)
+        if not (occupancy_lower_bound(problem, smallest) <= capacity).all():
+            continue  # even one-element tiles overflow a memory with this unrolling
         tiles = kernel_tiles(problem)
         bound = lower_bounds(problem, tiles, objective)
         order = np.argsort(bound, kind="stable")  # most promising kernel tiles first
