@@ -4,7 +4,15 @@
 """
 
 from archs.dims import DIMS, OPERANDS, LoopDim, Operand
-from archs.model import LAYER_KINDS, ComputeModel, ExecModule, LayerRule, MemoryLevel, SoC, SpatialDim
+from archs.model import (
+    LAYER_KINDS,
+    ComputeModel,
+    ExecModule,
+    LayerRule,
+    MemoryLevel,
+    SoC,
+    SpatialDim,
+)
 from archs.schema import ArchError, builtin_names, from_dict, from_yaml_text, load
 
 __all__ = [

@@ -16,9 +16,24 @@ from mapper.graph import (
     save_graph,
 )
 from mapper.schedule import NetworkSchedule, Schedule, TileLevel
-from mapper.search import MappingError, map_layer, map_layer_accelerator_first, search_module
+from mapper.search import (
+    MappingError,
+    map_layer,
+    map_layer_accelerator_first,
+    search_module,
+)
 from mapper.spatial import SpatialUnrolling, spatial_unrollings
-from mapper.workload import Layer, LayerError, Precision, add, conv2d, dense, depthwise, pool, relevant_dims
+from mapper.workload import (
+    Layer,
+    LayerError,
+    Precision,
+    add,
+    conv2d,
+    dense,
+    depthwise,
+    pool,
+    relevant_dims,
+)
 
 __all__ = [
     "POLICIES", "GraphError", "graph_from_dict", "graph_to_dict", "layer_graph", "load_graph", "map_network",
