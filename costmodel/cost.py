@@ -72,13 +72,14 @@ def _window_valid_sum(tile_out: int, tile_k: int, n_out: int, n_k: int, stride: 
 
 
 def _window_sums(ext_out, ext_k, n_out, n_k, stride, dilation, pad_lo, in_size) -> np.ndarray:
-    """Vectorised ``_window_valid_sum`` over candidates (few distinct values: computed once each)."""
-    keys = np.stack([ext_out, ext_k, n_out, n_k], axis=1)
-    unique, inverse = np.unique(keys, axis=0, return_inverse=True)
-    sums = np.array(
-        [_window_valid_sum(int(a), int(b), int(c), int(d), stride, dilation, pad_lo, in_size) for a, b, c, d in unique],
-        dtype=np.float64,
-    )
+    """Vectorised ``_window_valid_sum`` over candidates (few distinct values: computed once each).
+
+    The position counts follow from the extents (padded extent / tile extent), so the pair of
+    extents is the key."""
+    radix = int(ext_k.max()) + 1 if ext_k.size else 1
+    unique, first, inverse = np.unique(ext_out * radix + ext_k, return_index=True, return_inverse=True)
+    sums = np.array([_window_valid_sum(int(ext_out[i]), int(ext_k[i]), int(n_out[i]), int(n_k[i]), stride, dilation,
+                                       pad_lo, in_size) for i in first], dtype=np.float64)
     return sums[inverse.reshape(-1)]
 
 

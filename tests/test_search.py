@@ -195,3 +195,15 @@ def test_map_network_policies():
 def test_bad_policy():
     with pytest.raises(ValueError, match="policy must be one of best, accelerator_first"):
         mapper.map_network(_net(), GAP9, policy="greedy")
+
+
+def test_diana_pointwise_layer_by_hand():
+    """1x1 conv 16->16 on 16x16 fits act_mem/weight_mem in one tile; no double buffering, so
+    latency = kernel + transfers. Kernel: 16 rows x 1 (OX) x 1 (K) blocks x (16*1*1 + 2*16*1 + 23)
+    = 16 * 71. Transfers at 16 B/cycle + 70 cycles each: I 4096 B, W 256 B, O 4096 B."""
+    layer = mapper.conv2d("pw", input_size=(16, 16), in_channels=16, out_channels=16, kernel=1)
+    s = mapper.map_layer(layer, DIANA, modules=["digital"])
+    assert s.spatial == {"cols": {"dim": "OX", "factor": 16}, "rows": {"dim": "K", "factor": 16}}
+    assert s.kernel_calls == 1 and s.kernel_cycles == 16 * 71
+    assert s.latency_cycles == 16 * 71 + (4096 + 256 + 4096) / 16 + 3 * 70
+    assert {lv.memory for lv in s.levels} == {"act_mem", "weight_mem"}
