@@ -34,15 +34,16 @@ class GraphError(ValueError):
     """A malformed layer-graph file or graph (the message names the file, layer or edge)."""
 
 
-def layer_graph(layers: Iterable[Layer], edges: Iterable[tuple[str, str]] = (), name: str = "") -> nx.DiGraph:
-    """Build a graph from layers and (src, dst) edges; with no edges the layers form a chain."""
+def layer_graph(layers: Iterable[Layer], edges: Optional[Iterable[tuple]] = None, name: str = "") -> nx.DiGraph:
+    """Build a graph from layers and (src, dst[, tensor]) edges; ``edges=None`` chains the layers
+    in the given order."""
     graph = nx.DiGraph(name=name)
     layers = list(layers)
     for layer in layers:
         if layer.name in graph:
             raise GraphError(f"duplicate layer name {layer.name!r}")
         graph.add_node(layer.name, layer=layer)
-    edges = list(edges) or [(a.name, b.name) for a, b in zip(layers, layers[1:])]
+    edges = list(edges) if edges is not None else [(a.name, b.name) for a, b in zip(layers, layers[1:])]
     for src, dst, *tensor in edges:
         for end in (src, dst):
             if end not in graph:
@@ -77,8 +78,6 @@ def graph_from_dict(data: Any, source: str = "<dict>") -> nx.DiGraph:
         graph = layer_graph(layers, edges, name=data.get("name", ""))
     except GraphError as exc:
         raise GraphError(f"{source}: {exc}") from exc
-    if not edges and len(layers) > 1:  # an explicit empty edge list means no edges
-        graph.remove_edges_from(list(graph.edges))
     return graph
 
 

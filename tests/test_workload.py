@@ -102,3 +102,13 @@ def test_bad_graph_files(tmp_path, mutate, says):
     with pytest.raises(mapper.GraphError) as info:
         mapper.load_graph(path)
     assert str(path) in str(info.value) and says in str(info.value)
+
+
+def test_graph_without_edges_stays_edgeless(tmp_path):
+    data = mapper.graph_to_dict(_graph())
+    data["edges"] = []
+    path = tmp_path / "g.json"
+    path.write_text(json.dumps(data))
+    assert mapper.load_graph(path).number_of_edges() == 0
+    chained = mapper.layer_graph([_graph().nodes[n]["layer"] for n in ("a", "b")])
+    assert list(chained.edges) == [("a", "b")]
