@@ -1,0 +1,1 @@
+"""Benchmarks: `python -m benchmarks.mlperf_tiny` and the mapper speed benchmark (not written yet)."""
