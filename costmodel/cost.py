@@ -77,7 +77,7 @@ def _window_sums(ext_out, ext_k, n_out, n_k, stride, dilation, pad_lo, in_size) 
     The position counts follow from the extents (padded extent / tile extent), so the pair of
     extents is the key."""
     radix = int(ext_k.max()) + 1 if ext_k.size else 1
-    unique, first, inverse = np.unique(ext_out * radix + ext_k, return_index=True, return_inverse=True)
+    _, first, inverse = np.unique(ext_out * radix + ext_k, return_index=True, return_inverse=True)
     sums = np.array([_window_valid_sum(int(ext_out[i]), int(ext_k[i]), int(n_out[i]), int(n_k[i]), stride, dilation,
                                        pad_lo, in_size) for i in first], dtype=np.float64)
     return sums[inverse.reshape(-1)]

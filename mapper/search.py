@@ -81,9 +81,14 @@ def lower_bounds(problem: Problem, tiles: np.ndarray, objective: str) -> np.ndar
     return latency * energy
 
 
+def _capacities(module: ExecModule) -> np.ndarray:
+    """[memory] size of each memory of ``module`` in bytes."""
+    return np.array([m.size_bytes for m in module.memories], dtype=np.float64)
+
+
 def _capacity_hint(problem: Problem):
     """Row mask: tiles that can fit their memories (outputs at their smallest precision)."""
-    capacity = np.array([m.size_bytes for m in problem.module.memories], dtype=np.float64)
+    capacity = _capacities(problem.module)
 
     def hint(segments: np.ndarray, pattern: tuple[int, ...]) -> np.ndarray:
         if not pattern:
@@ -97,7 +102,7 @@ def _capacity_hint(problem: Problem):
 
 def _overflow(module: ExecModule, cost) -> tuple[float, str]:
     """The candidate closest to fitting: (worst occupancy / capacity, description)."""
-    capacity = np.array([m.size_bytes for m in module.memories], dtype=np.float64)
+    capacity = _capacities(module)
     ratio = cost.occupancy / capacity
     worst = int(np.argmin(ratio.max(axis=1)))
     mem = int(np.argmax(ratio[worst]))
@@ -168,7 +173,7 @@ def search_module(layer: Layer, module: ExecModule, objective: str = "latency") 
         return ModuleResult(module, None, reason)
     start = time.perf_counter()
     unrollings = spatial_unrollings(layer, module)
-    capacity = np.array([m.size_bytes for m in module.memories], dtype=np.float64)
+    capacity = _capacities(module)
     unrollings.sort(key=lambda u: -u.utilization(layer, module.array_size))  # stable: good incumbents first
     best_key: tuple = (np.inf,)
     best = None
