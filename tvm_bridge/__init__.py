@@ -1,1 +1,4 @@
-"""Bridge to TVM (Relax): import, partition, external codegen. Not implemented yet."""
+"""Bridge to TVM (Relax): import, partition, external codegen.
+
+``tvm_bridge.quant`` (integer semantics and the numpy reference) imports without TVM.
+"""

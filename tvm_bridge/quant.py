@@ -1,0 +1,267 @@
+"""Integer semantics of int8 layers, exactly as TFLite's int8 reference kernels compute them.
+
+Pure numpy (no TVM import): ``QuantParams`` is what the importer attaches to ``Layer.quant``, what
+the C code generator bakes into the generated kernels, and what ``reference_layer`` (the numpy
+golden model used by the tests) executes.
+
+Conventions (all activations NHWC int8, batch first):
+
+- conv2d:    input [B, IY, IX, C], weights int8 [K, FY, FX, C] (TFLite OHWI), output [B, OY, OX, K]
+- depthwise: input [B, IY, IX, G], weights int8 [FY, FX, G*M] (TFLite 1HWO without the 1; output
+  channel ``g*M + m`` reads input channel ``g``; ``M = layer.sizes[K]`` is the channel multiplier),
+  output [B, OY, OX, G*M]
+- dense:     input [B, C], weights int8 [K, C], output [B, K]
+- add:       inputs [B, OY, OX, G] twice, output the same shape
+- avg_pool / max_pool: input [B, IY, IX, G], output [B, OY, OX, G]; the window is clipped to the
+  valid input (padding never counted), as TFLite does.
+
+Requantization is TFLite's ``MultiplyByQuantizedMultiplier`` (double rounding): the int32 value is
+multiplied by a Q31 ``multiplier`` with a power-of-two ``shift`` (positive = left shift).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+
+from archs.dims import LoopDim as D
+
+OPS = ("conv2d", "depthwise", "dense", "add", "avg_pool", "max_pool")
+MAC_OPS = ("conv2d", "depthwise", "dense")
+ADD_LEFT_SHIFT = 20  # TFLite int8 ADD: inputs are scaled by 2**20 before rescaling
+
+
+# --------------------------------------------------------------------------- multipliers
+
+
+def quantize_multiplier(real: float) -> tuple[int, int]:
+    """TFLite ``QuantizeMultiplier``: ``real ~= multiplier * 2**shift / 2**31``, multiplier in [2**30, 2**31).
+
+    Returns (multiplier, shift), both Python ints; ``real == 0`` (or tiny) gives (0, 0).
+    """
+    if real == 0.0:
+        return 0, 0
+    fraction, shift = math.frexp(real)
+    q = math.floor(abs(fraction) * (1 << 31) + 0.5) * (1 if fraction >= 0 else -1)  # std::round: half away from 0
+    if q == (1 << 31):
+        q //= 2
+        shift += 1
+    if shift < -31:
+        return 0, 0
+    if shift > 30:
+        return (1 << 31) - 1, 30
+    return int(q), int(shift)
+
+
+def conv_multipliers(input_scale: float, weight_scales: np.ndarray, output_scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel (multiplier, shift) of a conv/depthwise layer (TFLite ``PopulateConvolutionQuantizationParams``).
+
+    ``effective = input_scale * weight_scale[c] / output_scale`` in double precision, scales given as
+    float32 values. Returns two int32 arrays of the length of ``weight_scales``.
+    """
+    scales = np.atleast_1d(np.asarray(weight_scales, dtype=np.float32)).astype(np.float64)
+    pairs = [quantize_multiplier(float(np.float32(input_scale)) * float(s) / float(np.float32(output_scale))) for s in scales]
+    return np.array([m for m, _ in pairs], np.int32), np.array([s for _, s in pairs], np.int32)
+
+
+def dense_multiplier(input_scale: float, weight_scale: float, output_scale: float) -> tuple[int, int]:
+    """(multiplier, shift) of a per-tensor FULLY_CONNECTED layer (TFLite ``GetQuantizedConvolutionMultipler``).
+
+    Unlike conv, TFLite multiplies ``input_scale * weight_scale`` in float32 before dividing in double.
+    """
+    product = float(np.float32(input_scale) * np.float32(weight_scale))
+    return quantize_multiplier(product / float(np.float32(output_scale)))
+
+
+def add_multipliers(scale1: float, scale2: float, output_scale: float) -> dict[str, int]:
+    """TFLite int8 ADD parameters: input1/input2/output (multiplier, shift) with left_shift 20."""
+    s1, s2, so = (float(np.float32(s)) for s in (scale1, scale2, output_scale))
+    twice_max = 2.0 * max(s1, s2)
+    m1, sh1 = quantize_multiplier(s1 / twice_max)
+    m2, sh2 = quantize_multiplier(s2 / twice_max)
+    mo, sho = quantize_multiplier(twice_max / ((1 << ADD_LEFT_SHIFT) * so))
+    return {"input1_multiplier": m1, "input1_shift": sh1, "input2_multiplier": m2, "input2_shift": sh2,
+            "output_multiplier": mo, "output_shift": sho}
+
+
+# --------------------------------------------------------------------------- fixed-point arithmetic
+
+
+def _trunc_div(x: np.ndarray, d: int) -> np.ndarray:
+    """C integer division (truncates toward zero) of an int64 array by a positive int."""
+    q = np.abs(x) // d
+    return np.where(x < 0, -q, q)
+
+
+def saturating_rounding_doubling_high_mul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """gemmlowp ``SaturatingRoundingDoublingHighMul`` on int64 arrays holding int32 values."""
+    a = np.asarray(a, np.int64)
+    b = np.asarray(b, np.int64)
+    ab = a * b
+    nudge = np.where(ab >= 0, np.int64(1 << 30), np.int64(1 - (1 << 30)))
+    out = _trunc_div(ab + nudge, 1 << 31)
+    overflow = (a == -(1 << 31)) & (b == -(1 << 31))
+    return np.where(overflow, np.int64((1 << 31) - 1), out)
+
+
+def rounding_divide_by_pot(x: np.ndarray, exponent: np.ndarray) -> np.ndarray:
+    """gemmlowp ``RoundingDivideByPOT``: x / 2**exponent rounded to nearest, ties away from zero."""
+    x = np.asarray(x, np.int64)
+    exponent = np.asarray(exponent, np.int64)
+    mask = (np.int64(1) << exponent) - 1
+    remainder = x & mask
+    threshold = (mask >> 1) + (x < 0)
+    return (x >> exponent) + (remainder > threshold)
+
+
+def multiply_by_quantized_multiplier(x: np.ndarray, multiplier: np.ndarray, shift: np.ndarray) -> np.ndarray:
+    """TFLite ``MultiplyByQuantizedMultiplier`` (int32 semantics on int64 arrays; broadcasting)."""
+    shift = np.asarray(shift, np.int64)
+    left = np.maximum(shift, 0)
+    right = np.maximum(-shift, 0)
+    shifted = np.asarray(x, np.int64) * (np.int64(1) << left)
+    return rounding_divide_by_pot(saturating_rounding_doubling_high_mul(shifted, multiplier), right)
+
+
+# --------------------------------------------------------------------------- parameters
+
+
+@dataclass(frozen=True, eq=False)
+class QuantParams:
+    """Integer semantics of one int8 layer (attached to ``Layer.quant``).
+
+    ``multiplier``/``shift`` are int32 arrays with one entry per output channel (a per-tensor layer
+    repeats its single value). ``act_min``/``act_max`` is the output clamp after the zero point
+    (fused ReLU/ReLU6/clip folded in). Scales are kept for reporting only; the integer fields are
+    what every kernel uses.
+    """
+
+    op: str
+    input_zp: int
+    output_zp: int
+    act_min: int = -128
+    act_max: int = 127
+    weights: Optional[np.ndarray] = None  # int8, layout per op (module docstring)
+    bias: Optional[np.ndarray] = None  # int32 [output channels]
+    multiplier: Optional[np.ndarray] = None  # int32 [output channels]
+    shift: Optional[np.ndarray] = None  # int32 [output channels]
+    # ADD only: second input and the three TFLite rescalings (output uses multiplier[0]/shift[0]).
+    input2_zp: int = 0
+    input1_multiplier: int = 0
+    input1_shift: int = 0
+    input2_multiplier: int = 0
+    input2_shift: int = 0
+    left_shift: int = ADD_LEFT_SHIFT
+    input_scale: float = 0.0
+    output_scale: float = 0.0
+    extra: dict = field(default_factory=dict)  # free-form provenance (source op names, scales of input 2, ...)
+
+    def __post_init__(self) -> None:
+        if self.op not in OPS:
+            raise ValueError(f"QuantParams.op: unknown op {self.op!r}; allowed: {', '.join(OPS)}")
+        if self.op in MAC_OPS:
+            for name in ("weights", "multiplier", "shift"):
+                if getattr(self, name) is None:
+                    raise ValueError(f"QuantParams.{name}: required for a {self.op} layer")
+        if self.op == "add" and (self.multiplier is None or self.shift is None):
+            raise ValueError("QuantParams.multiplier/shift: required for an add layer (output rescale)")
+        if not -128 <= self.act_min <= self.act_max <= 127:
+            raise ValueError(f"QuantParams.act_min/act_max: need -128 <= min <= max <= 127, got {self.act_min}, {self.act_max}")
+
+
+# --------------------------------------------------------------------------- numpy reference
+
+
+def _clamp_int8(acc: np.ndarray, q: QuantParams) -> np.ndarray:
+    return np.clip(acc, q.act_min, q.act_max).astype(np.int8)
+
+
+def _padded(layer, x: np.ndarray, fill: int) -> np.ndarray:
+    top, bottom, left, right = layer.padding
+    return np.pad(x, ((0, 0), (top, bottom), (left, right), (0, 0)), constant_values=fill)
+
+
+def _windows(layer, xp: np.ndarray):
+    """Yield (fy, fx, view [B, OY, OX, ch]) of the padded input for each kernel offset."""
+    s = layer.sizes
+    sy, sx = layer.stride
+    dy, dx = layer.dilation
+    oy, ox = s[D.OY], s[D.OX]
+    for fy in range(s[D.FY]):
+        for fx in range(s[D.FX]):
+            y0, x0 = fy * dy, fx * dx
+            yield fy, fx, xp[:, y0:y0 + (oy - 1) * sy + 1:sy, x0:x0 + (ox - 1) * sx + 1:sx, :]
+
+
+def _check_shape(layer, what: str, x: np.ndarray, shape: tuple) -> None:
+    if tuple(x.shape) != tuple(shape):
+        raise ValueError(f"layer {layer.name!r}: {what} has shape {tuple(x.shape)}, expected {tuple(shape)}")
+
+
+def reference_layer(layer, x: np.ndarray, x2: Optional[np.ndarray] = None) -> np.ndarray:
+    """Run ``layer`` (a ``mapper.Layer`` with ``quant`` set) on int8 input(s) in numpy; returns int8.
+
+    Bit-exact model of TFLite's int8 reference kernels (conv, depthwise, fully connected, add,
+    average/max pool), shapes as in the module docstring.
+    """
+    q: QuantParams = layer.quant
+    if not isinstance(q, QuantParams):
+        raise ValueError(f"layer {layer.name!r}: no QuantParams attached (layer.quant is {type(q).__name__})")
+    s = layer.sizes
+    b = s[D.B]
+    x = np.asarray(x)
+    if q.op == "dense":
+        _check_shape(layer, "input", x, (b, s[D.C]))
+        acc = (x.astype(np.int64) - q.input_zp) @ q.weights.astype(np.int64).T
+        return _requant(acc, q)
+    iy, ix = layer.input_size
+    if q.op == "add":
+        shape = (b, s[D.OY], s[D.OX], s[D.G])
+        _check_shape(layer, "input 1", x, shape)
+        _check_shape(layer, "input 2", np.asarray(x2), shape)
+        a1 = (x.astype(np.int64) - q.input_zp) * (1 << q.left_shift)
+        a2 = (np.asarray(x2).astype(np.int64) - q.input2_zp) * (1 << q.left_shift)
+        r1 = multiply_by_quantized_multiplier(a1, q.input1_multiplier, q.input1_shift)
+        r2 = multiply_by_quantized_multiplier(a2, q.input2_multiplier, q.input2_shift)
+        out = multiply_by_quantized_multiplier(r1 + r2, int(q.multiplier[0]), int(q.shift[0])) + q.output_zp
+        return _clamp_int8(out, q)
+    if q.op in ("avg_pool", "max_pool"):
+        _check_shape(layer, "input", x, (b, iy, ix, s[D.G]))
+        valid = np.ones((1, iy, ix, 1), np.int64)
+        vp = _padded(layer, valid, 0)
+        if q.op == "max_pool":
+            xp = _padded(layer, x.astype(np.int64), -(1 << 20))
+            acc = np.max(np.stack([w for _, _, w in _windows(layer, xp)]), axis=0)
+            return _clamp_int8(acc, q)
+        xp = _padded(layer, x.astype(np.int64), 0)
+        total = sum(w for _, _, w in _windows(layer, xp))
+        count = sum(w for _, _, w in _windows(layer, vp))
+        half = count // 2
+        acc = np.where(total > 0, (total + half) // count, -((half - total) // count))  # C division truncates
+        return _clamp_int8(acc, q)
+    if q.op == "conv2d":
+        _check_shape(layer, "input", x, (b, iy, ix, s[D.C]))
+        w = q.weights.astype(np.int64)  # [K, FY, FX, C]
+        xp = _padded(layer, x.astype(np.int64) - q.input_zp, 0)
+        acc = sum(np.einsum("byxc,kc->byxk", win, w[:, fy, fx, :]) for fy, fx, win in _windows(layer, xp))
+        return _requant(acc, q)
+    if q.op == "depthwise":
+        g, m = s[D.G], s[D.K]
+        _check_shape(layer, "input", x, (b, iy, ix, g))
+        w = q.weights.astype(np.int64)  # [FY, FX, G*M]
+        xp = _padded(layer, x.astype(np.int64) - q.input_zp, 0)
+        xp = np.repeat(xp, m, axis=3)  # channel g*M + m reads input channel g
+        acc = sum(win * w[fy, fx, :] for fy, fx, win in _windows(layer, xp))
+        return _requant(acc, q)
+    raise ValueError(f"layer {layer.name!r}: QuantParams.op {q.op!r} has no reference")
+
+
+def _requant(acc: np.ndarray, q: QuantParams) -> np.ndarray:
+    """bias add, per-channel requantization (last axis), output zero point, clamp."""
+    if q.bias is not None:
+        acc = acc + q.bias.astype(np.int64)
+    out = multiply_by_quantized_multiplier(acc, q.multiplier.astype(np.int64), q.shift.astype(np.int64))
+    return _clamp_int8(out + q.output_zp, q)
