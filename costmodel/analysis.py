@@ -84,3 +84,60 @@ def analyze(problem: Problem, loop_dims: np.ndarray, loop_factors: np.ndarray, c
         compute_tile = np.broadcast_to(problem.remaining, (n_cand, N_DIMS)).copy()
     n_steps = total // np.prod(compute_tile, axis=1)
     return MappingStats(tile, fetches, distinct, compute_tile, n_steps)
+
+
+def analyze_segments(problem: Problem, segments: np.ndarray, orders: np.ndarray, cut_groups: np.ndarray) -> MappingStats:
+    """``analyze`` for loop nests given in segment form (same results, far less work per candidate).
+
+    A segment-form nest is a stack of ``S`` segments, innermost first, each holding every dim once:
+    ``segments[n, s, d]`` is the factor of dim ``d`` in segment ``s`` (1: no loop) and
+    ``orders[n, s, :]`` the dims of segment ``s`` innermost first (a permutation of all dims).
+    Segment 0 is one kernel call. Cut point ``p`` sits right above segment ``cut_groups[n, p] - 1``
+    (its tile is the product of segments ``0 .. cut_groups - 1``); ``cut_groups >= 1``, and every
+    boundary-0 cut of a candidate sits at group 1 or above the lowest one. Segments of ones are
+    transparent, so batches of different depths can share ``S`` by padding.
+    """
+    segments = np.asarray(segments, dtype=np.int64)
+    n_cand, n_seg, _ = segments.shape
+    cut_groups = np.broadcast_to(np.asarray(cut_groups, dtype=np.int64), (n_cand, len(problem.cut_points)))
+    prefix = np.cumprod(segments, axis=1)  # [cand, segment, dim] extents below the top of each segment
+    total = int(np.prod(problem.remaining))
+    rows = np.arange(n_cand)
+    ordered = np.take_along_axis(segments, orders, axis=2)  # [cand, segment, slot] factors in loop order
+    before = np.ones_like(ordered)  # [cand, segment, slot] product of the factors before each slot
+    np.cumprod(ordered[:, :, :-1], axis=2, out=before[:, :, 1:])
+    moving = ordered > 1
+    n_cut = len(problem.cut_points)
+    tile = np.empty((n_cand, n_cut, N_DIMS), dtype=np.int64)
+    fetches = np.empty((n_cand, n_cut), dtype=np.int64)
+    distinct = np.empty((n_cand, n_cut), dtype=np.int64)
+    run_cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    for p, cut in enumerate(problem.cut_points):
+        o = OPERANDS.index(cut.operand)
+        if o not in run_cache:
+            rel = problem.relevant[o]
+            stop = rel[orders] & moving  # [cand, segment, slot] loops that end the operand's reuse run
+            stops = stop.any(axis=2)
+            first = stop.argmax(axis=2)
+            # product of the loops a run crossing into the segment covers before it ends
+            within = np.where(stops, np.take_along_axis(before, first[:, :, None], axis=2)[:, :, 0],
+                              before[:, :, -1] * ordered[:, :, -1])
+            run_cache[o] = (within, stops)
+        within, stops = run_cache[o]
+        g = cut_groups[:, p]
+        tile[:, p, :] = prefix[rows, g - 1]
+        run = np.ones(n_cand, dtype=np.int64)
+        open_run = np.ones(n_cand, dtype=bool)
+        for s in range(1, n_seg):
+            in_run = open_run & (s >= g)
+            run = np.where(in_run, run * within[:, s], run)
+            open_run &= ~(in_run & stops[:, s])
+        fetches[:, p] = total // (np.prod(tile[:, p, :], axis=1) * run)
+        distinct[:, p] = np.prod(np.where(problem.relevant[o], problem.remaining // tile[:, p, :], 1), axis=1)
+    inner_cuts = [p for p, c in enumerate(problem.cut_points) if c.boundary == 0]
+    if inner_cuts:
+        compute_tile = prefix[rows, cut_groups[:, inner_cuts].min(axis=1) - 1]
+    else:  # a single memory level: one kernel call runs the whole layer
+        compute_tile = np.broadcast_to(problem.remaining, (n_cand, N_DIMS)).copy()
+    n_steps = total // np.prod(compute_tile, axis=1)
+    return MappingStats(tile, fetches, distinct, compute_tile, n_steps)

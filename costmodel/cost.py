@@ -269,6 +269,47 @@ def evaluate(problem: Problem, stats: MappingStats) -> CostBreakdown:
     )
 
 
+def tiling_lower_bound(problem: Problem, tiles: np.ndarray, compute_tile: np.ndarray, objective: str) -> np.ndarray:
+    """[cand] the ``objective`` no loop order can beat for given tiles (cycles, pJ or cycles x pJ).
+
+    ``tiles`` [cand, cut, dim] and ``compute_tile`` [cand, dim] are temporal extents. Every tile is
+    brought in at least once per distinct position (``fetches >= distinct``), outputs leave at
+    least once at output precision, and double-buffered transfers can at best hide behind compute:
+    latency >= max(compute, double-buffered traffic) + other traffic + tile overhead, which is
+    what ``evaluate`` gives with every fetch count at its minimum and no partial sums.
+    """
+    module, prec = problem.module, problem.layer.precision
+    n_cand = tiles.shape[0]
+    n_steps = np.prod(problem.remaining) / np.prod(compute_tile, axis=1)
+    hidden = np.zeros(n_cand)
+    serial = np.zeros(n_cand)
+    energy = problem.layer.macs * module.compute.energy_pj_per_mac + kernel_access_energy(problem, compute_tile)
+    for p, cut in enumerate(problem.cut_points):
+        rel = problem.relevant[OPERANDS.index(cut.operand)]
+        distinct = np.prod(np.where(rel, problem.remaining // tiles[:, p, :], 1), axis=1)
+        if cut.operand is Operand.O:
+            moved = float(problem.layer.tensor_elements(Operand.O)) * prec.output / 8
+            link = _link(cut, True)
+            energy = energy + moved * (cut.inner.read_energy_pj_per_byte + cut.outer.write_energy_pj_per_byte)
+        else:
+            ext = tiles[:, p, :] * problem.spatial
+            moved = _moved_elements(problem, cut.operand, ext, distinct) * prec.bits(cut.operand) / 8
+            link = _link(cut, False)
+            energy = energy + moved * (cut.outer.read_energy_pj_per_byte + cut.inner.write_energy_pj_per_byte)
+        cycles = moved / link + distinct * cut.inner.transfer_fixed_cycles
+        if cut.inner.double_buffering:
+            hidden += cycles
+        else:
+            serial += cycles
+    latency = (np.maximum(n_steps * kernel_cycles(problem, compute_tile), hidden) + serial
+               + n_steps * module.tile_overhead_cycles)
+    if objective == "latency":
+        return latency
+    if objective == "energy":
+        return energy
+    return latency * energy
+
+
 def compute_bound_cycles(problem: Problem) -> float:
     """MACs / peak MAC per cycle: no mapping is faster (for hooks that respect the declared peak)."""
     return problem.layer.macs / problem.module.compute.macs_per_cycle

@@ -18,7 +18,7 @@ import numpy as np
 
 from archs.dims import DIMS, OPERANDS
 from archs.model import ExecModule, SoC
-from costmodel.analysis import analyze
+from costmodel.analysis import analyze, analyze_segments
 from costmodel.cost import (
     OBJECTIVES,
     compulsory_energy,
@@ -28,13 +28,14 @@ from costmodel.cost import (
     kernel_access_energy,
     kernel_cycles,
     occupancy_lower_bound,
+    tiling_lower_bound,
     traffic_bound_cycles,
 )
 from costmodel.problem import Problem, build_problem
 from mapper.acceptance import rejection_reason
 from mapper.schedule import Schedule, TileLevel
 from mapper.spatial import SpatialUnrolling, spatial_unrollings
-from mapper.temporal import enumerate_batches, kernel_tiles
+from mapper.temporal import enumerate_batches, explicit_nest, kernel_tiles, order_table
 from mapper.workload import Layer
 
 log = logging.getLogger(__name__)
@@ -86,8 +87,9 @@ def _capacities(module: ExecModule) -> np.ndarray:
     return np.array([m.size_bytes for m in module.memories], dtype=np.float64)
 
 
-def _capacity_hint(problem: Problem):
-    """Row mask: tiles that can fit their memories (outputs at their smallest precision)."""
+def _prefilter(problem: Problem, objective: str, incumbent: list):
+    """Row mask over allocations: tiles that can fit their memories (outputs at their smallest
+    precision) and whose cost lower bound does not exceed the incumbent ``incumbent[0]``."""
     capacity = _capacities(problem.module)
 
     def hint(segments: np.ndarray, pattern: tuple[int, ...]) -> np.ndarray:
@@ -95,7 +97,10 @@ def _capacity_hint(problem: Problem):
             return np.ones(segments.shape[0], dtype=bool)
         prefix = np.cumprod(segments, axis=1)  # [cand, segment, dim]
         tiles = np.stack([prefix[:, g - 1, :] for g in pattern], axis=1)
-        return (occupancy_lower_bound(problem, tiles) <= capacity).all(axis=1)
+        fits = (occupancy_lower_bound(problem, tiles) <= capacity).all(axis=1)
+        if not np.isfinite(incumbent[0]):
+            return fits
+        return fits & (tiling_lower_bound(problem, tiles, segments[:, 0, :], objective) <= incumbent[0])
 
     return hint
 
@@ -164,6 +169,75 @@ def _schedule(layer, module, objective, unrolling, problem, loop_dims, loop_fact
     )
 
 
+def _padded_extent(size: int, factor: int) -> int:
+    return -(-size // factor) * factor
+
+
+def _dominated(layer: Layer, unrolling: SpatialUnrolling) -> bool:
+    """True if dropping one array dim's factor leaves every padded extent unchanged.
+
+    With a kernel hook the cost sees only full tile extents (spatial x temporal), so such an
+    unrolling's mappings are exactly the mappings of the smaller unrolling whose kernel-call extent
+    is a multiple of the factor, at identical cost: searching it again cannot find anything better.
+    """
+    totals = unrolling.factors
+    for _, dim, factor in unrolling.assignment:
+        if dim is None or factor == 1:
+            continue
+        size = layer.sizes[dim]
+        if _padded_extent(size, totals[dim] // factor) == _padded_extent(size, totals[dim]):
+            return True
+    return False
+
+
+def _searched_unrollings(layer: Layer, module: ExecModule, unrollings: list[SpatialUnrolling]) -> list[SpatialUnrolling]:
+    """Unrollings the search must visit: all of them for a module costed per PE, only the
+    non-dominated ones (``_dominated``) for a module with a kernel hook."""
+    if module.compute.kernel_hook is None:
+        return list(unrollings)
+    return [u for u in unrollings if not _dominated(layer, u)]
+
+
+def _presented(layer: Layer, module: ExecModule, unrollings: list[SpatialUnrolling], unrolling: SpatialUnrolling,
+               problem: Problem, loop_dims: np.ndarray, loop_factors: np.ndarray, cuts: np.ndarray) -> tuple:
+    """The winner re-expressed with the most-utilising unrolling that can run the same mapping (same
+    full tiles, hence the same cost under a kernel hook): factors move from the kernel call's
+    temporal loops to the array. Returns (unrolling, problem, loop_dims, loop_factors, cuts)."""
+    if module.compute.kernel_hook is None:
+        return unrolling, problem, loop_dims, loop_factors, cuts
+    base = unrolling.factors
+    inner = int(cuts.min()) if cuts.size else loop_factors.size  # slots of one kernel call
+    call = {d: 1 for d in DIMS}
+    for slot in range(inner):
+        call[DIMS[loop_dims[slot]]] *= int(loop_factors[slot])
+    options = []
+    for rank, u in enumerate(unrollings):
+        extra = {}
+        same_shape = all(a[0] == b[0] and (a[1:] == b[1:] or b[1] is None) for a, b in zip(u.assignment, unrolling.assignment))
+        if not same_shape:
+            continue
+        for dim, total in u.factors.items():
+            f, rem = divmod(total, base.get(dim, 1))
+            size = layer.sizes[dim]
+            if rem or call[dim] % f or _padded_extent(size, total) != _padded_extent(size, base.get(dim, 1)):
+                break
+            if f > 1:
+                extra[dim] = f
+        else:
+            options.append((-u.utilization(layer, module.array_size), rank, u, extra))
+    if not options:
+        return unrolling, problem, loop_dims, loop_factors, cuts
+    _, _, chosen, extra = min(options, key=lambda o: o[:2])
+    factors = loop_factors.copy()
+    for dim, f in extra.items():
+        for slot in range(inner):  # divide the kernel call's loops of ``dim`` by ``f``
+            if DIMS[loop_dims[slot]] is dim:
+                g = int(np.gcd(int(factors[slot]), f))
+                factors[slot] //= g
+                f //= g
+    return chosen, build_layer_problem(layer, module, chosen), loop_dims, factors, cuts
+
+
 def search_module(layer: Layer, module: ExecModule, objective: str = "latency") -> ModuleResult:
     """Best mapping of ``layer`` on ``module`` (or the reason there is none)."""
     if objective not in OBJECTIVES:
@@ -172,10 +246,12 @@ def search_module(layer: Layer, module: ExecModule, objective: str = "latency") 
     if reason is not None:
         return ModuleResult(module, None, reason)
     start = time.perf_counter()
-    unrollings = spatial_unrollings(layer, module)
+    all_unrollings = spatial_unrollings(layer, module)
+    unrollings = _searched_unrollings(layer, module, all_unrollings)
     capacity = _capacities(module)
     unrollings.sort(key=lambda u: -u.utilization(layer, module.array_size))  # stable: good incumbents first
     best_key: tuple = (np.inf,)
+    incumbent = [np.inf]  # best objective so far, read by the prefilter
     best = None
     evaluated = 0
     tightest = (np.inf, "")  # smallest overflow seen, for the rejection message
@@ -187,16 +263,17 @@ def search_module(layer: Layer, module: ExecModule, objective: str = "latency") 
         tiles = kernel_tiles(problem)
         bound = lower_bounds(problem, tiles, objective)
         order = np.argsort(bound, kind="stable")  # most promising kernel tiles first
-        hint = _capacity_hint(problem)
+        hint = _prefilter(problem, objective, incumbent)
+        orders = order_table(problem)
         pos, step = 0, 1
         while pos < order.size and bound[order[pos]] <= best_key[0]:
             chosen = order[pos:pos + step]
             promising = bound[chosen] <= best_key[0]
             ranks = pos + np.nonzero(promising)[0]
             for batch in enumerate_batches(problem, tiles[chosen[promising]], ranks, feasible_hint=hint):
-                stats = analyze(problem, batch.loop_dims, batch.loop_factors, batch.cuts)
+                stats = analyze_segments(problem, batch.segments, orders[batch.leaders], batch.cut_groups)
                 cost = evaluate(problem, stats)
-                evaluated += batch.loop_factors.shape[0]
+                evaluated += len(batch)
                 primary = np.where(cost.feasible, cost.objective(objective), np.inf)
                 if not np.isfinite(primary).any():
                     overflow = _overflow(module, cost)
@@ -204,18 +281,22 @@ def search_module(layer: Layer, module: ExecModule, objective: str = "latency") 
                         tightest = overflow
                     continue
                 secondary = cost.objective(_secondary(objective))
-                i = np.lexsort((batch.rest_index, batch.tile_rank, secondary, primary))[0]
-                key = (primary[i], secondary[i], spatial_rank, batch.tile_rank[i], batch.pattern_index,
-                       batch.leader_index, batch.rest_index[i])
+                i = np.lexsort((batch.rest_index, batch.leader_index, batch.pattern_index, batch.tile_rank,
+                                secondary, primary))[0]
+                key = (primary[i], secondary[i], spatial_rank, batch.tile_rank[i], batch.pattern_index[i],
+                       batch.leader_index[i], batch.rest_index[i])
                 if key < best_key:
                     best_key = key
-                    best = (unrolling, problem, batch.loop_dims, batch.loop_factors[i].copy(), batch.cuts)
+                    incumbent[0] = key[0]
+                    best = (unrolling, problem, *explicit_nest(problem, batch.segments[i], batch.leaders[i],
+                                                               batch.cut_groups[i]))
             pos += step
             step = min(step * 4, 256)
     if best is None:
         detail = f"; the closest candidate overflows: {tightest[1]}" if tightest[1] else (
             "; no tiling fits its memories even with outputs at their smallest precision")
         return ModuleResult(module, None, f"no mapping fits the memories{detail}")
+    best = _presented(layer, module, all_unrollings, *best)
     seconds = time.perf_counter() - start
     schedule = _schedule(layer, module, objective, *best, candidates=evaluated, seconds=seconds)
     log.debug("%s on %s: %.0f cycles, %d candidates, %.3f s", layer.name, module.name,

@@ -106,20 +106,6 @@ def _rest_tables(extent: int, parts: int) -> tuple[np.ndarray, np.ndarray, np.nd
     return np.concatenate(tables, axis=0), start, count
 
 
-@dataclass(frozen=True)
-class CandidateBatch:
-    """Candidates sharing one cut pattern and one leader per segment (one explicit dim order)."""
-
-    pattern_index: int
-    leader_index: int
-    loop_dims: np.ndarray  # [slot] dim index of each slot, innermost first
-    loop_factors: np.ndarray  # [cand, slot]
-    cuts: np.ndarray  # [cut] slot position of each cut point (shared by the batch)
-    segments: np.ndarray  # [cand, segment, dim] factors per segment (segment 0: one kernel call)
-    tile_rank: np.ndarray  # [cand] rank of the candidate's kernel tile in the caller's order
-    rest_index: np.ndarray  # [cand] index of the allocation above the kernel tile
-
-
 def _segment_order(problem: Problem, active: list[int], leader: int) -> list[int]:
     """Dims of one segment, innermost first: the leader's irrelevant dims, then the others."""
     rel = problem.relevant[leader]
@@ -172,18 +158,59 @@ def _allocations(problem: Problem, active: list[int], k: int, tiles: np.ndarray,
         yield segments, row, index
 
 
-def enumerate_batches(problem: Problem, tiles: np.ndarray, tile_rank: np.ndarray, chunk: int = 16384,
-                      feasible_hint=None) -> Iterator[CandidateBatch]:
-    """Stream the reduced space above the given kernel tiles, pattern by pattern, in a fixed order.
+@dataclass(frozen=True)
+class CandidateBatch:
+    """Candidates in segment form (see ``costmodel.analyze_segments``), any mix of cut patterns and
+    leaders, padded to one depth: segments of ones above a candidate's last boundary."""
 
-    ``feasible_hint(segments, pattern)`` may return a mask of rows worth evaluating (a capacity
-    lower bound); rows it drops are never yielded.
+    segments: np.ndarray  # [cand, segment, dim] factors per segment (segment 0: one kernel call)
+    leaders: np.ndarray  # [cand, segment] operand index leading each segment's loop order
+    cut_groups: np.ndarray  # [cand, cut] segment above each cut point (its tile: segments below)
+    tile_rank: np.ndarray  # [cand] rank of the candidate's kernel tile in the caller's order
+    pattern_index: np.ndarray  # [cand]
+    leader_index: np.ndarray  # [cand]
+    rest_index: np.ndarray  # [cand] index of the allocation above the kernel tile
+
+    def __len__(self) -> int:
+        return int(self.segments.shape[0])
+
+
+def order_table(problem: Problem) -> np.ndarray:
+    """[leader operand, slot] loop order of a segment led by each operand: its irrelevant active dims,
+    then the other active dims, then the inactive ones (always factor 1)."""
+    active = [i for i in range(N_DIMS) if problem.remaining[i] > 1]
+    inactive = [i for i in range(N_DIMS) if i not in active]
+    return np.array([_segment_order(problem, active, o) + inactive for o in range(len(OPERANDS))], dtype=np.int64)
+
+
+def explicit_nest(problem: Problem, segments: np.ndarray, leaders: np.ndarray, cut_groups: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One segment-form candidate as an explicit nest: (loop_dims [slot], loop_factors [slot], cuts [cut]),
+    slots innermost first, each segment contributing its active dims in its leader's order."""
+    active = [i for i in range(N_DIMS) if problem.remaining[i] > 1]
+    order = [active] + [_segment_order(problem, active, int(lead)) for lead in leaders[1:]]
+    loop_dims = np.array([d for seg in order for d in seg], dtype=np.int64)
+    loop_factors = np.array([segments[s, d] for s, seg in enumerate(order) for d in seg], dtype=np.int64)
+    return loop_dims, loop_factors, np.asarray(cut_groups, dtype=np.int64) * len(active)
+
+
+def enumerate_batches(problem: Problem, tiles: np.ndarray, tile_rank: np.ndarray, chunk: int = 32768,
+                      feasible_hint=None) -> Iterator[CandidateBatch]:
+    """Stream the reduced space above the given kernel tiles in batches of about ``chunk`` rows,
+    pattern by pattern and leader by leader, in a fixed order (ties break by the indices carried).
+
+    ``feasible_hint(segments, pattern)`` may return a mask of allocations worth evaluating (a
+    capacity or cost lower bound); rows it drops are never yielded.
     """
     active = [i for i in range(N_DIMS) if problem.remaining[i] > 1]
+    n_seg = len(problem.cut_points) + 1
+    pending: list[tuple] = []
+    size = 0
     for pattern_index, pattern in enumerate(cut_patterns(problem)):
         k = max(pattern, default=0)
-        cut_slots = np.array([g * len(active) for g in pattern], dtype=np.int64)
-        leaders_list = leader_options(problem, pattern)
+        options = leader_options(problem, pattern)
+        leaders_list = np.array(options, dtype=np.int64).reshape(len(options), k)
+        groups = np.array(pattern, dtype=np.int64)
         for segments, row, index in _allocations(problem, active, k, tiles, chunk):
             # Segments strictly between two boundaries must hold a loop (else a coarser pattern).
             keep = np.ones(segments.shape[0], dtype=bool)
@@ -193,12 +220,25 @@ def enumerate_batches(problem: Problem, tiles: np.ndarray, tile_rank: np.ndarray
                 keep &= feasible_hint(segments, pattern)
             if not keep.any():
                 continue
-            segments, row, index = segments[keep], row[keep], index[keep]
-            for leader_index, leaders in enumerate(leaders_list):
-                order = [active] + [_segment_order(problem, active, lead) for lead in leaders]
-                loop_dims = np.array([d for seg in order for d in seg], dtype=np.int64)
-                columns = [segments[:, s, d] for s, seg in enumerate(order) for d in seg]
-                loop_factors = (np.stack(columns, axis=1) if columns
-                                else np.ones((segments.shape[0], 0), dtype=np.int64))
-                yield CandidateBatch(pattern_index, leader_index, loop_dims, loop_factors, cut_slots, segments,
-                                     tile_rank[row], index)
+            m = int(keep.sum())
+            padded = np.ones((m, n_seg, N_DIMS), dtype=np.int64)
+            padded[:, :k + 1, :] = segments[keep]
+            n_lead = leaders_list.shape[0]
+            leaders = np.zeros((m * n_lead, n_seg), dtype=np.int64)
+            leaders[:, 1:k + 1] = np.tile(leaders_list, (m, 1))
+            pending.append((
+                np.repeat(padded, n_lead, axis=0), leaders,
+                np.broadcast_to(groups, (m * n_lead, groups.size)),
+                np.repeat(tile_rank[row[keep]], n_lead), np.full(m * n_lead, pattern_index),
+                np.tile(np.arange(n_lead), m), np.repeat(index[keep], n_lead),
+            ))
+            size += m * n_lead
+            if size >= chunk:
+                yield _merge(pending)
+                pending, size = [], 0
+    if pending:
+        yield _merge(pending)
+
+
+def _merge(pending: list[tuple]) -> CandidateBatch:
+    return CandidateBatch(*(np.concatenate([part[i] for part in pending], axis=0) for i in range(7)))
