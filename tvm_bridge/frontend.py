@@ -1,0 +1,167 @@
+"""Model import: TFLite and ONNX files (or a user's Relax ``IRModule``) -> Relax ``IRModule``.
+
+Int8 TFLite models come in QDQ form (see ``docs/notes/tvm_bridge.md``). Bad input raises
+``BridgeError`` with the file and the reason: not a model file, a float-only model (nothing to run
+in int8 on an accelerator), dynamic shapes (the mapper needs every extent).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Union
+
+import numpy as np
+import tvm
+from tvm import relax
+
+from tvm_bridge import _compat as C
+
+log = logging.getLogger(__name__)
+
+ModelLike = Union[str, Path, bytes, tvm.IRModule, Any]
+_TFLITE_ID = b"TFL3"  # flatbuffer file identifier at bytes 4..8
+
+
+class BridgeError(ValueError):
+    """Input the bridge cannot take; the message names the file/op/layer and the reason."""
+
+
+def main_function(mod: tvm.IRModule) -> relax.Function:
+    """The ``main`` Relax function of ``mod`` (BridgeError if there is none)."""
+    names = [C.var_name(gv) for gv in mod.get_global_vars()]
+    if "main" not in names:
+        raise BridgeError(f"the Relax module has no 'main' function (functions: {', '.join(sorted(names)) or 'none'})")
+    func = mod["main"]
+    if not isinstance(func, relax.Function):
+        raise BridgeError("'main' is not a Relax function")
+    return func
+
+
+def check_module(mod: tvm.IRModule, source: str = "<module>", require_int8: bool = True) -> tvm.IRModule:
+    """Validate an imported or user-given module: static input shapes, and int8 tensors if required."""
+    main = main_function(mod)
+    for param in main.params:
+        if C.tensor_shape(param) is None:
+            raise BridgeError(f"{source}: input {C.var_name(param)!r} has a dynamic shape "
+                              f"({C.expr_type(param)}); give static shapes (e.g. shape_dict for ONNX)")
+    if require_int8 and not _has_int8(main):
+        raise BridgeError(f"{source}: float-only model (no int8 tensor); the bridge offloads int8-quantized "
+                          "layers only: quantize the model to int8 (e.g. TFLite full-integer post-training quantization)")
+    return mod
+
+
+def _has_int8(func: relax.Function) -> bool:
+    if any(C.tensor_dtype(p) == "int8" for p in func.params):
+        return True
+    found = []
+
+    def visit(expr: Any) -> None:
+        if isinstance(expr, relax.Call) and C.op_name(expr) in ("relax.quantize", "relax.dequantize"):
+            found.append(expr)
+
+    relax.analysis.post_order_visit(func.body, visit)
+    return bool(found)
+
+
+def _read(path_or_bytes: Union[str, Path, bytes], what: str) -> tuple[bytes, str]:
+    if isinstance(path_or_bytes, bytes):
+        return path_or_bytes, f"<{what} bytes>"
+    path = Path(path_or_bytes)
+    if not path.is_file():
+        raise BridgeError(f"{path}: no such model file")
+    return path.read_bytes(), str(path)
+
+
+def _tflite_dynamic_inputs(model: Any) -> list[str]:
+    """Names of subgraph-0 inputs whose shape signature has an unknown non-batch dimension."""
+    graph = model.Subgraphs(0)
+    bad = []
+    for i in range(graph.InputsLength()):
+        tensor = graph.Tensors(graph.Inputs(i))
+        shape = tensor.ShapeAsNumpy() if tensor.ShapeLength() else np.zeros(0, int)
+        signature = tensor.ShapeSignatureAsNumpy() if tensor.ShapeSignatureLength() else shape
+        if any(int(d) < 1 for d in shape) or any(int(d) < 0 for d in list(signature)[1:]):
+            bad.append(f"{tensor.Name().decode()} shape signature {[int(d) for d in signature]}")
+    return bad
+
+
+def from_tflite(path: Union[str, Path, bytes]) -> tvm.IRModule:
+    """Import a .tflite file (path or bytes) into a Relax ``IRModule`` with one ``main``.
+
+    Raises ``BridgeError`` for a file that is not a TFLite flatbuffer, a float-only model or an input
+    with a dynamic (non-batch) dimension. A dynamic batch (signature -1) is imported as batch 1.
+    """
+    import tflite
+    from tvm.relax.frontend.tflite import from_tflite as _from_tflite
+
+    data, source = _read(path, "tflite")
+    if len(data) < 8 or data[4:8] != _TFLITE_ID:
+        raise BridgeError(f"{source}: not a TFLite model (no TFL3 flatbuffer identifier)")
+    try:
+        model = tflite.Model.GetRootAsModel(data, 0)
+        if model.SubgraphsLength() < 1:
+            raise BridgeError(f"{source}: TFLite model has no subgraph")
+        dynamic = _tflite_dynamic_inputs(model)
+    except BridgeError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a corrupt flatbuffer fails in many ways
+        raise BridgeError(f"{source}: not a readable TFLite model ({type(exc).__name__}: {exc})") from exc
+    if dynamic:
+        raise BridgeError(f"{source}: dynamic shapes are not supported (inputs {', '.join(dynamic)})")
+    try:
+        mod = _from_tflite(model)
+    except Exception as exc:  # noqa: BLE001 - TVM raises OpNotImplemented, AssertionError, TVMError...
+        raise BridgeError(f"{source}: TVM's TFLite frontend cannot import it: {type(exc).__name__}: {exc}") from exc
+    return check_module(mod, source)
+
+
+def from_onnx(model: Union[str, Path, bytes, Any], shape_dict: dict | None = None) -> tvm.IRModule:
+    """Import an ONNX model (path, bytes or ``onnx.ModelProto``) into a Relax ``IRModule``.
+
+    Needs the ``onnx`` package. ``shape_dict`` (input name -> shape) fixes symbolic input dims;
+    dynamic shapes left after that raise ``BridgeError``. QDQ (DequantizeLinear/QuantizeLinear)
+    models import; TVM's frontend lacks QLinearConv/ConvInteger/QGemm.
+    """
+    try:
+        import onnx
+    except ImportError as exc:
+        raise BridgeError("from_onnx needs the 'onnx' package (pip install onnx)") from exc
+    from tvm.relax.frontend.onnx import from_onnx as _from_onnx
+
+    source = "<onnx model>"
+    if not isinstance(model, onnx.ModelProto):
+        data, source = _read(model, "onnx")
+        try:
+            model = onnx.load_from_string(data)
+        except Exception as exc:  # noqa: BLE001 - protobuf decode errors
+            raise BridgeError(f"{source}: not an ONNX model ({type(exc).__name__}: {exc})") from exc
+        if not model.graph.node:
+            raise BridgeError(f"{source}: not an ONNX model (no graph nodes)")
+    try:
+        mod = _from_onnx(model, shape_dict=shape_dict)
+    except Exception as exc:  # noqa: BLE001
+        raise BridgeError(f"{source}: TVM's ONNX frontend cannot import it: {type(exc).__name__}: {exc}") from exc
+    return check_module(mod, source)
+
+
+def load_model(model: ModelLike) -> tvm.IRModule:
+    """A Relax module from a .tflite/.onnx path, TFLite/ONNX bytes, an ``onnx.ModelProto`` or a Relax
+    ``IRModule`` (taken as is, after checking shapes)."""
+    if isinstance(model, tvm.IRModule):
+        return check_module(model, "<IRModule>")
+    if isinstance(model, bytes):
+        return from_tflite(model) if model[4:8] == _TFLITE_ID else from_onnx(model)
+    if isinstance(model, (str, Path)):
+        path = Path(model)
+        if not path.is_file():
+            raise BridgeError(f"{path}: no such model file")
+        head = path.read_bytes()[:8]
+        if head[4:8] == _TFLITE_ID or path.suffix.lower() == ".tflite":
+            return from_tflite(path)
+        if path.suffix.lower() == ".onnx":
+            return from_onnx(path)
+        raise BridgeError(f"{path}: not a TFLite (.tflite, TFL3 flatbuffer) or ONNX (.onnx) model")
+    if type(model).__name__ == "ModelProto":
+        return from_onnx(model)
+    raise BridgeError(f"cannot import a {type(model).__name__}: give a .tflite/.onnx path, model bytes or a Relax IRModule")
