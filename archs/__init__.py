@@ -14,8 +14,10 @@ from archs.model import (
     SpatialDim,
 )
 from archs.schema import ArchError, builtin_names, from_dict, from_yaml_text, load
+from archs.zigzag import from_zigzag
 
 __all__ = [
     "DIMS", "OPERANDS", "LAYER_KINDS", "LoopDim", "Operand", "ComputeModel", "ExecModule", "LayerRule",
     "MemoryLevel", "SoC", "SpatialDim", "ArchError", "builtin_names", "from_dict", "from_yaml_text", "load",
+    "from_zigzag",
 ]

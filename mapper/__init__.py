@@ -34,10 +34,12 @@ from mapper.workload import (
     pool,
     relevant_dims,
 )
+from mapper.zigzag_workload import from_zigzag_workload
 
 __all__ = [
     "POLICIES", "GraphError", "graph_from_dict", "graph_to_dict", "layer_graph", "load_graph", "map_network",
     "ordered_layers", "save_graph", "NetworkSchedule", "Schedule", "TileLevel", "MappingError", "map_layer",
     "map_layer_accelerator_first", "search_module", "SpatialUnrolling", "spatial_unrollings", "Layer",
     "LayerError", "Precision", "add", "conv2d", "dense", "depthwise", "pool", "relevant_dims",
+    "from_zigzag_workload",
 ]

@@ -1,0 +1,355 @@
+"""Mapper speed benchmark: ``python -m benchmarks.mapper_speed [--json PATH] [--quick]``.
+
+Measured in this run, on one CPU core (affinity set to one core, BLAS/OpenMP threads = 1):
+
+- per target (the ResNet-8 3x3 conv, 16 -> 16 channels, 32x32 output, int8, SAME padding, on
+  ZigZag's ``tpu_like`` imported with ``archs.from_zigzag``, on gap9's ``cluster`` and on diana's
+  ``digital`` module): ``layer_seconds`` = wall time of ``mapper.search_module`` (the complete
+  search: every spatial unrolling, every temporal candidate left after bound pruning);
+  ``candidates`` = ``Schedule.candidates`` (temporal mappings evaluated by the vectorised cost
+  model); ``mappings_per_second = candidates / layer_seconds``. Each target runs in a fresh Python
+  process, so no cache is warm; imports are excluded.
+- ``suite_seconds``: wall time of ``mapper.map_network(policy="best", all modules)`` over the four
+  MLPerf Tiny networks (``benchmarks/networks/*.json``: kws, vww, ic, ad) on gap9 and on diana, in
+  one fresh process (imports and JSON loading excluded).
+- With ZigZag (zigzag-dse 3.9.1, importable here or in ``/work/venvs/zigzag``; ``--zigzag-python``
+  overrides): the same layer through ``zigzag.api.get_hardware_performance_zigzag(..., lpf_limit=6)``
+  on the same tpu_like hardware and mapping files (our shipped copies), timed around the API call
+  (import excluded): ``zigzag_seconds``, ``zigzag_candidates`` (CostModelEvaluations built),
+  ZigZag's best latency (``latency_total2``), our best latency, ``speedup = zigzag_seconds /
+  layer_seconds`` and the latency of ZigZag's chosen mapping evaluated in our cost model.
+
+Only the standard library is imported at module level (the ZigZag worker runs this file with the
+ZigZag venv's interpreter, and the thread variables must be set before numpy loads).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS", "VECLIB_MAXIMUM_THREADS"):
+    os.environ[_var] = "1"
+
+ROOT = Path(__file__).resolve().parent.parent
+NETWORKS_DIR = ROOT / "benchmarks" / "networks"
+NETWORKS = ("kws", "vww", "ic", "ad")
+SUITE_SOCS = ("gap9", "diana")
+TARGETS = ("tpu_like", "gap9_cluster", "diana_digital")
+ZIGZAG_VENV_PYTHON = Path("/work/venvs/zigzag/bin/python")
+LAYER_NAME = "resnet8_conv"
+COUNTS = ("temporal-mapping candidates evaluated by the vectorised cost model (Schedule.candidates: rows of "
+          "analysis+cost batches, after bound pruning) divided by the wall time of the whole search_module call "
+          "(all spatial unrollings: enumeration, pruning and cost model), one core, fresh process")
+
+
+# --------------------------------------------------------------------------- the layer and the targets
+def _layer(target: str):
+    """The ResNet-8 conv; on tpu_like read back from the ZigZag workload YAML we give ZigZag
+    (16-bit partial sums: ZigZag's convention, and tpu_like's 16-bit output registers need it)."""
+    import mapper
+
+    precision = mapper.Precision(input=8, weight=8, output=8, accumulator=16 if target == "tpu_like" else 32)
+    return mapper.conv2d(LAYER_NAME, input_size=(32, 32), in_channels=16, out_channels=16, kernel=3, stride=1,
+                         padding="same", precision=precision)
+
+
+def _zigzag_files() -> tuple[Path, Path]:
+    from archs.zigzag import zigzag_example
+
+    return zigzag_example("tpu_like", "hardware"), zigzag_example("tpu_like", "mapping")
+
+
+def _module(target: str):
+    import archs
+
+    if target == "tpu_like":
+        hardware, mapping = _zigzag_files()
+        soc = archs.from_zigzag(hardware, mapping)
+        return soc, soc.modules["tpu_like"]
+    soc_name, module = target.split("_", 1)
+    soc = archs.load(soc_name)
+    return soc, soc.modules[module]
+
+
+def _write_workload(path: Path) -> None:
+    import yaml
+
+    from mapper.zigzag_workload import to_zigzag_workload
+
+    path.write_text(yaml.safe_dump(to_zigzag_workload([_layer("tpu_like")]), sort_keys=False))
+
+
+# --------------------------------------------------------------------------- workers (fresh processes)
+def _worker_target(target: str, workload: Optional[str]) -> dict[str, Any]:
+    import mapper
+    from mapper.spatial import spatial_unrollings
+
+    soc, module = _module(target)
+    layer = _layer(target)
+    if workload:  # the exact layer ZigZag maps, read back from its YAML
+        graph = mapper.from_zigzag_workload(workload)
+        layer = graph.nodes[LAYER_NAME]["layer"]
+    start = time.perf_counter()
+    result = mapper.search_module(layer, module)
+    seconds = time.perf_counter() - start
+    if result.schedule is None:
+        raise SystemExit(f"{target}: no mapping: {result.reason}")
+    s = result.schedule
+    return {
+        "soc": soc.name, "module": module.name, "layer_seconds": seconds, "candidates": s.candidates,
+        "mappings_per_second": s.candidates / seconds, "spatial_unrollings": len(spatial_unrollings(layer, module)),
+        "latency_cycles": s.latency_cycles, "energy_pj": s.energy_pj, "spatial": s.spatial, "loops": s.loops,
+        "levels": [{"operand": lv.operand, "memory": lv.memory, "position": lv.position} for lv in s.levels],
+        "layer": layer.to_dict(), "macs": layer.macs,
+    }
+
+
+def _worker_suite() -> dict[str, Any]:
+    import archs
+    import mapper
+
+    graphs = {net: mapper.load_graph(NETWORKS_DIR / f"{net}.json") for net in NETWORKS}
+    socs = {name: archs.load(name) for name in SUITE_SOCS}
+    rows: dict[str, dict[str, Any]] = {name: {} for name in SUITE_SOCS}
+    start = time.perf_counter()
+    for soc_name, soc in socs.items():
+        for net, graph in graphs.items():
+            t = time.perf_counter()
+            result = mapper.map_network(graph, soc, policy="best")
+            rows[soc_name][net] = {"seconds": time.perf_counter() - t, "layers": len(result.schedules),
+                                   "latency_cycles": result.total_latency_cycles,
+                                   "candidates": sum(s.candidates for s in result.schedules.values()),
+                                   "modules": {m: int(r["layers"]) for m, r in result.per_module().items()}}
+    return {"suite_seconds": time.perf_counter() - start, "suite": rows}
+
+
+def _worker_zigzag(hardware: str, mapping: str, workload: str, lpf: int, dump: str) -> dict[str, Any]:
+    """Runs under ZigZag's interpreter: time the API call, count the CostModelEvaluations built."""
+    import logging
+
+    import zigzag
+    from zigzag import api
+    from zigzag.opt.loma.engine import LomaEngine
+    from zigzag.stages.evaluation.cost_model_evaluation import CostModelStage
+
+    from mapper.evaluate import zigzag_mapping_dict
+
+    counts: dict[str, Any] = {"cme": 0, "orderings": []}
+    original_run, original_permutations = CostModelStage.run, LomaEngine.compute_nb_permutations
+
+    def counting_run(self):  # one CostModelEvaluation per temporal candidate the allocator accepted
+        counts["cme"] += 1
+        yield from original_run(self)
+
+    def counting_permutations(self):
+        original_permutations(self)
+        counts["orderings"].append(int(self.nb_permutations))
+
+    CostModelStage.run = counting_run
+    LomaEngine.compute_nb_permutations = counting_permutations
+    logging.getLogger().setLevel(logging.WARNING)
+    start = time.perf_counter()
+    energy, latency, cmes = api.get_hardware_performance_zigzag(
+        workload, hardware, mapping, opt="latency", lpf_limit=lpf, dump_folder=dump, loma_show_progress_bar=False)
+    seconds = time.perf_counter() - start
+    best = cmes[0][1][0][0]
+    return {"zigzag_version": getattr(zigzag, "__version__", "?"), "seconds": seconds, "candidates": counts["cme"],
+            "orderings": counts["orderings"], "latency_cycles": float(latency), "energy_pj": float(energy),
+            "mapping": zigzag_mapping_dict(best), "python": sys.executable}
+
+
+def _run_worker(args: list[str], python: str = sys.executable, timeout: float = 3600) -> dict[str, Any]:
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH", "")])))
+    proc = subprocess.run([python, str(Path(__file__).resolve()), "--_worker", *args], capture_output=True, text=True,
+                          env=env, cwd=str(ROOT), timeout=timeout)
+    if proc.returncode != 0:
+        raise RuntimeError(f"worker {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+# --------------------------------------------------------------------------- orchestration
+def _zigzag_python(explicit: Optional[str]) -> tuple[Optional[str], str]:
+    """(interpreter that can import zigzag, how it was found) or (None, why not)."""
+    if explicit:
+        return explicit, "--zigzag-python"
+    import importlib.util
+
+    if importlib.util.find_spec("zigzag") is not None:
+        return sys.executable, "importable in this interpreter"
+    if ZIGZAG_VENV_PYTHON.is_file():
+        return str(ZIGZAG_VENV_PYTHON), f"separate venv {ZIGZAG_VENV_PYTHON.parent.parent} (subprocess)"
+    return None, "zigzag-dse is not importable (pip install '.[compare]') and /work/venvs/zigzag does not exist"
+
+
+def _git_commit() -> str:
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True,
+                               text=True).stdout.strip()
+        return head + ("+uncommitted changes" if dirty else "")
+    except OSError:
+        return "?"
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "?"
+
+
+def _zigzag_comparison(python: str, how: str, lpf: int, ours: dict[str, Any]) -> dict[str, Any]:
+    hardware, mapping = _zigzag_files()
+    tmp = Path(tempfile.mkdtemp(prefix="mapper_speed_zigzag_"))
+    try:
+        workload = tmp / f"{LAYER_NAME}.yaml"
+        _write_workload(workload)
+        zz = _run_worker(["zigzag", "--hw", str(hardware), "--mapping", str(mapping), "--workload", str(workload),
+                          "--lpf", str(lpf), "--dump", str(tmp / "out")], python=python)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    import mapper
+    from mapper.evaluate import evaluate_mapping, mapping_from_zigzag
+
+    _, module = _module("tpu_like")
+    layer = mapper.Layer.from_dict(ours["layer"])
+    in_ours = evaluate_mapping(layer, module, mapping_from_zigzag(zz["mapping"], layer, module))
+    return {
+        "zigzag_python": python, "found": how, "zigzag_version": zz["zigzag_version"], "lpf_limit": lpf,
+        "zigzag_seconds": zz["seconds"], "zigzag_candidates": zz["candidates"], "zigzag_orderings": zz["orderings"],
+        "zigzag_latency_cycles": zz["latency_cycles"], "zigzag_energy_pj": zz["energy_pj"],
+        "zigzag_mapping": zz["mapping"],
+        "our_latency_cycles": ours["latency_cycles"], "our_energy_pj": ours["energy_pj"],
+        "speedup": zz["seconds"] / ours["layer_seconds"],
+        "zigzag_mapping_in_our_model_latency_cycles": in_ours.latency_cycles,
+        "zigzag_mapping_in_our_model_energy_pj": in_ours.energy_pj,
+        "zigzag_mapping_in_our_model_feasible": in_ours.feasible,
+        "ours_not_worse_than_zigzag_mapping": ours["latency_cycles"] <= in_ours.latency_cycles,
+    }
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Run every part in fresh single-core worker processes; return the JSON-ready report."""
+    cores = sorted(os.sched_getaffinity(0))
+    core = args.core if args.core is not None else cores[0]
+    os.sched_setaffinity(0, {core})  # inherited by every worker
+    targets = [t.strip() for t in args.targets.split(",") if t.strip()]
+    unknown = [t for t in targets if t not in TARGETS]
+    if unknown:
+        raise SystemExit(f"unknown target(s) {unknown}; targets: {', '.join(TARGETS)}")
+    report: dict[str, Any] = {
+        "benchmark": "mapper_speed",
+        "counts": COUNTS,
+        "environment": {"core": core, "python": platform.python_version(), "cpu": _cpu_model(),
+                        "loadavg_start": list(os.getloadavg()), "commit": _git_commit(),
+                        "threads": {v: os.environ[v] for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")}},
+        "layer": "ResNet-8 conv 3x3, 16 -> 16 channels, 32x32 output, stride 1, SAME padding, int8 "
+                 "(tpu_like: 16-bit partial sums as ZigZag requires; gap9/diana: 32-bit)",
+        "targets": {},
+    }
+    tmp = Path(tempfile.mkdtemp(prefix="mapper_speed_"))
+    try:
+        workload = tmp / f"{LAYER_NAME}.yaml"
+        _write_workload(workload)
+        for target in targets:
+            extra = ["--workload", str(workload)] if target == "tpu_like" else []
+            report["targets"][target] = _run_worker(["target", "--target", target, *extra])
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    for key in ("mappings_per_second", "layer_seconds", "candidates"):
+        report[key] = {t: r[key] for t, r in report["targets"].items()}
+    if not args.quick and not args.no_suite:
+        report.update(_run_worker(["suite"]))
+    if args.quick or args.no_zigzag or "tpu_like" not in report["targets"]:
+        report["zigzag"] = {"skipped": "--quick/--no-zigzag or tpu_like not measured"}
+    else:
+        python, how = _zigzag_python(args.zigzag_python)
+        if python is None:
+            report["zigzag"] = {"skipped": how}
+        else:
+            report["zigzag"] = _zigzag_comparison(python, how, args.lpf, report["targets"]["tpu_like"])
+            for key in ("zigzag_seconds", "zigzag_candidates", "zigzag_latency_cycles", "our_latency_cycles", "speedup",
+                        "zigzag_mapping_in_our_model_latency_cycles"):
+                report[key] = report["zigzag"][key]
+    report["environment"]["loadavg_end"] = list(os.getloadavg())
+    return report
+
+
+def summary(report: dict[str, Any]) -> str:
+    """Plain-text table of a report."""
+    env = report["environment"]
+    lines = [f"mapper_speed  commit {env['commit']}  core {env['core']} ({env['cpu']})  "
+             f"load {env['loadavg_start'][0]:.2f} -> {env['loadavg_end'][0]:.2f}",
+             f"layer: {report['layer']}",
+             f"mappings_per_second counts {report['counts']}",
+             f"{'target':<15} {'layer_seconds':>13} {'candidates':>11} {'mappings/s':>12} {'latency':>10} {'energy pJ':>12}"]
+    for name, r in report["targets"].items():
+        lines.append(f"{name:<15} {r['layer_seconds']:>13.3f} {r['candidates']:>11} {r['mappings_per_second']:>12.0f} "
+                     f"{r['latency_cycles']:>10.0f} {r['energy_pj']:>12.0f}")
+    if "suite_seconds" in report:
+        per = ", ".join(f"{soc}/{net} {row['seconds']:.2f}s" for soc, nets in report["suite"].items()
+                        for net, row in nets.items())
+        lines.append(f"suite_seconds {report['suite_seconds']:.2f} (4 MLPerf Tiny networks x gap9, diana; policy best): {per}")
+    zz = report.get("zigzag", {})
+    if "skipped" in zz:
+        lines.append(f"zigzag: skipped ({zz['skipped']})")
+    elif zz:
+        lines.append(f"zigzag {zz['zigzag_version']} ({zz['found']}), lpf_limit {zz['lpf_limit']}: "
+                     f"zigzag_seconds {zz['zigzag_seconds']:.3f}, zigzag_candidates {zz['zigzag_candidates']}, "
+                     f"ZigZag best latency {zz['zigzag_latency_cycles']:.0f} cycles (ZigZag's model)")
+        lines.append(f"  our best latency {zz['our_latency_cycles']:.0f} cycles (our model), speedup "
+                     f"{zz['speedup']:.2f}x, ZigZag's chosen mapping in our model "
+                     f"{zz['zigzag_mapping_in_our_model_latency_cycles']:.0f} cycles"
+                     f"{'' if zz['zigzag_mapping_in_our_model_feasible'] else ' (overflows a memory in our model)'}")
+    return "\n".join(lines)
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    """Command line entry point; returns the exit status."""
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.mapper_speed", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--json", metavar="PATH", help="also write the report as JSON")
+    parser.add_argument("--quick", action="store_true", help="layer figures only: skip the suite and ZigZag")
+    parser.add_argument("--no-suite", action="store_true", help="skip suite_seconds")
+    parser.add_argument("--no-zigzag", action="store_true", help="skip the ZigZag comparison")
+    parser.add_argument("--targets", default=",".join(TARGETS), help=f"comma-separated subset of {', '.join(TARGETS)}")
+    parser.add_argument("--lpf", type=int, default=6, help="ZigZag lpf_limit (default 6)")
+    parser.add_argument("--core", type=int, default=None, help="CPU core to pin to (default: the first allowed)")
+    parser.add_argument("--zigzag-python", default=None, help="interpreter with zigzag-dse installed")
+    parser.add_argument("--_worker", nargs="?", help=argparse.SUPPRESS)
+    parser.add_argument("--target", help=argparse.SUPPRESS)
+    parser.add_argument("--workload", help=argparse.SUPPRESS)
+    parser.add_argument("--hw", help=argparse.SUPPRESS)
+    parser.add_argument("--mapping", help=argparse.SUPPRESS)
+    parser.add_argument("--dump", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args._worker:
+        if args._worker == "target":
+            out = _worker_target(args.target, args.workload)
+        elif args._worker == "suite":
+            out = _worker_suite()
+        else:
+            out = _worker_zigzag(args.hw, args.mapping, args.workload, args.lpf, args.dump)
+        print(json.dumps(out))
+        return 0
+    report = run(args)
+    print(summary(report))
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
