@@ -33,6 +33,28 @@ class MappingStats:
     n_steps: np.ndarray  # [cand] kernel calls
 
 
+@dataclass(frozen=True)
+class CandidateLastStats:
+    """``MappingStats`` with the candidate axis last (contiguous per dim: the fast internal layout)."""
+
+    tile: np.ndarray  # [cut, dim, cand]
+    fetches: np.ndarray  # [cut, cand]
+    distinct: np.ndarray  # [cut, cand]
+    compute_tile: np.ndarray  # [dim, cand]
+    n_steps: np.ndarray  # [cand]
+
+    def candidate_first(self) -> MappingStats:
+        return MappingStats(self.tile.transpose(2, 0, 1), self.fetches.T, self.distinct.T, self.compute_tile.T,
+                            self.n_steps)
+
+
+def candidate_last(stats: MappingStats) -> CandidateLastStats:
+    """The fast layout of ``stats`` (copies)."""
+    return CandidateLastStats(np.ascontiguousarray(stats.tile.transpose(1, 2, 0)), np.ascontiguousarray(stats.fetches.T),
+                              np.ascontiguousarray(stats.distinct.T), np.ascontiguousarray(stats.compute_tile.T),
+                              stats.n_steps)
+
+
 def _below(loop_dims: np.ndarray, loop_factors: np.ndarray) -> np.ndarray:
     """[cand, slot+1, dim] product of the factors of each dim in slots below each position."""
     onehot = loop_dims[..., None] == np.arange(N_DIMS)  # [cand, slot, dim]
@@ -86,58 +108,84 @@ def analyze(problem: Problem, loop_dims: np.ndarray, loop_factors: np.ndarray, c
     return MappingStats(tile, fetches, distinct, compute_tile, n_steps)
 
 
-def analyze_segments(problem: Problem, segments: np.ndarray, orders: np.ndarray, cut_groups: np.ndarray) -> MappingStats:
+def _select(prefix: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """[dim, cand] ``prefix[groups[n] - 1, :, n]`` for each candidate ``n``."""
+    out = prefix[int(groups[0]) - 1].copy() if groups.size else prefix[0].copy()
+    for g in np.unique(groups):
+        if g - 1 != int(groups[0]) - 1:
+            np.copyto(out, prefix[g - 1], where=(groups == g)[None, :])
+    return out
+
+
+def analyze_segments(problem: Problem, segments: np.ndarray, ranks: np.ndarray, cut_groups: np.ndarray
+                     ) -> CandidateLastStats:
     """``analyze`` for loop nests given in segment form (same results, far less work per candidate).
 
     A segment-form nest is a stack of ``S`` segments, innermost first, each holding every dim once:
-    ``segments[n, s, d]`` is the factor of dim ``d`` in segment ``s`` (1: no loop) and
-    ``orders[n, s, :]`` the dims of segment ``s`` innermost first (a permutation of all dims).
-    Segment 0 is one kernel call. Cut point ``p`` sits right above segment ``cut_groups[n, p] - 1``
-    (its tile is the product of segments ``0 .. cut_groups - 1``); ``cut_groups >= 1``, and every
-    boundary-0 cut of a candidate sits at group 1 or above the lowest one. Segments of ones are
-    transparent, so batches of different depths can share ``S`` by padding.
+    ``segments[s, d, n]`` is the factor of dim ``d`` in segment ``s`` of candidate ``n`` (1: no loop)
+    and ``ranks[d, s, n]`` the position of dim ``d`` in segment ``s``'s loop order (0: innermost).
+    Segment 0 is one kernel call. Cut point ``p`` sits right above segment ``cut_groups[p, n] - 1``
+    (its tile is the product of segments ``0 .. cut_groups - 1``), ``cut_groups >= 1``. Segments of
+    ones are transparent, so batches of different depths can share ``S`` by padding.
+
+    An operand's reuse run through a segment covers the loops ranked before the first loop that
+    indexes the operand and has a factor above 1; a run crossing a whole segment goes on above it.
+    Inputs and results are in the candidate-last layout.
     """
-    segments = np.asarray(segments, dtype=np.int64)
-    n_cand, n_seg, _ = segments.shape
-    cut_groups = np.broadcast_to(np.asarray(cut_groups, dtype=np.int64), (n_cand, len(problem.cut_points)))
-    prefix = np.cumprod(segments, axis=1)  # [cand, segment, dim] extents below the top of each segment
-    total = int(np.prod(problem.remaining))
-    rows = np.arange(n_cand)
-    ordered = np.take_along_axis(segments, orders, axis=2)  # [cand, segment, slot] factors in loop order
-    before = np.ones_like(ordered)  # [cand, segment, slot] product of the factors before each slot
-    np.cumprod(ordered[:, :, :-1], axis=2, out=before[:, :, 1:])
-    moving = ordered > 1
+    seg = np.asarray(segments, dtype=np.int64)  # [segment, dim, cand]
+    n_seg, _, n_cand = seg.shape
     n_cut = len(problem.cut_points)
-    tile = np.empty((n_cand, n_cut, N_DIMS), dtype=np.int64)
-    fetches = np.empty((n_cand, n_cut), dtype=np.int64)
-    distinct = np.empty((n_cand, n_cut), dtype=np.int64)
-    run_cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    rank = np.asarray(ranks)[:, 1:, :]  # [dim, segment-1, cand]
+    groups = np.asarray(cut_groups, dtype=np.int64)
+    groups = np.broadcast_to(groups.reshape(n_cut, -1) if n_cut else np.zeros((0, 1), np.int64), (n_cut, n_cand))
+    total = int(np.prod(problem.remaining))
+    active = [d for d in range(N_DIMS) if problem.remaining[d] > 1]  # other dims only hold factors of 1
+    prefix = np.empty_like(seg)  # [segment, dim, cand] extents below the top of each segment
+    prefix[0] = seg[0]
+    for s in range(1, n_seg):
+        np.multiply(prefix[s - 1], seg[s], out=prefix[s])
+    upper = seg[1:].transpose(1, 0, 2)  # [dim, segment-1, cand] (view)
+    tile = np.empty((n_cut, N_DIMS, n_cand), dtype=np.int64)
+    fetches = np.empty((n_cut, n_cand), dtype=np.int64)
+    distinct = np.empty((n_cut, n_cand), dtype=np.int64)
+    runs: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     for p, cut in enumerate(problem.cut_points):
         o = OPERANDS.index(cut.operand)
-        if o not in run_cache:
-            rel = problem.relevant[o]
-            stop = rel[orders] & moving  # [cand, segment, slot] loops that end the operand's reuse run
-            stops = stop.any(axis=2)
-            first = stop.argmax(axis=2)
-            # product of the loops a run crossing into the segment covers before it ends
-            within = np.where(stops, np.take_along_axis(before, first[:, :, None], axis=2)[:, :, 0],
-                              before[:, :, -1] * ordered[:, :, -1])
-            run_cache[o] = (within, stops)
-        within, stops = run_cache[o]
-        g = cut_groups[:, p]
-        tile[:, p, :] = prefix[rows, g - 1]
+        rel = problem.relevant[o]
+        if o not in runs:
+            first = np.full((n_seg - 1, n_cand), N_DIMS, dtype=rank.dtype)  # rank of the first loop ending the run
+            for d in active:
+                if rel[d]:
+                    np.minimum(first, np.where(upper[d] > 1, rank[d], N_DIMS), out=first)
+            within = np.ones((n_seg - 1, n_cand), dtype=np.int64)  # product of the loops the run covers
+            for d in active:
+                if not rel[d]:
+                    within *= np.where(rank[d] < first, upper[d], 1)
+            runs[o] = (within, first < N_DIMS)
+        within, stops = runs[o]
+        g = groups[p]
+        tile[p] = _select(prefix, g)
         run = np.ones(n_cand, dtype=np.int64)
         open_run = np.ones(n_cand, dtype=bool)
         for s in range(1, n_seg):
             in_run = open_run & (s >= g)
-            run = np.where(in_run, run * within[:, s], run)
-            open_run &= ~(in_run & stops[:, s])
-        fetches[:, p] = total // (np.prod(tile[:, p, :], axis=1) * run)
-        distinct[:, p] = np.prod(np.where(problem.relevant[o], problem.remaining // tile[:, p, :], 1), axis=1)
+            run = np.where(in_run, run * within[s - 1], run)
+            open_run &= ~(in_run & stops[s - 1])
+        size = np.ones(n_cand, dtype=np.int64)
+        rel_size = np.ones(n_cand, dtype=np.int64)
+        for d in active:
+            size *= tile[p, d]
+            if rel[d]:
+                rel_size *= tile[p, d]
+        fetches[p] = total // (size * run)
+        distinct[p] = int(np.prod(problem.remaining[rel])) // rel_size
     inner_cuts = [p for p, c in enumerate(problem.cut_points) if c.boundary == 0]
     if inner_cuts:
-        compute_tile = prefix[rows, cut_groups[:, inner_cuts].min(axis=1) - 1]
+        lowest = groups[inner_cuts].min(axis=0)
+        compute_tile = _select(prefix, lowest)
     else:  # a single memory level: one kernel call runs the whole layer
-        compute_tile = np.broadcast_to(problem.remaining, (n_cand, N_DIMS)).copy()
-    n_steps = total // np.prod(compute_tile, axis=1)
-    return MappingStats(tile, fetches, distinct, compute_tile, n_steps)
+        compute_tile = np.repeat(problem.remaining[:, None], n_cand, axis=1)
+    calls = np.ones(n_cand, dtype=np.int64)
+    for d in active:
+        calls *= compute_tile[d]
+    return CandidateLastStats(tile, fetches, distinct, compute_tile, total // calls)

@@ -25,8 +25,10 @@ from functools import lru_cache
 import numpy as np
 
 from archs.dims import DIM_INDEX, DIMS, OPERANDS, LoopDim, Operand
-from costmodel.analysis import MappingStats
+from costmodel.analysis import MappingStats, candidate_last
 from costmodel.problem import Problem
+
+N_DIMS = len(DIMS)
 
 D = LoopDim
 OBJECTIVES = ("latency", "energy", "edp")
@@ -71,16 +73,14 @@ def _window_valid_sum(tile_out: int, tile_k: int, n_out: int, n_k: int, stride: 
     return int(valid.sum())
 
 
-def _window_sums(ext_out, ext_k, n_out, n_k, stride, dilation, pad_lo, in_size) -> np.ndarray:
-    """Vectorised ``_window_valid_sum`` over candidates (few distinct values: computed once each).
-
-    The position counts follow from the extents (padded extent / tile extent), so the pair of
-    extents is the key."""
-    radix = int(ext_k.max()) + 1 if ext_k.size else 1
-    _, first, inverse = np.unique(ext_out * radix + ext_k, return_index=True, return_inverse=True)
-    sums = np.array([_window_valid_sum(int(ext_out[i]), int(ext_k[i]), int(n_out[i]), int(n_k[i]), stride, dilation,
-                                       pad_lo, in_size) for i in first], dtype=np.float64)
-    return sums[inverse.reshape(-1)]
+@lru_cache(maxsize=4096)
+def _window_table(out: int, kernel: int, stride: int, dilation: int, pad_lo: int, in_size: int) -> np.ndarray:
+    """[tile_out, tile_k] ``_window_valid_sum`` for every pair of divisors of the padded extents."""
+    table = np.zeros((out + 1, kernel + 1))
+    for a in (t for t in range(1, out + 1) if out % t == 0):
+        for b in (t for t in range(1, kernel + 1) if kernel % t == 0):
+            table[a, b] = _window_valid_sum(a, b, out // a, kernel // b, stride, dilation, pad_lo, in_size)
+    return table
 
 
 def _window_rows(ext_out: np.ndarray, ext_k: np.ndarray, stride: int, dilation: int, in_size: int) -> np.ndarray:
@@ -88,53 +88,71 @@ def _window_rows(ext_out: np.ndarray, ext_k: np.ndarray, stride: int, dilation: 
     return np.minimum((ext_out - 1) * stride + (ext_k - 1) * dilation + 1, in_size)
 
 
-def tile_elements(problem: Problem, operand: Operand, ext: np.ndarray) -> np.ndarray:
-    """[cand] elements of a tile of ``operand`` with per-dim extents ``ext`` [cand, dim]."""
-    rel = problem.relevant[OPERANDS.index(operand)]
-    if not rel.any():
-        return np.zeros(ext.shape[0], dtype=np.int64)
-    if operand is not Operand.I:
-        return np.prod(np.where(rel, ext, 1), axis=1)
-    layer = problem.layer
-    iy, ix = layer.input_size
-    rows = _window_rows(ext[:, DIM_INDEX[D.OY]], ext[:, DIM_INDEX[D.FY]], layer.stride[0], layer.dilation[0], iy)
-    cols = _window_rows(ext[:, DIM_INDEX[D.OX]], ext[:, DIM_INDEX[D.FX]], layer.stride[1], layer.dilation[1], ix)
-    others = np.prod(np.where(rel & ~_WINDOW_MASK, ext, 1), axis=1)
-    return others * rows * cols
+def _product(ext: np.ndarray, mask) -> np.ndarray:
+    """[cand] product over the dims in ``mask`` of ``ext`` [dim, cand] (dim-by-dim: contiguous rows)."""
+    out = np.ones(ext.shape[1], dtype=ext.dtype)
+    for d in np.flatnonzero(mask):
+        out = out * ext[d]
+    return out
 
 
 _WINDOW_MASK = np.array([d in (D.OY, D.OX, D.FY, D.FX) for d in DIMS])
+_OY, _OX, _FY, _FX = (DIM_INDEX[d] for d in (D.OY, D.OX, D.FY, D.FX))
+
+
+def _tile_elements(problem: Problem, operand: Operand, ext: np.ndarray) -> np.ndarray:
+    """[cand] elements of a tile of ``operand`` with extents ``ext`` [dim, cand]."""
+    rel = problem.relevant[OPERANDS.index(operand)]
+    if not rel.any():
+        return np.zeros(ext.shape[1], dtype=np.int64)
+    if operand is not Operand.I:
+        return _product(ext, rel)
+    layer = problem.layer
+    iy, ix = layer.input_size
+    rows = _window_rows(ext[_OY], ext[_FY], layer.stride[0], layer.dilation[0], iy)
+    cols = _window_rows(ext[_OX], ext[_FX], layer.stride[1], layer.dilation[1], ix)
+    return _product(ext, rel & ~_WINDOW_MASK) * rows * cols
+
+
+def tile_elements(problem: Problem, operand: Operand, ext: np.ndarray) -> np.ndarray:
+    """[cand] elements of a tile of ``operand`` with per-dim extents ``ext`` [cand, dim]."""
+    return _tile_elements(problem, operand, np.ascontiguousarray(np.asarray(ext).T))
 
 
 def _moved_elements(problem: Problem, operand: Operand, ext: np.ndarray, fetches: np.ndarray) -> np.ndarray:
-    """[cand] elements moved by ``fetches`` tile transfers: every tile position is visited equally
-    often, so the total is fetches / positions x (valid elements summed over all positions)."""
+    """[cand] elements moved by ``fetches`` tile transfers (``ext`` [dim, cand]): every tile position
+    is visited equally often, so the total is fetches / positions x (valid elements summed over all
+    positions)."""
     rel = problem.relevant[OPERANDS.index(operand)]
     padded = problem.padded_sizes
-    positions = np.prod(np.where(rel, padded // ext, 1), axis=1)
+    positions = np.ones(ext.shape[1], dtype=np.int64)
+    for d in np.flatnonzero(rel):
+        if padded[d] > 1:
+            positions = positions * (padded[d] // ext[d])
     real = problem.real_sizes
     if operand is not Operand.I:
         valid_sweep = float(np.prod(np.where(rel, real, 1)))
         return fetches * valid_sweep / positions
     layer = problem.layer
     iy, ix = layer.input_size
-    oy, fy, ox, fx = (DIM_INDEX[d] for d in (D.OY, D.FY, D.OX, D.FX))
-    rows = _window_sums(ext[:, oy], ext[:, fy], padded[oy] // ext[:, oy], padded[fy] // ext[:, fy],
-                        layer.stride[0], layer.dilation[0], layer.padding[0], iy)
-    cols = _window_sums(ext[:, ox], ext[:, fx], padded[ox] // ext[:, ox], padded[fx] // ext[:, fx],
-                        layer.stride[1], layer.dilation[1], layer.padding[2], ix)
+    rows = _window_table(int(padded[_OY]), int(padded[_FY]), layer.stride[0], layer.dilation[0], layer.padding[0], iy)
+    cols = _window_table(int(padded[_OX]), int(padded[_FX]), layer.stride[1], layer.dilation[1], layer.padding[2], ix)
     others = float(np.prod(np.where(rel & ~_WINDOW_MASK, real, 1)))
-    return fetches * (others * rows * cols) / positions
+    return fetches * (others * rows[ext[_OY], ext[_FY]] * cols[ext[_OX], ext[_FX]]) / positions
+
+
+def _kernel_cycles(problem: Problem, compute_tile: np.ndarray) -> np.ndarray:
+    """[cand] cycles of one kernel call on a tile of temporal extents ``compute_tile`` [dim, cand]."""
+    compute = problem.module.compute
+    if compute.kernel_hook is not None:
+        tile = {d: compute_tile[i] * problem.spatial[i] for i, d in enumerate(DIMS)}
+        return np.asarray(compute.kernel_hook(tile, problem.layer), dtype=np.float64)
+    return _product(compute_tile, np.ones(N_DIMS, dtype=bool)) * (problem.module.array_size / compute.macs_per_cycle)
 
 
 def kernel_cycles(problem: Problem, compute_tile: np.ndarray) -> np.ndarray:
     """[cand] cycles of one kernel call on a tile of temporal extents ``compute_tile`` [cand, dim]."""
-    compute = problem.module.compute
-    ext = compute_tile * problem.spatial
-    if compute.kernel_hook is not None:
-        tile = {d: ext[:, i] for i, d in enumerate(DIMS)}
-        return np.asarray(compute.kernel_hook(tile, problem.layer), dtype=np.float64)
-    return np.prod(compute_tile, axis=1) * (problem.module.array_size / compute.macs_per_cycle)
+    return _kernel_cycles(problem, np.ascontiguousarray(np.asarray(compute_tile).T))
 
 
 def _buffer(elements: np.ndarray, bits, double_buffered: bool) -> np.ndarray:
@@ -142,172 +160,209 @@ def _buffer(elements: np.ndarray, bits, double_buffered: bool) -> np.ndarray:
     return np.ceil(elements * bits / 8) * (2 if double_buffered else 1)
 
 
-def occupancy_lower_bound(problem: Problem, tiles: np.ndarray) -> np.ndarray:
-    """[cand, memory] bytes used by tiles of temporal extents ``tiles`` [cand, cut, dim], outputs
-    counted at output precision (partial sums can only need more)."""
-    occupancy = np.zeros((tiles.shape[0], len(problem.module.memories)))
+def _occupancy_lower_bound(problem: Problem, tiles: np.ndarray) -> np.ndarray:
+    """[memory, cand] bytes used by tiles of temporal extents ``tiles`` [cut, dim, cand], outputs
+    counted at output precision unless the memory accumulates (partial sums can only need more)."""
+    occupancy = np.zeros((len(problem.module.memories), tiles.shape[2]))
+    spatial = problem.spatial[:, None]
     for p, cut in enumerate(problem.cut_points):
-        elements = tile_elements(problem, cut.operand, tiles[:, p, :] * problem.spatial)
+        elements = _tile_elements(problem, cut.operand, tiles[p] * spatial)
         bits = problem.layer.precision.bits(cut.operand)
         if cut.operand is Operand.O and cut.inner.accumulates:
             bits = problem.layer.precision.accumulator
-        occupancy[:, cut.inner_index] += _buffer(elements, bits, cut.inner.double_buffering)
+        occupancy[cut.inner_index] += _buffer(elements, bits, cut.inner.double_buffering)
     return occupancy
 
 
-def kernel_access_energy(problem: Problem, compute_tile: np.ndarray) -> np.ndarray:
-    """[cand] pJ of the kernel's accesses to each operand's innermost memory: every call reads its
-    input and weight tiles and reads and writes its output tile once."""
+def occupancy_lower_bound(problem: Problem, tiles: np.ndarray) -> np.ndarray:
+    """[cand, memory] bytes used by tiles of temporal extents ``tiles`` [cand, cut, dim], outputs
+    counted at output precision (partial sums can only need more)."""
+    return _occupancy_lower_bound(problem, np.ascontiguousarray(np.asarray(tiles).transpose(1, 2, 0))).T
+
+
+def _kernel_access_energy(problem: Problem, compute_tile: np.ndarray) -> np.ndarray:
+    """[cand] pJ of the kernel's accesses to each operand's innermost memory (``compute_tile`` [dim,
+    cand]): every call reads its input and weight tiles and reads and writes its output tile once."""
     module, prec = problem.module, problem.layer.precision
-    n_steps = np.prod(problem.remaining) / np.prod(compute_tile, axis=1)
-    ext = compute_tile * problem.spatial
-    energy = np.zeros(compute_tile.shape[0])
+    n_steps = np.prod(problem.remaining) / _product(compute_tile, np.ones(N_DIMS, dtype=bool))
+    ext = compute_tile * problem.spatial[:, None]
+    energy = np.zeros(compute_tile.shape[1])
     for operand in problem.operands:
         inner = module.memories[module.chain(operand)[0]]
-        call_bytes = tile_elements(problem, operand, ext) * prec.bits(operand) / 8
+        call_bytes = _tile_elements(problem, operand, ext) * prec.bits(operand) / 8
         per_byte = inner.read_energy_pj_per_byte + (inner.write_energy_pj_per_byte if operand is Operand.O else 0.0)
         energy += n_steps * call_bytes * per_byte
     return energy
+
+
+def kernel_access_energy(problem: Problem, compute_tile: np.ndarray) -> np.ndarray:
+    """[cand] ``_kernel_access_energy`` for ``compute_tile`` [cand, dim]."""
+    return _kernel_access_energy(problem, np.ascontiguousarray(np.asarray(compute_tile).T))
 
 
 def _pipelined_cycles(n_steps, compute, fetches, event_cycles) -> np.ndarray:
     """Sum over kernel calls of max(compute, transfers due at that call) for double-buffered
     transfers with nested periods, plus the unhidden first loads (prologue).
 
-    fetches, event_cycles: [cand, event]. An event with f fetches is due every n_steps / f calls;
+    fetches, event_cycles: [event, cand]. An event with f fetches is due every n_steps / f calls;
     periods are products of loop-nest prefixes, so they divide one another.
     """
-    order = np.argsort(-fetches, axis=1, kind="stable")
-    f = np.take_along_axis(fetches, order, axis=1).astype(np.float64)
-    x = np.take_along_axis(event_cycles, order, axis=1)
-    due = np.cumsum(x, axis=1)  # [cand, event] load at calls where the first j+1 events are due
-    f_next = np.concatenate([f[:, 1:], np.zeros((f.shape[0], 1))], axis=1)
-    busy = ((f - f_next) * np.maximum(compute[:, None], due)).sum(axis=1)
-    idle = (n_steps - f[:, 0]) * compute
-    prologue = np.minimum(compute, due[:, -1])
+    if fetches.shape[0] == 1:
+        f, x = fetches.astype(np.float64), event_cycles
+    else:
+        order = np.argsort(-fetches, axis=0, kind="stable")
+        f = np.take_along_axis(fetches, order, axis=0).astype(np.float64)
+        x = np.take_along_axis(event_cycles, order, axis=0)
+    due = np.cumsum(x, axis=0)  # [event, cand] load at calls where the first j+1 events are due
+    busy = np.zeros_like(compute)
+    for j in range(f.shape[0]):
+        f_next = f[j + 1] if j + 1 < f.shape[0] else 0.0
+        busy += (f[j] - f_next) * np.maximum(compute, due[j])
+    idle = (n_steps - f[0]) * compute
+    prologue = np.minimum(compute, due[-1])
     return idle + busy + prologue
 
 
-def evaluate(problem: Problem, stats: MappingStats) -> CostBreakdown:
-    """Latency, energy and traffic of every candidate of ``stats``."""
+def evaluate(problem: Problem, stats) -> CostBreakdown:
+    """Latency, energy and traffic of every candidate of ``stats`` (either layout)."""
+    if isinstance(stats, MappingStats):
+        stats = candidate_last(stats)
     module, layer = problem.module, problem.layer
     prec = layer.precision
     n_cand = stats.n_steps.shape[0]
     n_cut = len(problem.cut_points)
-    bytes_in = np.zeros((n_cand, n_cut))
-    bytes_out = np.zeros((n_cand, n_cut))
-    transfers_in = np.zeros((n_cand, n_cut), dtype=np.int64)
-    transfers_out = np.zeros((n_cand, n_cut), dtype=np.int64)
-    buffer_bytes = np.zeros((n_cand, n_cut))
-    cycles = np.zeros((n_cand, n_cut))
-    energy = layer.macs * module.compute.energy_pj_per_mac * np.ones(n_cand)
+    bytes_in = np.zeros((n_cut, n_cand))
+    bytes_out = np.zeros((n_cut, n_cand))
+    transfers_in = np.zeros((n_cut, n_cand), dtype=np.int64)
+    transfers_out = np.zeros((n_cut, n_cand), dtype=np.int64)
+    buffer_bytes = np.zeros((n_cut, n_cand))
+    cycles = np.zeros((n_cut, n_cand))
+    energy = np.full(n_cand, layer.macs * module.compute.energy_pj_per_mac)
+    spatial = problem.spatial[:, None]
 
     for p, cut in enumerate(problem.cut_points):
-        ext = stats.tile[:, p, :] * problem.spatial
-        fetches, distinct = stats.fetches[:, p], stats.distinct[:, p]
-        elements = tile_elements(problem, cut.operand, ext)
+        ext = stats.tile[p] * spatial
+        fetches, distinct = stats.fetches[p], stats.distinct[p]
+        elements = _tile_elements(problem, cut.operand, ext)
         if cut.operand is Operand.O:
             partial = (fetches > distinct) | cut.inner.accumulates
             bits = np.where(partial, prec.accumulator, prec.output)
             out_elements = float(layer.tensor_elements(Operand.O))
             partial_elements = (fetches - distinct) / distinct * out_elements
-            bytes_out[:, p] = out_elements * prec.output / 8 + partial_elements * prec.accumulator / 8
-            bytes_in[:, p] = partial_elements * prec.accumulator / 8
-            transfers_out[:, p] = fetches
-            transfers_in[:, p] = fetches - distinct
+            bytes_out[p] = out_elements * prec.output / 8 + partial_elements * prec.accumulator / 8
+            bytes_in[p] = partial_elements * prec.accumulator / 8
+            transfers_out[p] = fetches
+            transfers_in[p] = fetches - distinct
         else:
             bits = prec.bits(cut.operand)
-            bytes_in[:, p] = _moved_elements(problem, cut.operand, ext, fetches) * bits / 8
-            transfers_in[:, p] = fetches
-        buffer_bytes[:, p] = _buffer(elements, bits, cut.inner.double_buffering)
+            bytes_in[p] = _moved_elements(problem, cut.operand, ext, fetches) * bits / 8
+            transfers_in[p] = fetches
+        buffer_bytes[p] = _buffer(elements, bits, cut.inner.double_buffering)
         bw_in, bw_out = _link(cut, False), _link(cut, True)
         fixed = cut.inner.transfer_fixed_cycles
-        cycles[:, p] = (bytes_in[:, p] / bw_in + transfers_in[:, p] * fixed
-                        + bytes_out[:, p] / bw_out + transfers_out[:, p] * fixed)
-        energy += bytes_in[:, p] * (cut.outer.read_energy_pj_per_byte + cut.inner.write_energy_pj_per_byte)
-        energy += bytes_out[:, p] * (cut.inner.read_energy_pj_per_byte + cut.outer.write_energy_pj_per_byte)
+        cycles[p] = (bytes_in[p] / bw_in + transfers_in[p] * fixed
+                     + bytes_out[p] / bw_out + transfers_out[p] * fixed)
+        energy += bytes_in[p] * (cut.outer.read_energy_pj_per_byte + cut.inner.write_energy_pj_per_byte)
+        energy += bytes_out[p] * (cut.inner.read_energy_pj_per_byte + cut.outer.write_energy_pj_per_byte)
 
-    occupancy = np.zeros((n_cand, len(module.memories)))
+    occupancy = np.zeros((len(module.memories), n_cand))
     for p, cut in enumerate(problem.cut_points):
-        occupancy[:, cut.inner_index] += buffer_bytes[:, p]
-    capacity = np.array([m.size_bytes for m in module.memories], dtype=np.float64)
-    feasible = (occupancy <= capacity).all(axis=1)
+        occupancy[cut.inner_index] += buffer_bytes[p]
+    feasible = np.ones(n_cand, dtype=bool)
+    for i, m in enumerate(module.memories):
+        feasible &= occupancy[i] <= m.size_bytes
 
-    per_call = kernel_cycles(problem, stats.compute_tile)
+    per_call = _kernel_cycles(problem, stats.compute_tile)
     n_steps = stats.n_steps.astype(np.float64)
     compute = n_steps * per_call
     overhead = n_steps * module.tile_overhead_cycles
 
-    db = np.array([c.inner.double_buffering for c in problem.cut_points], dtype=bool)
-    if db.any():
-        event = cycles[:, db] / stats.fetches[:, db]
-        hidden = _pipelined_cycles(n_steps, per_call, stats.fetches[:, db], event)
-        out_db = [p for p, c in enumerate(problem.cut_points) if c.inner.double_buffering and c.operand is Operand.O]
-        epilogue = sum(bytes_out[:, p] / stats.fetches[:, p] / _link(problem.cut_points[p], True)
-                       + problem.cut_points[p].inner.transfer_fixed_cycles for p in out_db) if out_db else 0.0
+    db = [p for p, c in enumerate(problem.cut_points) if c.inner.double_buffering]
+    serial = [p for p in range(n_cut) if p not in db]
+    if db:
+        event = cycles[db] / stats.fetches[db]
+        hidden = _pipelined_cycles(n_steps, per_call, stats.fetches[db], event)
+        epilogue = 0.0
+        for p in db:
+            cut = problem.cut_points[p]
+            if cut.operand is Operand.O:
+                epilogue = epilogue + bytes_out[p] / stats.fetches[p] / _link(cut, True) + cut.inner.transfer_fixed_cycles
         latency = hidden + epilogue
     else:
         latency = compute.copy()
-    latency = latency + cycles[:, ~db].sum(axis=1) + overhead
+    for p in serial:
+        latency += cycles[p]
+    latency += overhead
 
-    energy += kernel_access_energy(problem, stats.compute_tile)
+    energy += _kernel_access_energy(problem, stats.compute_tile)
 
     return CostBreakdown(
         latency_cycles=latency,
         energy_pj=energy,
         kernel_cycles=per_call,
         compute_cycles=compute,
-        transfer_cycles=cycles.sum(axis=1),
+        transfer_cycles=cycles.sum(axis=0),
         overhead_cycles=overhead,
-        bytes_in=bytes_in,
-        bytes_out=bytes_out,
-        transfers_in=transfers_in,
-        transfers_out=transfers_out,
-        buffer_bytes=buffer_bytes,
-        occupancy=occupancy,
+        bytes_in=bytes_in.T,
+        bytes_out=bytes_out.T,
+        transfers_in=transfers_in.T,
+        transfers_out=transfers_out.T,
+        buffer_bytes=buffer_bytes.T,
+        occupancy=occupancy.T,
         feasible=feasible,
     )
 
 
-def tiling_lower_bound(problem: Problem, tiles: np.ndarray, compute_tile: np.ndarray, objective: str) -> np.ndarray:
+def _tiling_lower_bound(problem: Problem, tiles: np.ndarray, compute_tile: np.ndarray, objective: str) -> np.ndarray:
     """[cand] the ``objective`` no loop order can beat for given tiles (cycles, pJ or cycles x pJ).
 
-    ``tiles`` [cand, cut, dim] and ``compute_tile`` [cand, dim] are temporal extents. Every tile is
+    ``tiles`` [cut, dim, cand] and ``compute_tile`` [dim, cand] are temporal extents. Every tile is
     brought in at least once per distinct position (``fetches >= distinct``), outputs leave at
     least once at output precision, and double-buffered transfers can at best hide behind compute:
     latency >= max(compute, double-buffered traffic) + other traffic + tile overhead, which is
     what ``evaluate`` gives with every fetch count at its minimum and no partial sums.
     """
     module, prec = problem.module, problem.layer.precision
-    n_cand = tiles.shape[0]
-    n_steps = np.prod(problem.remaining) / np.prod(compute_tile, axis=1)
+    n_cand = tiles.shape[2]
+    n_steps = np.prod(problem.remaining) / _product(compute_tile, np.ones(N_DIMS, dtype=bool))
     hidden = np.zeros(n_cand)
     serial = np.zeros(n_cand)
-    energy = problem.layer.macs * module.compute.energy_pj_per_mac + kernel_access_energy(problem, compute_tile)
+    want_energy = objective in ("energy", "edp")
+    energy = 0.0
+    if want_energy:
+        energy = problem.layer.macs * module.compute.energy_pj_per_mac + _kernel_access_energy(problem, compute_tile)
+    spatial = problem.spatial[:, None]
     for p, cut in enumerate(problem.cut_points):
         rel = problem.relevant[OPERANDS.index(cut.operand)]
-        distinct = np.prod(np.where(rel, problem.remaining // tiles[:, p, :], 1), axis=1)
+        distinct = int(np.prod(problem.remaining[rel])) // _product(tiles[p], rel)
         if cut.operand is Operand.O:
             moved = float(problem.layer.tensor_elements(Operand.O)) * prec.output / 8
             link = _link(cut, True)
-            energy = energy + moved * (cut.inner.read_energy_pj_per_byte + cut.outer.write_energy_pj_per_byte)
+            per_byte = cut.inner.read_energy_pj_per_byte + cut.outer.write_energy_pj_per_byte
         else:
-            ext = tiles[:, p, :] * problem.spatial
-            moved = _moved_elements(problem, cut.operand, ext, distinct) * prec.bits(cut.operand) / 8
+            moved = _moved_elements(problem, cut.operand, tiles[p] * spatial, distinct) * prec.bits(cut.operand) / 8
             link = _link(cut, False)
-            energy = energy + moved * (cut.outer.read_energy_pj_per_byte + cut.inner.write_energy_pj_per_byte)
+            per_byte = cut.outer.read_energy_pj_per_byte + cut.inner.write_energy_pj_per_byte
+        if want_energy:
+            energy = energy + moved * per_byte
         cycles = moved / link + distinct * cut.inner.transfer_fixed_cycles
         if cut.inner.double_buffering:
             hidden += cycles
         else:
             serial += cycles
-    latency = (np.maximum(n_steps * kernel_cycles(problem, compute_tile), hidden) + serial
+    if objective == "energy":
+        return energy
+    latency = (np.maximum(n_steps * _kernel_cycles(problem, compute_tile), hidden) + serial
                + n_steps * module.tile_overhead_cycles)
     if objective == "latency":
         return latency
-    if objective == "energy":
-        return energy
     return latency * energy
+
+
+def tiling_lower_bound(problem: Problem, tiles: np.ndarray, compute_tile: np.ndarray, objective: str) -> np.ndarray:
+    """[cand] ``_tiling_lower_bound`` for ``tiles`` [cand, cut, dim] and ``compute_tile`` [cand, dim]."""
+    return _tiling_lower_bound(problem, np.ascontiguousarray(np.asarray(tiles).transpose(1, 2, 0)),
+                               np.ascontiguousarray(np.asarray(compute_tile).T), objective)
 
 
 def compute_bound_cycles(problem: Problem) -> float:

@@ -21,6 +21,8 @@ from archs.model import ExecModule, SoC
 from costmodel.analysis import analyze, analyze_segments
 from costmodel.cost import (
     OBJECTIVES,
+    _occupancy_lower_bound,
+    _tiling_lower_bound,
     compulsory_energy,
     compulsory_transfer_cycles,
     compute_bound_cycles,
@@ -28,14 +30,13 @@ from costmodel.cost import (
     kernel_access_energy,
     kernel_cycles,
     occupancy_lower_bound,
-    tiling_lower_bound,
     traffic_bound_cycles,
 )
 from costmodel.problem import Problem, build_problem
 from mapper.acceptance import rejection_reason
 from mapper.schedule import Schedule, TileLevel
 from mapper.spatial import SpatialUnrolling, spatial_unrollings
-from mapper.temporal import enumerate_batches, explicit_nest, kernel_tiles, order_table
+from mapper.temporal import enumerate_batches, explicit_nest, kernel_tiles, rank_table
 from mapper.workload import Layer
 
 log = logging.getLogger(__name__)
@@ -94,13 +95,19 @@ def _prefilter(problem: Problem, objective: str, incumbent: list):
 
     def hint(segments: np.ndarray, pattern: tuple[int, ...]) -> np.ndarray:
         if not pattern:
-            return np.ones(segments.shape[0], dtype=bool)
-        prefix = np.cumprod(segments, axis=1)  # [cand, segment, dim]
-        tiles = np.stack([prefix[:, g - 1, :] for g in pattern], axis=1)
-        fits = (occupancy_lower_bound(problem, tiles) <= capacity).all(axis=1)
+            return np.ones(segments.shape[2], dtype=bool)
+        seg = segments  # [segment, dim, cand]
+        prefix = [seg[0]]
+        for s in range(1, seg.shape[0]):
+            prefix.append(prefix[-1] * seg[s])
+        tiles = np.stack([prefix[g - 1] for g in pattern])  # [cut, dim, cand]
+        occupancy = _occupancy_lower_bound(problem, tiles)
+        fits = np.ones(seg.shape[2], dtype=bool)
+        for m, size in enumerate(capacity):
+            fits &= occupancy[m] <= size
         if not np.isfinite(incumbent[0]):
             return fits
-        return fits & (tiling_lower_bound(problem, tiles, segments[:, 0, :], objective) <= incumbent[0])
+        return fits & (_tiling_lower_bound(problem, tiles, seg[0], objective) <= incumbent[0])
 
     return hint
 
@@ -264,14 +271,14 @@ def search_module(layer: Layer, module: ExecModule, objective: str = "latency") 
         bound = lower_bounds(problem, tiles, objective)
         order = np.argsort(bound, kind="stable")  # most promising kernel tiles first
         hint = _prefilter(problem, objective, incumbent)
-        orders = order_table(problem)
+        dim_ranks = rank_table(problem)
         pos, step = 0, 1
         while pos < order.size and bound[order[pos]] <= best_key[0]:
             chosen = order[pos:pos + step]
             promising = bound[chosen] <= best_key[0]
             ranks = pos + np.nonzero(promising)[0]
             for batch in enumerate_batches(problem, tiles[chosen[promising]], ranks, feasible_hint=hint):
-                stats = analyze_segments(problem, batch.segments, orders[batch.leaders], batch.cut_groups)
+                stats = analyze_segments(problem, batch.segments, dim_ranks.T[:, batch.leaders], batch.cut_groups)
                 cost = evaluate(problem, stats)
                 evaluated += len(batch)
                 primary = np.where(cost.feasible, cost.objective(objective), np.inf)
@@ -288,8 +295,8 @@ def search_module(layer: Layer, module: ExecModule, objective: str = "latency") 
                 if key < best_key:
                     best_key = key
                     incumbent[0] = key[0]
-                    best = (unrolling, problem, *explicit_nest(problem, batch.segments[i], batch.leaders[i],
-                                                               batch.cut_groups[i]))
+                    best = (unrolling, problem, *explicit_nest(problem, batch.segments[:, :, i], batch.leaders[:, i],
+                                                               batch.cut_groups[:, i]))
             pos += step
             step = min(step * 4, 256)
     if best is None:

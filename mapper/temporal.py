@@ -128,12 +128,12 @@ def _allocations(problem: Problem, active: list[int], k: int, tiles: np.ndarray,
                  ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Every way to spread the loops left above each kernel tile over ``k`` segments.
 
-    Yields (segments [cand, k+1, dim], tile row [cand], allocation index [cand]) in chunks; the
+    Yields (segments [k+1, dim, cand], tile row [cand], allocation index [cand]) in chunks; the
     cartesian product over dims is ragged (it depends on the tile) and is decoded per row.
     """
     n_tiles = tiles.shape[0]
     if k == 0:
-        yield tiles[:, None, :].copy(), np.arange(n_tiles), np.zeros(n_tiles, dtype=np.int64)
+        yield np.ascontiguousarray(tiles.T)[None], np.arange(n_tiles), np.zeros(n_tiles, dtype=np.int64)
         return
     left = problem.remaining[None, :] // tiles  # [tile, dim]
     tables = {d: _rest_tables(int(problem.remaining[d]), k) for d in active}
@@ -143,17 +143,18 @@ def _allocations(problem: Problem, active: list[int], k: int, tiles: np.ndarray,
         per_tile *= counts[d]
     ends = np.cumsum(per_tile)
     total = int(ends[-1]) if n_tiles else 0
+    tiles_t = np.ascontiguousarray(tiles.T)  # [dim, tile]
     for lo in range(0, total, chunk):
         flat = np.arange(lo, min(lo + chunk, total))
         row = np.searchsorted(ends, flat, side="right")
         index = flat - (ends[row] - per_tile[row])
-        segments = np.ones((flat.size, k + 1, N_DIMS), dtype=np.int64)
-        segments[:, 0, :] = tiles[row]
+        segments = np.ones((k + 1, N_DIMS, flat.size), dtype=np.int64)
+        segments[0] = tiles_t[:, row]
         rest = index.copy()
         for d in reversed(active):
             table, start, _ = tables[d]
             n = counts[d][row]
-            segments[:, 1:, d] = table[start[left[row, d]] + rest % n]
+            segments[1:, d, :] = table[start[left[row, d]] + rest % n].T
             rest //= n
         yield segments, row, index
 
@@ -161,18 +162,19 @@ def _allocations(problem: Problem, active: list[int], k: int, tiles: np.ndarray,
 @dataclass(frozen=True)
 class CandidateBatch:
     """Candidates in segment form (see ``costmodel.analyze_segments``), any mix of cut patterns and
-    leaders, padded to one depth: segments of ones above a candidate's last boundary."""
+    leaders, padded to one depth (segments of ones above a candidate's last boundary). Candidate
+    axis last."""
 
-    segments: np.ndarray  # [cand, segment, dim] factors per segment (segment 0: one kernel call)
-    leaders: np.ndarray  # [cand, segment] operand index leading each segment's loop order
-    cut_groups: np.ndarray  # [cand, cut] segment above each cut point (its tile: segments below)
+    segments: np.ndarray  # [segment, dim, cand] factors per segment (segment 0: one kernel call)
+    leaders: np.ndarray  # [segment, cand] operand index leading each segment's loop order
+    cut_groups: np.ndarray  # [cut, cand] segment above each cut point (its tile: segments below)
     tile_rank: np.ndarray  # [cand] rank of the candidate's kernel tile in the caller's order
     pattern_index: np.ndarray  # [cand]
     leader_index: np.ndarray  # [cand]
     rest_index: np.ndarray  # [cand] index of the allocation above the kernel tile
 
     def __len__(self) -> int:
-        return int(self.segments.shape[0])
+        return int(self.segments.shape[2])
 
 
 def order_table(problem: Problem) -> np.ndarray:
@@ -183,9 +185,19 @@ def order_table(problem: Problem) -> np.ndarray:
     return np.array([_segment_order(problem, active, o) + inactive for o in range(len(OPERANDS))], dtype=np.int64)
 
 
+def rank_table(problem: Problem) -> np.ndarray:
+    """[leader operand, dim] position of each dim in the loop order of a segment led by each operand."""
+    orders = order_table(problem)
+    ranks = np.empty_like(orders, dtype=np.int8)
+    for o in range(orders.shape[0]):
+        ranks[o, orders[o]] = np.arange(orders.shape[1])
+    return ranks
+
+
 def explicit_nest(problem: Problem, segments: np.ndarray, leaders: np.ndarray, cut_groups: np.ndarray
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One segment-form candidate as an explicit nest: (loop_dims [slot], loop_factors [slot], cuts [cut]),
+    """One segment-form candidate (segments [segment, dim], leaders [segment], cut_groups [cut]) as an
+    explicit nest: (loop_dims [slot], loop_factors [slot], cuts [cut]),
     slots innermost first, each segment contributing its active dims in its leader's order."""
     active = [i for i in range(N_DIMS) if problem.remaining[i] > 1]
     order = [active] + [_segment_order(problem, active, int(lead)) for lead in leaders[1:]]
@@ -211,24 +223,23 @@ def enumerate_batches(problem: Problem, tiles: np.ndarray, tile_rank: np.ndarray
         options = leader_options(problem, pattern)
         leaders_list = np.array(options, dtype=np.int64).reshape(len(options), k)
         groups = np.array(pattern, dtype=np.int64)
-        for segments, row, index in _allocations(problem, active, k, tiles, chunk):
+        for segments, row, index in _allocations(problem, active, k, tiles, max(1, chunk // len(options))):
             # Segments strictly between two boundaries must hold a loop (else a coarser pattern).
-            keep = np.ones(segments.shape[0], dtype=bool)
+            keep = np.ones(segments.shape[2], dtype=bool)
             for s in range(1, k):
-                keep &= segments[:, s, :].prod(axis=1) > 1
+                keep &= (segments[s] > 1).any(axis=0)
             if feasible_hint is not None:
                 keep &= feasible_hint(segments, pattern)
             if not keep.any():
                 continue
             m = int(keep.sum())
-            padded = np.ones((m, n_seg, N_DIMS), dtype=np.int64)
-            padded[:, :k + 1, :] = segments[keep]
             n_lead = leaders_list.shape[0]
-            leaders = np.zeros((m * n_lead, n_seg), dtype=np.int64)
-            leaders[:, 1:k + 1] = np.tile(leaders_list, (m, 1))
+            padded = np.ones((n_seg, N_DIMS, m * n_lead), dtype=np.int64)
+            padded[:k + 1] = np.repeat(segments[:, :, keep], n_lead, axis=2)
+            leaders = np.zeros((n_seg, m * n_lead), dtype=np.int64)
+            leaders[1:k + 1] = np.tile(leaders_list.T, (1, m))
             pending.append((
-                np.repeat(padded, n_lead, axis=0), leaders,
-                np.broadcast_to(groups, (m * n_lead, groups.size)),
+                padded, leaders, np.broadcast_to(groups[:, None], (groups.size, m * n_lead)),
                 np.repeat(tile_rank[row[keep]], n_lead), np.full(m * n_lead, pattern_index),
                 np.tile(np.arange(n_lead), m), np.repeat(index[keep], n_lead),
             ))
@@ -241,4 +252,5 @@ def enumerate_batches(problem: Problem, tiles: np.ndarray, tile_rank: np.ndarray
 
 
 def _merge(pending: list[tuple]) -> CandidateBatch:
-    return CandidateBatch(*(np.concatenate([part[i] for part in pending], axis=0) for i in range(7)))
+    axes = (2, 1, 1, 0, 0, 0, 0)  # the candidate axis of each field
+    return CandidateBatch(*(np.concatenate([part[i] for part in pending], axis=axes[i]) for i in range(7)))

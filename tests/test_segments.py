@@ -12,7 +12,7 @@ import mapper
 from costmodel.analysis import analyze, analyze_segments
 from mapper.search import build_layer_problem
 from mapper.spatial import spatial_unrollings
-from mapper.temporal import enumerate_batches, explicit_nest, kernel_tiles, order_table
+from mapper.temporal import enumerate_batches, explicit_nest, kernel_tiles, rank_table
 
 MODULES = [archs.load("gap9").modules["cluster"], archs.load("diana").modules["digital"],
            archs.load("os32_example").modules["os_array"]]
@@ -44,13 +44,13 @@ def test_segment_analysis_equals_explicit_nests(layer, module_index, seed):
     tiles = kernel_tiles(problem)
     rng = np.random.default_rng(seed)
     pick = rng.choice(tiles.shape[0], size=min(6, tiles.shape[0]), replace=False)
-    orders = order_table(problem)
+    ranks = rank_table(problem)
     checked = 0
     for batch in enumerate_batches(problem, tiles[pick], np.arange(pick.size), chunk=4096):
-        fast = analyze_segments(problem, batch.segments, orders[batch.leaders], batch.cut_groups)
+        fast = analyze_segments(problem, batch.segments, ranks.T[:, batch.leaders], batch.cut_groups).candidate_first()
         rows = rng.choice(len(batch), size=min(40, len(batch)), replace=False)
         for i in rows:
-            dims, factors, cuts = explicit_nest(problem, batch.segments[i], batch.leaders[i], batch.cut_groups[i])
+            dims, factors, cuts = explicit_nest(problem, batch.segments[:, :, i], batch.leaders[:, i], batch.cut_groups[:, i])
             ref = analyze(problem, dims, factors[None, :], cuts[None, :])
             for name in ("tile", "fetches", "distinct", "compute_tile", "n_steps"):
                 assert np.array_equal(getattr(fast, name)[i], getattr(ref, name)[0]), name
