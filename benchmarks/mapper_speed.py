@@ -284,7 +284,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if python is None:
             report["zigzag"] = {"skipped": how}
         else:
-            report["zigzag"] = _zigzag_comparison(python, how, args.lpf, report["targets"]["tpu_like"])
+            try:
+                report["zigzag"] = _zigzag_comparison(python, how, args.lpf, report["targets"]["tpu_like"])
+            except (RuntimeError, subprocess.TimeoutExpired, ValueError) as exc:
+                report["zigzag"] = {"error": f"ZigZag run with {python} ({how}) failed: {exc}"}
+        if "zigzag_seconds" in report["zigzag"]:
             for key in ("zigzag_seconds", "zigzag_candidates", "zigzag_latency_cycles", "our_latency_cycles", "speedup",
                         "zigzag_mapping_in_our_model_latency_cycles"):
                 report[key] = report["zigzag"][key]
@@ -308,8 +312,8 @@ def summary(report: dict[str, Any]) -> str:
                         for net, row in nets.items())
         lines.append(f"suite_seconds {report['suite_seconds']:.2f} (4 MLPerf Tiny networks x gap9, diana; policy best): {per}")
     zz = report.get("zigzag", {})
-    if "skipped" in zz:
-        lines.append(f"zigzag: skipped ({zz['skipped']})")
+    if "skipped" in zz or "error" in zz:
+        lines.append(f"zigzag: {zz.get('skipped') or zz.get('error')}")
     elif zz:
         lines.append(f"zigzag {zz['zigzag_version']} ({zz['found']}), lpf_limit {zz['lpf_limit']}: "
                      f"zigzag_seconds {zz['zigzag_seconds']:.3f} (of which {zz['zigzag_cost_model_seconds']:.3f} s building "

@@ -137,6 +137,14 @@ def test_errors_name_the_file_and_key(tmp_path, mutate, key, says):
     assert f"{path}: {key}: " in message and says in message, message
 
 
+def test_memory_operand_links_of_the_mapping_file_are_followed():
+    links = [{"name": "default", "spatial_mapping": {"D1": ["OX, 32"]}, "memory_operand_links": {"O": "O", "W": "I1", "I": "I2"}}]
+    module = archs.from_zigzag(TPU, links).modules["tpu_like"]
+    assert {m.name: m.operands for m in module.memories}["rf_128B"] == {Operand.I}
+    assert {m.name: m.operands for m in module.memories}["sram_2MB"] == {Operand.W, Operand.O}
+    assert [d.unroll for d in module.spatial] == [(D.OX,), tuple(LoopDim)]  # D2 not named: every loop dim
+
+
 def test_bad_mapping_file_and_missing_file(tmp_path):
     bad = tmp_path / "map.yaml"
     bad.write_text(yaml.safe_dump([{"name": "default", "spatial_mapping": {"D1": ["D0, 8"]}}]))
