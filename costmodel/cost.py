@@ -313,50 +313,71 @@ def evaluate(problem: Problem, stats) -> CostBreakdown:
     )
 
 
-def _tiling_lower_bound(problem: Problem, tiles: np.ndarray, compute_tile: np.ndarray, objective: str) -> np.ndarray:
-    """[cand] the ``objective`` no loop order can beat for given tiles (cycles, pJ or cycles x pJ).
+def cut_buffer_lower_bound(problem: Problem, p: int, tile: np.ndarray) -> np.ndarray:
+    """[cand] bytes cut point ``p``'s tile of temporal extents ``tile`` [dim, cand] takes in its inner
+    memory, outputs at output precision unless the memory accumulates (partial sums need more)."""
+    cut = problem.cut_points[p]
+    elements = _tile_elements(problem, cut.operand, tile * problem.spatial[:, None])
+    bits = problem.layer.precision.bits(cut.operand)
+    if cut.operand is Operand.O and cut.inner.accumulates:
+        bits = problem.layer.precision.accumulator
+    return _buffer(elements, bits, cut.inner.double_buffering)
 
-    ``tiles`` [cut, dim, cand] and ``compute_tile`` [dim, cand] are temporal extents. Every tile is
-    brought in at least once per distinct position (``fetches >= distinct``), outputs leave at
-    least once at output precision, and double-buffered transfers can at best hide behind compute:
-    latency >= max(compute, double-buffered traffic) + other traffic + tile overhead, which is
-    what ``evaluate`` gives with every fetch count at its minimum and no partial sums.
-    """
-    module, prec = problem.module, problem.layer.precision
-    n_cand = tiles.shape[2]
+
+def cut_traffic_lower_bound(problem: Problem, p: int, tile: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(cycles [cand], pJ [cand]) no loop order can go below across cut point ``p`` with tiles of
+    temporal extents ``tile`` [dim, cand]: each tile position is fetched at least once (``fetches >=
+    distinct``) and outputs leave once at output precision."""
+    cut = problem.cut_points[p]
+    prec = problem.layer.precision
+    rel = problem.relevant[OPERANDS.index(cut.operand)]
+    distinct = int(np.prod(problem.remaining[rel])) // _product(tile, rel)
+    if cut.operand is Operand.O:
+        moved = np.full(tile.shape[1], float(problem.layer.tensor_elements(Operand.O)) * prec.output / 8)
+        link = _link(cut, True)
+        per_byte = cut.inner.read_energy_pj_per_byte + cut.outer.write_energy_pj_per_byte
+    else:
+        moved = _moved_elements(problem, cut.operand, tile * problem.spatial[:, None], distinct) * prec.bits(cut.operand) / 8
+        link = _link(cut, False)
+        per_byte = cut.outer.read_energy_pj_per_byte + cut.inner.write_energy_pj_per_byte
+    return moved / link + distinct * cut.inner.transfer_fixed_cycles, moved * per_byte
+
+
+def call_lower_bound(problem: Problem, compute_tile: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(compute cycles, overhead cycles, pJ of MACs and kernel accesses) [cand] for kernel calls of
+    temporal extents ``compute_tile`` [dim, cand]: exact, they do not depend on the loop order."""
+    module = problem.module
     n_steps = np.prod(problem.remaining) / _product(compute_tile, np.ones(N_DIMS, dtype=bool))
-    hidden = np.zeros(n_cand)
-    serial = np.zeros(n_cand)
-    want_energy = objective in ("energy", "edp")
-    energy = 0.0
-    if want_energy:
-        energy = problem.layer.macs * module.compute.energy_pj_per_mac + _kernel_access_energy(problem, compute_tile)
-    spatial = problem.spatial[:, None]
-    for p, cut in enumerate(problem.cut_points):
-        rel = problem.relevant[OPERANDS.index(cut.operand)]
-        distinct = int(np.prod(problem.remaining[rel])) // _product(tiles[p], rel)
-        if cut.operand is Operand.O:
-            moved = float(problem.layer.tensor_elements(Operand.O)) * prec.output / 8
-            link = _link(cut, True)
-            per_byte = cut.inner.read_energy_pj_per_byte + cut.outer.write_energy_pj_per_byte
-        else:
-            moved = _moved_elements(problem, cut.operand, tiles[p] * spatial, distinct) * prec.bits(cut.operand) / 8
-            link = _link(cut, False)
-            per_byte = cut.outer.read_energy_pj_per_byte + cut.inner.write_energy_pj_per_byte
-        if want_energy:
-            energy = energy + moved * per_byte
-        cycles = moved / link + distinct * cut.inner.transfer_fixed_cycles
+    energy = problem.layer.macs * module.compute.energy_pj_per_mac + _kernel_access_energy(problem, compute_tile)
+    return n_steps * _kernel_cycles(problem, compute_tile), n_steps * module.tile_overhead_cycles, energy
+
+
+def combine_lower_bound(problem: Problem, call: tuple, cuts: list[tuple[np.ndarray, np.ndarray]], objective: str
+                        ) -> np.ndarray:
+    """[cand] objective bound from ``call_lower_bound`` and one ``cut_traffic_lower_bound`` per cut
+    point: latency >= max(compute, double-buffered traffic) + other traffic + tile overhead (the
+    double-buffered overlap of ``evaluate`` can hide transfers at best behind compute)."""
+    compute, overhead, energy = call
+    hidden = 0.0
+    serial = overhead
+    for (cycles, pj), cut in zip(cuts, problem.cut_points):
+        if objective != "latency":
+            energy = energy + pj
         if cut.inner.double_buffering:
-            hidden += cycles
+            hidden = hidden + cycles
         else:
-            serial += cycles
+            serial = serial + cycles
     if objective == "energy":
         return energy
-    latency = (np.maximum(n_steps * _kernel_cycles(problem, compute_tile), hidden) + serial
-               + n_steps * module.tile_overhead_cycles)
-    if objective == "latency":
-        return latency
-    return latency * energy
+    latency = np.maximum(compute, hidden) + serial
+    return latency if objective == "latency" else latency * energy
+
+
+def _tiling_lower_bound(problem: Problem, tiles: np.ndarray, compute_tile: np.ndarray, objective: str) -> np.ndarray:
+    """[cand] the ``objective`` no loop order can beat for tiles ``tiles`` [cut, dim, cand] and kernel
+    calls ``compute_tile`` [dim, cand] (temporal extents): ``combine_lower_bound`` of the pieces."""
+    cuts = [cut_traffic_lower_bound(problem, p, tiles[p]) for p in range(len(problem.cut_points))]
+    return combine_lower_bound(problem, call_lower_bound(problem, compute_tile), cuts, objective)
 
 
 def tiling_lower_bound(problem: Problem, tiles: np.ndarray, compute_tile: np.ndarray, objective: str) -> np.ndarray:

@@ -21,11 +21,13 @@ from archs.model import ExecModule, SoC
 from costmodel.analysis import analyze, analyze_segments
 from costmodel.cost import (
     OBJECTIVES,
-    _occupancy_lower_bound,
-    _tiling_lower_bound,
+    call_lower_bound,
+    combine_lower_bound,
     compulsory_energy,
     compulsory_transfer_cycles,
     compute_bound_cycles,
+    cut_buffer_lower_bound,
+    cut_traffic_lower_bound,
     evaluate,
     kernel_access_energy,
     kernel_cycles,
@@ -89,25 +91,38 @@ def _capacities(module: ExecModule) -> np.ndarray:
 
 
 def _prefilter(problem: Problem, objective: str, incumbent: list):
-    """Row mask over allocations: tiles that can fit their memories (outputs at their smallest
-    precision) and whose cost lower bound does not exceed the incumbent ``incumbent[0]``."""
+    """Allocation masks, one per cut pattern: tiles that can fit their memories (outputs at their
+    smallest precision) and whose cost lower bound does not exceed the incumbent ``incumbent[0]``.
+    Per-cut pieces depend only on the cut's group, so they are computed once for all patterns."""
     capacity = _capacities(problem.module)
+    cuts = problem.cut_points
 
-    def hint(segments: np.ndarray, pattern: tuple[int, ...]) -> np.ndarray:
-        if not pattern:
-            return np.ones(segments.shape[2], dtype=bool)
-        seg = segments  # [segment, dim, cand]
-        prefix = [seg[0]]
-        for s in range(1, seg.shape[0]):
-            prefix.append(prefix[-1] * seg[s])
-        tiles = np.stack([prefix[g - 1] for g in pattern])  # [cut, dim, cand]
-        occupancy = _occupancy_lower_bound(problem, tiles)
-        fits = np.ones(seg.shape[2], dtype=bool)
-        for m, size in enumerate(capacity):
-            fits &= occupancy[m] <= size
-        if not np.isfinite(incumbent[0]):
-            return fits
-        return fits & (_tiling_lower_bound(problem, tiles, seg[0], objective) <= incumbent[0])
+    def hint(segments: np.ndarray, patterns: list[tuple[int, ...]]) -> list[np.ndarray]:
+        n_cand = segments.shape[2]
+        if not cuts:
+            return [np.ones(n_cand, dtype=bool) for _ in patterns]
+        prefix = [segments[0]]  # [dim, cand] tile below the top of each segment
+        for s in range(1, segments.shape[0]):
+            prefix.append(prefix[-1] * segments[s])
+        groups = sorted({(p, g) for pattern in patterns for p, g in enumerate(pattern)})
+        buffers = {(p, g): cut_buffer_lower_bound(problem, p, prefix[g - 1]) for p, g in groups}
+        bounded = np.isfinite(incumbent[0])
+        if bounded:
+            traffic = {(p, g): cut_traffic_lower_bound(problem, p, prefix[g - 1]) for p, g in groups}
+            call = call_lower_bound(problem, segments[0])
+        masks = []
+        for pattern in patterns:
+            occupancy = np.zeros((len(capacity), n_cand))
+            for p, g in enumerate(pattern):
+                occupancy[cuts[p].inner_index] += buffers[p, g]
+            mask = np.ones(n_cand, dtype=bool)
+            for m, size in enumerate(capacity):
+                mask &= occupancy[m] <= size
+            if bounded:
+                bound = combine_lower_bound(problem, call, [traffic[p, g] for p, g in enumerate(pattern)], objective)
+                mask &= bound <= incumbent[0]
+            masks.append(mask)
+        return masks
 
     return hint
 
@@ -298,7 +313,7 @@ def search_module(layer: Layer, module: ExecModule, objective: str = "latency") 
                     best = (unrolling, problem, *explicit_nest(problem, batch.segments[:, :, i], batch.leaders[:, i],
                                                                batch.cut_groups[:, i]))
             pos += step
-            step = min(step * 4, 256)
+            step = min(step * 16, 1024)
     if best is None:
         detail = f"; the closest candidate overflows: {tightest[1]}" if tightest[1] else (
             "; no tiling fits its memories even with outputs at their smallest precision")

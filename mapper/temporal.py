@@ -208,42 +208,50 @@ def explicit_nest(problem: Problem, segments: np.ndarray, leaders: np.ndarray, c
 
 def enumerate_batches(problem: Problem, tiles: np.ndarray, tile_rank: np.ndarray, chunk: int = 32768,
                       feasible_hint=None) -> Iterator[CandidateBatch]:
-    """Stream the reduced space above the given kernel tiles in batches of about ``chunk`` rows,
-    pattern by pattern and leader by leader, in a fixed order (ties break by the indices carried).
+    """Stream the reduced space above the given kernel tiles in batches of about ``chunk`` rows, in a
+    fixed order (by depth, allocation chunk, pattern, leader; ties break by the indices carried).
 
-    ``feasible_hint(segments, pattern)`` may return a mask of allocations worth evaluating (a
-    capacity or cost lower bound); rows it drops are never yielded.
+    Patterns of the same depth ``k`` share their allocations. ``feasible_hint(segments, patterns)``
+    may return one mask of allocations worth evaluating per pattern (capacity or cost lower
+    bounds); rows it drops are never yielded.
     """
     active = [i for i in range(N_DIMS) if problem.remaining[i] > 1]
     n_seg = len(problem.cut_points) + 1
+    patterns = cut_patterns(problem)
     pending: list[tuple] = []
     size = 0
-    for pattern_index, pattern in enumerate(cut_patterns(problem)):
-        k = max(pattern, default=0)
-        options = leader_options(problem, pattern)
-        leaders_list = np.array(options, dtype=np.int64).reshape(len(options), k)
-        groups = np.array(pattern, dtype=np.int64)
-        for segments, row, index in _allocations(problem, active, k, tiles, max(1, chunk // len(options))):
+    for k in sorted({max(p, default=0) for p in patterns}):
+        same_depth = [(i, p) for i, p in enumerate(patterns) if max(p, default=0) == k]
+        leaders = {}
+        for i, p in same_depth:
+            options = leader_options(problem, p)
+            leaders[i] = np.array(options, dtype=np.int64).reshape(len(options), k)
+        widest = sum(leaders[i].shape[0] for i, _ in same_depth)
+        for segments, row, index in _allocations(problem, active, k, tiles, max(1, chunk // widest)):
             # Segments strictly between two boundaries must hold a loop (else a coarser pattern).
-            keep = np.ones(segments.shape[2], dtype=bool)
+            base = np.ones(segments.shape[2], dtype=bool)
             for s in range(1, k):
-                keep &= (segments[s] > 1).any(axis=0)
-            if feasible_hint is not None:
-                keep &= feasible_hint(segments, pattern)
-            if not keep.any():
-                continue
-            m = int(keep.sum())
-            n_lead = leaders_list.shape[0]
-            padded = np.ones((n_seg, N_DIMS, m * n_lead), dtype=np.int64)
-            padded[:k + 1] = np.repeat(segments[:, :, keep], n_lead, axis=2)
-            leaders = np.zeros((n_seg, m * n_lead), dtype=np.int64)
-            leaders[1:k + 1] = np.tile(leaders_list.T, (1, m))
-            pending.append((
-                padded, leaders, np.broadcast_to(groups[:, None], (groups.size, m * n_lead)),
-                np.repeat(tile_rank[row[keep]], n_lead), np.full(m * n_lead, pattern_index),
-                np.tile(np.arange(n_lead), m), np.repeat(index[keep], n_lead),
-            ))
-            size += m * n_lead
+                base &= (segments[s] > 1).any(axis=0)
+            masks = (feasible_hint(segments, [p for _, p in same_depth]) if feasible_hint is not None
+                     else [base] * len(same_depth))
+            for (pattern_index, pattern), mask in zip(same_depth, masks):
+                keep = base & mask
+                if not keep.any():
+                    continue
+                m = int(keep.sum())
+                options = leaders[pattern_index]
+                n_lead = options.shape[0]
+                padded = np.ones((n_seg, N_DIMS, m * n_lead), dtype=np.int64)
+                padded[:k + 1] = np.repeat(segments[:, :, keep], n_lead, axis=2)
+                lead = np.zeros((n_seg, m * n_lead), dtype=np.int64)
+                lead[1:k + 1] = np.tile(options.T, (1, m))
+                groups = np.array(pattern, dtype=np.int64)
+                pending.append((
+                    padded, lead, np.broadcast_to(groups[:, None], (groups.size, m * n_lead)),
+                    np.repeat(tile_rank[row[keep]], n_lead), np.full(m * n_lead, pattern_index),
+                    np.tile(np.arange(n_lead), m), np.repeat(index[keep], n_lead),
+                ))
+                size += m * n_lead
             if size >= chunk:
                 yield _merge(pending)
                 pending, size = [], 0
