@@ -355,22 +355,28 @@ def call_lower_bound(problem: Problem, compute_tile: np.ndarray) -> tuple[np.nda
 def combine_lower_bound(problem: Problem, call: tuple, cuts: list[tuple[np.ndarray, np.ndarray]], objective: str
                         ) -> np.ndarray:
     """[cand] objective bound from ``call_lower_bound`` and one ``cut_traffic_lower_bound`` per cut
-    point: latency >= max(compute, double-buffered traffic) + other traffic + tile overhead (the
-    double-buffered overlap of ``evaluate`` can hide transfers at best behind compute)."""
+    point (see ``latency_energy_lower_bounds``)."""
+    latency, energy = latency_energy_lower_bounds(problem, call, cuts)
+    if objective == "latency":
+        return latency
+    return energy if objective == "energy" else latency * energy
+
+
+def latency_energy_lower_bounds(problem: Problem, call: tuple, cuts: list[tuple[np.ndarray, np.ndarray]]
+                                ) -> tuple[np.ndarray, np.ndarray]:
+    """(cycles, pJ) [cand] bounds: latency >= max(compute, double-buffered traffic) + other traffic +
+    tile overhead (the double-buffered overlap of ``evaluate`` can at best hide transfers behind
+    compute); energy >= MACs + kernel accesses + every tile moved once."""
     compute, overhead, energy = call
     hidden = 0.0
     serial = overhead
     for (cycles, pj), cut in zip(cuts, problem.cut_points):
-        if objective != "latency":
-            energy = energy + pj
+        energy = energy + pj
         if cut.inner.double_buffering:
             hidden = hidden + cycles
         else:
             serial = serial + cycles
-    if objective == "energy":
-        return energy
-    latency = np.maximum(compute, hidden) + serial
-    return latency if objective == "latency" else latency * energy
+    return np.maximum(compute, hidden) + serial, energy
 
 
 def _tiling_lower_bound(problem: Problem, tiles: np.ndarray, compute_tile: np.ndarray, objective: str) -> np.ndarray:

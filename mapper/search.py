@@ -1,10 +1,12 @@
 """Search: best spatial x temporal mapping of a layer per module, best module per layer.
 
-Exact within the space of ``mapper.temporal``: candidates are only skipped when a lower bound on
-their latency (kernel calls x (call cycles + tile overhead), plus compulsory traffic) already
-exceeds the best latency found, which cannot discard the optimum. Ties break by the secondary
-metric (energy for latency, latency otherwise), then by enumeration order: results are
-deterministic.
+Exact within the space of ``mapper.temporal``: a candidate is skipped only when lower bounds on its
+cost show it cannot strictly beat the best found so far, which cannot discard the optimum. Bounds
+are applied per spatial unrolling (compute of a PE-costed array), per kernel tile (compute plus
+compulsory traffic) and per allocation of tiles to memories (every tile fetched once per position,
+``costmodel.cost.cut_traffic_lower_bound``). Ties on the objective break by the secondary metric
+(energy for latency, latency otherwise), then by visiting order (unrollings by bound, kernel tiles
+by bound, then enumeration order): results are deterministic.
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ from costmodel.analysis import analyze, analyze_segments
 from costmodel.cost import (
     OBJECTIVES,
     call_lower_bound,
-    combine_lower_bound,
     compulsory_energy,
     compulsory_transfer_cycles,
     compute_bound_cycles,
@@ -31,6 +32,7 @@ from costmodel.cost import (
     evaluate,
     kernel_access_energy,
     kernel_cycles,
+    latency_energy_lower_bounds,
     occupancy_lower_bound,
     traffic_bound_cycles,
 )
@@ -62,27 +64,55 @@ def build_layer_problem(layer: Layer, module: ExecModule, unrolling: SpatialUnro
     return build_problem(layer, module, unrolling.factors, {o: layer.relevant(o) for o in OPERANDS})
 
 
-def lower_bounds(problem: Problem, tiles: np.ndarray, objective: str) -> np.ndarray:
-    """[tile] the objective no mapping whose kernel call has temporal extents ``tiles`` can beat.
+_TIE = 1e-9  # relative tolerance under which two float costs count as equal
+
+
+def _objectives(objective: str, latency, energy) -> tuple:
+    """(primary, secondary) values of ``objective`` (the secondary breaks ties)."""
+    if objective == "latency":
+        return latency, energy
+    if objective == "energy":
+        return energy, latency
+    return latency * energy, latency
+
+
+def _can_beat(primary, secondary, incumbent: tuple) -> np.ndarray:
+    """Mask of bounds (primary, secondary) under which a candidate could still beat ``incumbent``
+    (strictly better primary, or an equal primary with a strictly better secondary)."""
+    best_p, best_s = incumbent
+    better = primary < best_p * (1 - _TIE)
+    tied = primary <= best_p * (1 + _TIE)
+    return better | (tied & (secondary < best_s * (1 - _TIE)))
+
+
+def lower_bounds(problem: Problem, tiles: np.ndarray, objective: str) -> tuple[np.ndarray, np.ndarray]:
+    """([tile], [tile]) the (primary, secondary) objective values no mapping whose kernel call has
+    temporal extents ``tiles`` can beat.
 
     Latency >= max(calls x call cycles, hidden compulsory traffic) + serial compulsory traffic +
     calls x tile overhead; energy >= compulsory energy + the kernel's own accesses.
     """
     n_steps = np.prod(problem.remaining) / np.prod(tiles, axis=1)
-    latency = energy = None
-    if objective in ("latency", "edp"):
-        traffic = compulsory_transfer_cycles(problem)
-        db = np.array([c.inner.double_buffering for c in problem.cut_points], dtype=bool)
-        compute = n_steps * kernel_cycles(problem, tiles)
-        latency = (np.maximum(compute, traffic[db].sum()) + traffic[~db].sum()
-                   + n_steps * problem.module.tile_overhead_cycles)
-    if objective in ("energy", "edp"):
-        energy = compulsory_energy(problem) + kernel_access_energy(problem, tiles)
-    if objective == "latency":
-        return latency
-    if objective == "energy":
-        return energy
-    return latency * energy
+    traffic = compulsory_transfer_cycles(problem)
+    db = np.array([c.inner.double_buffering for c in problem.cut_points], dtype=bool)
+    compute = n_steps * kernel_cycles(problem, tiles)
+    latency = (np.maximum(compute, traffic[db].sum()) + traffic[~db].sum()
+               + n_steps * problem.module.tile_overhead_cycles)
+    energy = compulsory_energy(problem) + kernel_access_energy(problem, tiles)
+    return _objectives(objective, latency, energy)
+
+
+def _unrolling_floor(problem: Problem, objective: str) -> float:
+    """Latency no mapping with this unrolling can beat, when it does not depend on the tiling: a
+    module costed per PE spends ``temporal iterations x array size / peak`` cycles computing
+    whatever the tiles; plus compulsory traffic and one tile overhead. 0 when not applicable."""
+    module = problem.module
+    if objective != "latency" or module.compute.kernel_hook is not None:
+        return 0.0
+    traffic = compulsory_transfer_cycles(problem)
+    db = np.array([c.inner.double_buffering for c in problem.cut_points], dtype=bool)
+    compute = problem.temporal_iterations * module.array_size / module.compute.macs_per_cycle
+    return float(max(compute, traffic[db].sum()) + traffic[~db].sum() + module.tile_overhead_cycles)
 
 
 def _capacities(module: ExecModule) -> np.ndarray:
@@ -92,8 +122,9 @@ def _capacities(module: ExecModule) -> np.ndarray:
 
 def _prefilter(problem: Problem, objective: str, incumbent: list):
     """Allocation masks, one per cut pattern: tiles that can fit their memories (outputs at their
-    smallest precision) and whose cost lower bound does not exceed the incumbent ``incumbent[0]``.
-    Per-cut pieces depend only on the cut's group, so they are computed once for all patterns."""
+    smallest precision) and whose cost lower bounds could still beat the incumbent ``incumbent[0]``
+    (``_can_beat``). Per-cut pieces depend only on the cut's group, so they are computed once for
+    all patterns."""
     capacity = _capacities(problem.module)
     cuts = problem.cut_points
 
@@ -106,7 +137,7 @@ def _prefilter(problem: Problem, objective: str, incumbent: list):
             prefix.append(prefix[-1] * segments[s])
         groups = sorted({(p, g) for pattern in patterns for p, g in enumerate(pattern)})
         buffers = {(p, g): cut_buffer_lower_bound(problem, p, prefix[g - 1]) for p, g in groups}
-        bounded = np.isfinite(incumbent[0])
+        bounded = np.isfinite(incumbent[0][0])
         if bounded:
             traffic = {(p, g): cut_traffic_lower_bound(problem, p, prefix[g - 1]) for p, g in groups}
             call = call_lower_bound(problem, segments[0])
@@ -119,8 +150,8 @@ def _prefilter(problem: Problem, objective: str, incumbent: list):
             for m, size in enumerate(capacity):
                 mask &= occupancy[m] <= size
             if bounded:
-                bound = combine_lower_bound(problem, call, [traffic[p, g] for p, g in enumerate(pattern)], objective)
-                mask &= bound <= incumbent[0]
+                latency, energy = latency_energy_lower_bounds(problem, call, [traffic[p, g] for p, g in enumerate(pattern)])
+                mask &= _can_beat(*_objectives(objective, latency, energy), incumbent[0])
             masks.append(mask)
         return masks
 
@@ -272,25 +303,29 @@ def search_module(layer: Layer, module: ExecModule, objective: str = "latency") 
     unrollings = _searched_unrollings(layer, module, all_unrollings)
     capacity = _capacities(module)
     unrollings.sort(key=lambda u: -u.utilization(layer, module.array_size))  # stable: good incumbents first
-    best_key: tuple = (np.inf,)
-    incumbent = [np.inf]  # best objective so far, read by the prefilter
+    problems = [build_layer_problem(layer, module, u) for u in unrollings]
+    floors = [_unrolling_floor(p, objective) for p in problems]
+    visit = sorted(range(len(unrollings)), key=lambda i: floors[i])  # stable
+    incumbent = [(np.inf, np.inf)]  # best (primary, secondary) so far, read by the prefilter
     best = None
     evaluated = 0
     tightest = (np.inf, "")  # smallest overflow seen, for the rejection message
-    for spatial_rank, unrolling in enumerate(unrollings):
-        problem = build_layer_problem(layer, module, unrolling)
+    for spatial_rank in visit:
+        unrolling, problem = unrollings[spatial_rank], problems[spatial_rank]
+        if floors[spatial_rank] > incumbent[0][0] * (1 + _TIE):
+            break  # the remaining unrollings cannot be faster
         smallest = np.ones((1, len(problem.cut_points), len(DIMS)), dtype=np.int64)
         if not (occupancy_lower_bound(problem, smallest) <= capacity).all():
             continue  # even one-element tiles overflow a memory with this unrolling
         tiles = kernel_tiles(problem)
-        bound = lower_bounds(problem, tiles, objective)
-        order = np.argsort(bound, kind="stable")  # most promising kernel tiles first
+        bound, bound2 = lower_bounds(problem, tiles, objective)
+        order = np.lexsort((bound2, bound))  # most promising kernel tiles first (stable)
         hint = _prefilter(problem, objective, incumbent)
         dim_ranks = rank_table(problem)
         pos, step = 0, 1
-        while pos < order.size and bound[order[pos]] <= best_key[0]:
+        while pos < order.size and bound[order[pos]] <= incumbent[0][0] * (1 + _TIE):
             chosen = order[pos:pos + step]
-            promising = bound[chosen] <= best_key[0]
+            promising = _can_beat(bound[chosen], bound2[chosen], incumbent[0])
             ranks = pos + np.nonzero(promising)[0]
             for batch in enumerate_batches(problem, tiles[chosen[promising]], ranks, feasible_hint=hint):
                 stats = analyze_segments(problem, batch.segments, dim_ranks.T[:, batch.leaders], batch.cut_groups)
@@ -303,13 +338,9 @@ def search_module(layer: Layer, module: ExecModule, objective: str = "latency") 
                         tightest = overflow
                     continue
                 secondary = cost.objective(_secondary(objective))
-                i = np.lexsort((batch.rest_index, batch.leader_index, batch.pattern_index, batch.tile_rank,
-                                secondary, primary))[0]
-                key = (primary[i], secondary[i], spatial_rank, batch.tile_rank[i], batch.pattern_index[i],
-                       batch.leader_index[i], batch.rest_index[i])
-                if key < best_key:
-                    best_key = key
-                    incumbent[0] = key[0]
+                i = int(np.lexsort((secondary, primary))[0])  # stable: the first visited of equal costs
+                if _can_beat(primary[i], secondary[i], incumbent[0]):
+                    incumbent[0] = (float(primary[i]), float(secondary[i]))
                     best = (unrolling, problem, *explicit_nest(problem, batch.segments[:, :, i], batch.leaders[:, i],
                                                                batch.cut_groups[:, i]))
             pos += step
@@ -323,7 +354,7 @@ def search_module(layer: Layer, module: ExecModule, objective: str = "latency") 
     schedule = _schedule(layer, module, objective, *best, candidates=evaluated, seconds=seconds)
     log.debug("%s on %s: %.0f cycles, %d candidates, %.3f s", layer.name, module.name,
               schedule.latency_cycles, evaluated, seconds)
-    return ModuleResult(module, schedule, None, best_key[:2])
+    return ModuleResult(module, schedule, None, incumbent[0])
 
 
 def _select_modules(soc: SoC, modules: Optional[Sequence[str]]) -> list[ExecModule]:

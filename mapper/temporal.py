@@ -85,9 +85,9 @@ def kernel_tiles(problem: Problem) -> np.ndarray:
     the whole layer is one call."""
     if not problem.cut_points:
         return problem.remaining[None, :].copy()
-    divisors = [[f for f in range(1, int(n) + 1) if n % f == 0] for n in problem.remaining]
-    grid = np.array(list(itertools.product(*divisors)), dtype=np.int64)
-    return grid.reshape(-1, N_DIMS)
+    divisors = [np.array([f for f in range(1, int(n) + 1) if n % f == 0], dtype=np.int64) for n in problem.remaining]
+    grid = np.meshgrid(*divisors, indexing="ij")  # first dim slowest, as itertools.product
+    return np.stack([g.reshape(-1) for g in grid], axis=1)
 
 
 @lru_cache(maxsize=1024)
