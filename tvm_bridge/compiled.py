@@ -1,0 +1,234 @@
+"""``compile(model, soc)``: the whole flow, and ``CompiledModel`` to run, inspect and export the result.
+
+import -> ``partition_for(soc)`` (mapper schedules attached) -> ``RunCodegen`` (``relax.ext.match``:
+generated C per offloaded layer) -> ``tvm.compile(target="llvm")`` for everything left on the host
+-> ``export_library`` (g++) into a private directory -> loaded back and run by TVM's VM. The
+loaded library is kept so the per-layer entry points and run-time counters can be called directly.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import tempfile
+import time
+import weakref
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Sequence, Union
+
+import numpy as np
+import tvm
+from tvm import relax
+
+import archs
+from archs.model import SoC
+from mapper.schedule import Schedule
+from tvm_bridge import _compat as C
+from tvm_bridge.codegen import CodegenSink, OffloadedFunction
+from tvm_bridge.frontend import BridgeError, ModelLike, load_model, main_function
+from tvm_bridge.partition import partition_for
+
+log = logging.getLogger(__name__)
+
+COUNTER_FIELDS = ("bytes_in", "bytes_out", "transfers_in", "transfers_out")
+DEFAULT_CC_OPTIONS = ("-O2",)
+
+
+@dataclass(frozen=True)
+class LevelCounters:
+    """Traffic of one schedule ``TileLevel`` (operand tile in ``memory``, filled from ``outer_memory``)."""
+
+    operand: str
+    memory: str
+    outer_memory: str
+    bytes_in: int
+    bytes_out: int
+    transfers_in: int
+    transfers_out: int
+
+
+class CompiledModel:
+    """A model compiled for ``soc``: offloaded layers run the generated C, the rest TVM's host code.
+
+    ``schedules``: layer -> ``Schedule`` for every recognised layer (host layers: their host
+    schedule); ``offloaded``: layer -> whether it runs generated code; ``functions``: what the codegen
+    produced per offloaded function; ``timings``: seconds per compilation step.
+    """
+
+    def __init__(self, mod: tvm.IRModule, soc: SoC, schedules: dict[str, Schedule], offloaded: dict[str, bool],
+                 functions: list[OffloadedFunction], library_path: Path, workdir: Path, timings: dict[str, float]):
+        self.mod, self.soc = mod, soc  # mod: the partitioned module (before RunCodegen)
+        self.schedules, self.offloaded = schedules, offloaded
+        self.functions = functions
+        self.timings = timings
+        self._workdir = workdir
+        self._library_path = library_path
+        self._finalizer = weakref.finalize(self, shutil.rmtree, str(workdir), True)
+        self.library = tvm.runtime.load_module(str(library_path))
+        self.vm = C.virtual_machine(self.library)
+        self._function_of = {name: f for f in functions for name in f.layers}
+        main = main_function(mod)
+        self.input_shapes = [C.tensor_shape(p) for p in main.params]
+        self.input_dtypes = [C.tensor_dtype(p) for p in main.params]
+
+    # ------------------------------------------------------------------ running
+    def run(self, *inputs: np.ndarray, reset_counters: bool = True) -> np.ndarray:
+        """Run the model on numpy input(s) (shapes/dtypes of ``main``'s parameters); returns numpy.
+
+        Counters are reset first unless ``reset_counters`` is false (then they accumulate).
+        """
+        if len(inputs) != len(self.input_shapes):
+            raise BridgeError(f"the model takes {len(self.input_shapes)} input(s), got {len(inputs)}")
+        args = []
+        for i, (x, shape, dtype) in enumerate(zip(inputs, self.input_shapes, self.input_dtypes)):
+            x = np.asarray(x)
+            if tuple(x.shape) != tuple(shape) or str(x.dtype) != dtype:
+                raise BridgeError(f"input {i}: expected {dtype} {tuple(shape)}, got {x.dtype} {tuple(x.shape)}")
+            args.append(C.to_runtime_tensor(x))
+        if reset_counters:
+            self.reset_counters()
+        result = self.vm["main"](*args)
+        return result.numpy() if hasattr(result, "numpy") else np.asarray([r.numpy() for r in result])
+
+    def run_layer(self, name: str, *inputs: np.ndarray) -> np.ndarray:
+        """Run one offloaded layer's generated code alone on int8 input(s) shaped like its Relax inputs
+        (e.g. LiteRT's tensors; for an add, the left operand first). Counters accumulate."""
+        from tvm_bridge.graph import input_order
+
+        func = self._offloaded_function(name)
+        external = self.mod[func.symbol]
+        params = [C.tensor_shape(p) for p in external.params]
+        order = input_order(external)
+        if len(inputs) != len(params):
+            raise BridgeError(f"layer {name!r} takes {len(params)} input(s), got {len(inputs)}")
+        by_param = [None] * len(params)
+        for layer_index, param_index in enumerate(order):
+            by_param[param_index] = inputs[layer_index]
+        args = [C.to_runtime_tensor(np.asarray(x, np.int8).reshape(shape)) for x, shape in zip(by_param, params)]
+        out_shape = func.layer.quant.extra["output_shape"]
+        out = C.to_runtime_tensor(np.zeros(out_shape, np.int8))
+        self._entry(func.symbol)(*args, out)
+        return out.numpy()
+
+    # ------------------------------------------------------------------ counters
+    def counters(self) -> dict[str, list[LevelCounters]]:
+        """Measured traffic per offloaded layer and schedule level since the last reset (bytes, transfers).
+
+        A function TVM shared between several identical layers counts all their calls; each of those
+        layers is reported with the total divided by the number of layers.
+        """
+        out = {}
+        for func in self.functions:
+            read = self._entry(f"{func.symbol}_counter")
+            values = [int(read(i)) for i in range(int(self._entry(f"{func.symbol}_num_counters")()))]
+            share = len(func.layers)
+            levels = [LevelCounters(lv.operand, lv.memory, lv.outer_memory, *(values[4 * i + k] // share for k in range(4)))
+                      for i, lv in enumerate(func.schedule.levels)]
+            for name in func.layers:
+                out[name] = levels
+        return out
+
+    def predicted_counters(self) -> dict[str, list[LevelCounters]]:
+        """The mapper's predicted traffic per offloaded layer and level (what ``counters`` must equal after one run)."""
+        return {name: [LevelCounters(lv.operand, lv.memory, lv.outer_memory, int(round(lv.bytes_in)), int(round(lv.bytes_out)),
+                                     lv.transfers_in, lv.transfers_out) for lv in self.schedules[name].levels]
+                for name, on in self.offloaded.items() if on}
+
+    def reset_counters(self) -> None:
+        for func in self.functions:
+            self._entry(f"{func.symbol}_reset_counters")()
+
+    # ------------------------------------------------------------------ export
+    def export(self, path: Union[str, Path]) -> Path:
+        """Write the shared library and the generated sources; returns the library path.
+
+        ``path`` ending in ``.so``: the library there and the sources in ``<stem>_src/`` beside it;
+        otherwise ``path`` is a directory receiving ``model.so`` and ``src/``. ``src/`` holds one C file
+        per offloaded layer (as ``codegen_c`` emits it, including ``match_target.h``), the header, the
+        whole C++ translation unit TVM compiled (``tvm_module.cc``: layers + TVM-FFI wrappers) and
+        ``schedules.json``.
+        """
+        from tvm_bridge.codegen_c import HEADER_PATH, emit_layer
+
+        path = Path(path)
+        if path.suffix == ".so":
+            library, sources = path, path.parent / f"{path.stem}_src"
+        else:
+            library, sources = path / "model.so", path / "src"
+        sources.mkdir(parents=True, exist_ok=True)
+        library.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(self._library_path, library)
+        shutil.copyfile(HEADER_PATH, sources / HEADER_PATH.name)
+        for func in self.functions:
+            readable = emit_layer(func.layer, func.schedule, self.soc, f"{func.symbol}_layer", inline_target=False)
+            (sources / f"{'_'.join(func.layers)}.c").write_text(readable.source)
+        (sources / "tvm_module.cc").write_text(self.module_source())
+        (sources / "schedules.json").write_text(json.dumps(
+            {name: {"offloaded": self.offloaded[name], "schedule": s.to_dict()} for name, s in self.schedules.items()}, indent=1))
+        return library
+
+    def module_source(self) -> str:
+        """The C++ source TVM compiled for the offloaded layers."""
+        from tvm_bridge.codegen import FFI_PRELUDE
+
+        return "\n".join([FFI_PRELUDE] + [p for f in self.functions for p in (f.generated.source, f.wrapper)])
+
+    # ------------------------------------------------------------------ helpers
+    def _offloaded_function(self, name: str) -> OffloadedFunction:
+        if name not in self.schedules:
+            raise BridgeError(f"no layer {name!r} (layers: {', '.join(self.schedules)})")
+        if name not in self._function_of:
+            raise BridgeError(f"layer {name!r} is not offloaded: it runs on the host ({self.soc.host})")
+        return self._function_of[name]
+
+    def _entry(self, symbol: str):
+        func = C.get_module_function(self.library, symbol)
+        if func is None:
+            raise BridgeError(f"the compiled library exports no function {symbol!r}")
+        return func
+
+
+def compile(model: ModelLike, soc: Union[SoC, str, Path], objective: str = "latency", policy: str = "best",  # noqa: A001
+            modules: Optional[Sequence[str]] = None, cc_options: Sequence[str] = DEFAULT_CC_OPTIONS) -> CompiledModel:
+    """Import ``model`` (.tflite/.onnx path, bytes or Relax IRModule), offload the layers ``soc``'s
+    accelerators should run (mapper ``objective``/``policy``/``modules`` as in ``partition_for``),
+    generate their C code, compile everything for the host and load it.
+
+    ``soc``: an ``archs.SoC`` or a name/path for ``archs.load``. ``cc_options``: flags for g++
+    building the shared library. Timings per step are in ``CompiledModel.timings`` (seconds).
+    """
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+    mod = load_model(model)
+    soc = soc if isinstance(soc, SoC) else archs.load(soc)
+    timings["import_s"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    partition = partition_for(soc, objective, policy, modules)
+    part = partition(mod)
+    timings["partition_and_mapping_s"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    sink = CodegenSink()
+    built = relax.transform.RunCodegen({"match": {"sink": sink.key}})(part)
+    timings["codegen_s"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    executable = C.compile_relax(built, "llvm")
+    workdir = Path(tempfile.mkdtemp(prefix="match_bridge_"))
+    library = workdir / "model.so"
+    try:
+        executable.export_library(str(library), options=list(cc_options))
+    except Exception:
+        shutil.rmtree(workdir, ignore_errors=True)
+        raise
+    timings["build_s"] = time.perf_counter() - start
+
+    model_ = CompiledModel(part, soc, dict(partition.schedules), dict(partition.offloaded), list(sink.functions), library,
+                           workdir, timings)
+    host = [n for n, on in model_.offloaded.items() if not on]
+    log.info("compiled for %s: %d layers offloaded, %d on the host (%s); %s", soc.name, len(model_.functions),
+             len(host), ", ".join(host) or "none", ", ".join(f"{k} {v:.2f}" for k, v in timings.items()))
+    return model_

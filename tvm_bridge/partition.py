@@ -1,0 +1,187 @@
+"""``partition_for(soc)``: a Relax pass that offloads the layers the SoC's accelerators should run.
+
+The pass (usable in any Relax pipeline, before ``relax.transform.RunCodegen()``):
+
+1. recognises the layers of ``main`` (``tvm_bridge.graph.layer_graph``: names ``<kind>_<index>``);
+2. maps each layer with the mapper (``policy="best"``: ``mapper.map_layer``, the cheapest module
+   per layer as MATCH does; ``"accelerator_first"``: ``mapper.map_layer_accelerator_first``, DORY /
+   HTVM); layers no accelerator accepts are mapped on the host only;
+3. runs ``FuseOpsByPattern(annotate_codegen=True)`` with the pattern table generated from the SoC
+   (``patterns.soc_patterns``), admitting a match only if its layer's schedule is on a non-host
+   module: layers whose best module is the host stay in TVM's own (LLVM) host code;
+4. attaches to each offloaded function ``match.layer`` (the layer name), ``match.schedule`` (the
+   ``Schedule`` as JSON) and ``match.soc`` (how ``tvm_bridge.codegen`` finds the SoC).
+
+The module gets the attribute ``match_schedules``: JSON ``{layer: {"offloaded": bool, "schedule": {...}}}``
+for every recognised layer (``schedules_of(mod)`` parses it back).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import weakref
+from typing import Any, Optional, Sequence
+
+import tvm
+from tvm import relax
+
+import archs
+from archs.model import SoC
+from mapper.graph import POLICIES
+from mapper.schedule import Schedule, TileLevel
+from mapper.search import map_layer, map_layer_accelerator_first
+from mapper.workload import Layer
+from tvm_bridge import _compat as C
+from tvm_bridge.frontend import BridgeError, main_function
+from tvm_bridge.graph import composite_function, layer_graph
+from tvm_bridge.patterns import CODEGEN, extract_from_function, layer_key, offload_reason, soc_patterns
+
+log = logging.getLogger(__name__)
+
+ATTR_LAYER = f"{CODEGEN}.layer"
+ATTR_SCHEDULE = f"{CODEGEN}.schedule"
+ATTR_SOC = f"{CODEGEN}.soc"
+MODULE_ATTR = "match_schedules"
+_SOCS: "weakref.WeakValueDictionary[str, SoC]" = weakref.WeakValueDictionary()  # SoCs of live partitions, by key
+
+
+def register_soc(soc: SoC) -> str:
+    """Key under which ``resolve_soc`` finds ``soc`` while it is alive (and, for YAML SoCs, its file)."""
+    key = f"{soc.name}@{id(soc):x}|{soc.source}"
+    _SOCS[key] = soc
+    return key
+
+
+def resolve_soc(key: str) -> SoC:
+    """The SoC of a ``match.soc`` attribute: the live object, else the YAML file it came from."""
+    soc = _SOCS.get(key)
+    if soc is not None:
+        return soc
+    source = key.split("|", 1)[1] if "|" in key else key
+    try:
+        return archs.load(source)
+    except Exception as exc:  # noqa: BLE001 - archs raises its own errors for missing/bad files
+        raise BridgeError(f"cannot find the SoC {key!r} of an offloaded function: {exc}") from exc
+
+
+def schedule_to_json(schedule: Schedule) -> str:
+    return json.dumps(schedule.to_dict())
+
+
+def schedule_from_dict(data: dict) -> Schedule:
+    """Inverse of ``Schedule.to_dict``."""
+    fields = {f.name for f in dataclasses.fields(Schedule)}
+    values = {k: v for k, v in data.items() if k in fields}
+    values["levels"] = [TileLevel(**level) for level in data["levels"]]
+    return Schedule(**values)
+
+
+def schedules_of(mod: tvm.IRModule) -> tuple[dict[str, Schedule], dict[str, bool]]:
+    """(layer -> Schedule, layer -> offloaded?) recorded by the partition pass on ``mod``."""
+    attrs = mod.attrs
+    if attrs is None or MODULE_ATTR not in attrs:
+        raise BridgeError("module was not partitioned by tvm_bridge.partition_for (no match_schedules attribute)")
+    data = json.loads(str(attrs[MODULE_ATTR]))
+    return ({name: schedule_from_dict(d["schedule"]) for name, d in data.items()},
+            {name: bool(d["offloaded"]) for name, d in data.items()})
+
+
+@tvm.transform.module_pass(opt_level=0, name="MatchPartition")
+class MatchPartition:
+    """The pass object returned by ``partition_for``; after running it holds ``schedules``
+    (layer -> Schedule) and ``offloaded`` (layer -> bool) of the last module it partitioned."""
+
+    def __init__(self, soc: SoC, objective: str = "latency", policy: str = "best", modules: Optional[Sequence[str]] = None):
+        if policy not in POLICIES:
+            raise ValueError(f"policy must be one of {', '.join(POLICIES)}, got {policy!r}")
+        self.soc, self.objective, self.policy = soc, objective, policy
+        self.modules = list(modules) if modules is not None else None
+        self.schedules: dict[str, Schedule] = {}
+        self.offloaded: dict[str, bool] = {}
+        self._cache: dict[tuple, Schedule] = {}
+
+    # ------------------------------------------------------------------ mapping
+    def _map(self, layer: Layer) -> Schedule:
+        host_only = offload_reason(layer, self.soc) is not None
+        key = (layer.kind, tuple(layer.sizes.values()), layer.stride, layer.dilation, layer.padding, layer.precision, host_only)
+        if key not in self._cache:
+            if host_only:
+                self._cache[key] = map_layer(layer, self.soc, self.objective, [self.soc.host])
+            elif self.policy == "best":
+                self._cache[key] = map_layer(layer, self.soc, self.objective, self.modules)
+            else:
+                self._cache[key] = map_layer_accelerator_first(layer, self.soc, self.objective, self.modules)
+        return dataclasses.replace(self._cache[key], layer=layer.name, rejected=dict(self._cache[key].rejected))
+
+    def map_graph(self, graph: Any) -> None:
+        """Map every layer of a bridge layer graph; fills ``schedules`` and ``offloaded``."""
+        self.schedules, self.offloaded = {}, {}
+        for name in sorted(graph.nodes, key=lambda n: int(n.rsplit("_", 1)[1])):
+            layer = graph.nodes[name]["layer"]
+            schedule = self._map(layer)
+            self.schedules[name] = schedule
+            self.offloaded[name] = schedule.module != self.soc.host
+            if not self.offloaded[name]:
+                reason = offload_reason(layer, self.soc) or f"the host is its best module ({self.objective}, policy {self.policy})"
+                log.info("layer %s stays on the host (%s): %s", name, self.soc.host, reason)
+
+    # ------------------------------------------------------------------ pass
+    def transform_module(self, mod: tvm.IRModule, ctx: Any = None) -> tvm.IRModule:
+        main_function(mod)
+        graph = layer_graph(mod)
+        self.map_graph(graph)
+        by_key: dict[str, list[str]] = {}
+        for name in sorted(graph.nodes, key=lambda n: int(n.rsplit("_", 1)[1])):
+            layer = graph.nodes[name]["layer"]
+            if self.offloaded[name]:
+                by_key.setdefault(layer_key(layer), []).append(name)
+        wanted = set(by_key)
+
+        def accept(layer: Layer) -> bool:
+            return layer_key(layer) in wanted
+
+        part = relax.transform.FuseOpsByPattern(soc_patterns(self.soc, accept), bind_constants=True, annotate_codegen=True)(mod)
+        soc_key = register_soc(self.soc)
+        names_of: dict[str, list[str]] = {}
+        for block in main_function(part).body.blocks:
+            for binding in block.bindings:
+                call = binding.value
+                if not (isinstance(call, relax.Call) and isinstance(call.op, tvm.ir.GlobalVar)):
+                    continue
+                func = part[call.op]
+                if C.function_attr(func, "Codegen") != CODEGEN:
+                    continue
+                key = layer_key(extract_from_function(composite_function(func)))
+                if not by_key.get(key):
+                    raise BridgeError(f"offloaded function {C.var_name(call.op)} matches no layer chosen for offload")
+                names_of.setdefault(C.var_name(call.op), []).append(by_key[key].pop(0))
+        missing = [n for names in by_key.values() for n in names]
+        for name in missing:  # chosen, but FuseOpsByPattern did not fuse it (e.g. an overlapping match)
+            log.warning("layer %s was chosen for offload but not fused: it stays on the host", name)
+            self.offloaded[name] = False
+        for gv_name, names in names_of.items():
+            gv = part.get_global_var(gv_name)
+            func = part[gv]
+            func = func.with_attr(ATTR_LAYER, ",".join(names))
+            func = func.with_attr(ATTR_SCHEDULE, schedule_to_json(self.schedules[names[0]]))
+            func = func.with_attr(ATTR_SOC, soc_key)
+            part.update_func(gv, func)
+        record = {n: {"offloaded": self.offloaded[n], "schedule": self.schedules[n].to_dict()} for n in self.schedules}
+        return part.with_attr(MODULE_ATTR, json.dumps(record))
+
+
+def partition_for(soc: SoC, objective: str = "latency", policy: str = "best",
+                  modules: Optional[Sequence[str]] = None) -> tvm.transform.Pass:
+    """A ``tvm.transform.Pass`` offloading the layers ``soc``'s accelerators should run.
+
+    ``objective``: ``latency`` (cycles), ``energy`` (pJ) or ``edp``; ``policy``: ``best`` (per layer
+    the cheapest module, host included) or ``accelerator_first``; ``modules`` restricts the modules
+    the mapper may use (``[soc.host]`` offloads nothing). Follow it with
+    ``relax.transform.RunCodegen()`` to generate the C code (``tvm_bridge.codegen``).
+    """
+    from tvm_bridge import codegen
+
+    codegen.register()
+    return MatchPartition(soc, objective, policy, modules)
