@@ -108,12 +108,15 @@ def analyze(problem: Problem, loop_dims: np.ndarray, loop_factors: np.ndarray, c
     return MappingStats(tile, fetches, distinct, compute_tile, n_steps)
 
 
-def _select(prefix: np.ndarray, groups: np.ndarray) -> np.ndarray:
-    """[dim, cand] ``prefix[groups[n] - 1, :, n]`` for each candidate ``n``."""
-    out = prefix[int(groups[0]) - 1].copy() if groups.size else prefix[0].copy()
-    for g in np.unique(groups):
-        if g - 1 != int(groups[0]) - 1:
-            np.copyto(out, prefix[g - 1], where=(groups == g)[None, :])
+def _select(prefix: np.ndarray, groups: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """Write ``prefix[groups[n] - 1, :, n]`` [dim, cand] for each candidate ``n`` into ``out``."""
+    first = int(groups[0]) if groups.size else 1
+    np.copyto(out, prefix[first - 1])
+    for g in range(1, prefix.shape[0] + 1):
+        if g != first:
+            mask = groups == g
+            if mask.any():
+                np.copyto(out, prefix[g - 1], where=mask[None, :])
     return out
 
 
@@ -164,7 +167,7 @@ def analyze_segments(problem: Problem, segments: np.ndarray, ranks: np.ndarray, 
             runs[o] = (within, first < N_DIMS)
         within, stops = runs[o]
         g = groups[p]
-        tile[p] = _select(prefix, g)
+        _select(prefix, g, tile[p])
         run = np.ones(n_cand, dtype=np.int64)
         open_run = np.ones(n_cand, dtype=bool)
         for s in range(1, n_seg):
@@ -182,7 +185,7 @@ def analyze_segments(problem: Problem, segments: np.ndarray, ranks: np.ndarray, 
     inner_cuts = [p for p, c in enumerate(problem.cut_points) if c.boundary == 0]
     if inner_cuts:
         lowest = groups[inner_cuts].min(axis=0)
-        compute_tile = _select(prefix, lowest)
+        compute_tile = _select(prefix, lowest, np.empty((N_DIMS, n_cand), dtype=np.int64))
     else:  # a single memory level: one kernel call runs the whole layer
         compute_tile = np.repeat(problem.remaining[:, None], n_cand, axis=1)
     calls = np.ones(n_cand, dtype=np.int64)

@@ -397,10 +397,11 @@ def compute_bound_cycles(problem: Problem) -> float:
     return problem.layer.macs / problem.module.compute.macs_per_cycle
 
 
+@lru_cache(maxsize=4096)
 def _pixels_read(out: int, kernel: int, stride: int, dilation: int, pad_lo: int, in_size: int) -> int:
     """Distinct input rows (or columns) some output reads (strides wider than the kernel skip some)."""
-    rows = np.arange(out)[:, None] * stride + np.arange(kernel)[None, :] * dilation - pad_lo
-    return int(np.unique(rows[(rows >= 0) & (rows < in_size)]).size)
+    rows = {o * stride + k * dilation - pad_lo for o in range(out) for k in range(kernel)}
+    return sum(1 for r in rows if 0 <= r < in_size)
 
 
 def compulsory_bytes(problem: Problem, operand: Operand) -> float:

@@ -344,7 +344,7 @@ def search_module(layer: Layer, module: ExecModule, objective: str = "latency") 
                     best = (unrolling, problem, *explicit_nest(problem, batch.segments[:, :, i], batch.leaders[:, i],
                                                                batch.cut_groups[:, i]))
             pos += step
-            step = min(step * 16, 1024)
+            step = step * 2 if step < 8 else min(step * 8, 1024)  # small steps first: a good incumbent early
     if best is None:
         detail = f"; the closest candidate overflows: {tightest[1]}" if tightest[1] else (
             "; no tiling fits its memories even with outputs at their smallest precision")
