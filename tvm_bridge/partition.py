@@ -10,7 +10,10 @@ The pass (usable in any Relax pipeline, before ``relax.transform.RunCodegen()``)
    (``patterns.soc_patterns``), admitting a match only if its layer's schedule is on a non-host
    module: layers whose best module is the host stay in TVM's own (LLVM) host code;
 4. attaches to each offloaded function ``match.layer`` (the layer name), ``match.schedule`` (the
-   ``Schedule`` as JSON) and ``match.soc`` (how ``tvm_bridge.codegen`` finds the SoC).
+   ``Schedule`` as JSON) and ``match.soc`` (how ``tvm_bridge.codegen`` finds the SoC);
+5. with ``exact_host=True`` (default) rewrites the recognised layers left on the host into exact
+   integer Relax (``tvm_bridge.host_int``): still TVM's host code, but with TFLite's integer
+   semantics instead of TVM's float QDQ lowering.
 
 The module gets the attribute ``match_schedules``: JSON ``{layer: {"offloaded": bool, "schedule": {...}}}``
 for every recognised layer (``schedules_of(mod)`` parses it back).
@@ -93,11 +96,13 @@ class MatchPartition:
     """The pass object returned by ``partition_for``; after running it holds ``schedules``
     (layer -> Schedule) and ``offloaded`` (layer -> bool) of the last module it partitioned."""
 
-    def __init__(self, soc: SoC, objective: str = "latency", policy: str = "best", modules: Optional[Sequence[str]] = None):
+    def __init__(self, soc: SoC, objective: str = "latency", policy: str = "best", modules: Optional[Sequence[str]] = None,
+                 exact_host: bool = True):
         if policy not in POLICIES:
             raise ValueError(f"policy must be one of {', '.join(POLICIES)}, got {policy!r}")
         self.soc, self.objective, self.policy = soc, objective, policy
         self.modules = list(modules) if modules is not None else None
+        self.exact_host = exact_host
         self.schedules: dict[str, Schedule] = {}
         self.offloaded: dict[str, bool] = {}
         self._cache: dict[tuple, Schedule] = {}
@@ -168,20 +173,25 @@ class MatchPartition:
             func = func.with_attr(ATTR_SCHEDULE, schedule_to_json(self.schedules[names[0]]))
             func = func.with_attr(ATTR_SOC, soc_key)
             part.update_func(gv, func)
+        if self.exact_host:
+            from tvm_bridge.host_int import exact_host_layers
+
+            part = exact_host_layers(part)
         record = {n: {"offloaded": self.offloaded[n], "schedule": self.schedules[n].to_dict()} for n in self.schedules}
         return part.with_attr(MODULE_ATTR, json.dumps(record))
 
 
 def partition_for(soc: SoC, objective: str = "latency", policy: str = "best",
-                  modules: Optional[Sequence[str]] = None) -> tvm.transform.Pass:
+                  modules: Optional[Sequence[str]] = None, exact_host: bool = True) -> tvm.transform.Pass:
     """A ``tvm.transform.Pass`` offloading the layers ``soc``'s accelerators should run.
 
     ``objective``: ``latency`` (cycles), ``energy`` (pJ) or ``edp``; ``policy``: ``best`` (per layer
     the cheapest module, host included) or ``accelerator_first``; ``modules`` restricts the modules
-    the mapper may use (``[soc.host]`` offloads nothing). Follow it with
+    the mapper may use (``[soc.host]`` offloads nothing). ``exact_host``: lower the recognised layers
+    left on the host with TFLite's integer semantics (else TVM's float QDQ lowering). Follow it with
     ``relax.transform.RunCodegen()`` to generate the C code (``tvm_bridge.codegen``).
     """
     from tvm_bridge import codegen
 
     codegen.register()
-    return MatchPartition(soc, objective, policy, modules)
+    return MatchPartition(soc, objective, policy, modules, exact_host)

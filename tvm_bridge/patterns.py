@@ -272,7 +272,8 @@ def _conv(chain: _Chain, root: Any, name: str) -> Layer:
         raise Unsupported(f"bias has {bias.size} values for {k_out} output channels")
     q = QuantParams(kind, in_zp, tail["output_zp"], tail["act_min"], tail["act_max"], weights=w, bias=bias,
                     multiplier=mult, shift=shift, input_scale=in_scale, output_scale=tail["out_scale"],
-                    extra={"input_shape": in_shape, "output_shape": out_shape, "weight_scales": w_scales})
+                    extra={"input_shape": in_shape, "output_shape": out_shape, "weight_scales": w_scales,
+                           "relax_padding": tuple(int(v) for v in a.padding)})
     return Layer(name, kind, sizes, stride, dilation, pads, quant=q)
 
 
@@ -377,7 +378,8 @@ def _pool(chain: _Chain, root: Any, name: str) -> Layer:
     if dilation != (1, 1):
         raise Unsupported(f"{op} with dilation {dilation}")
     pads = _geometry(_pads(a), (oy, ox), (fy, fx), stride, dilation, (iy, ix))
-    q = QuantParams(op, 0, 0, act_min, act_max, extra={"input_shape": in_shape, "output_shape": out_shape})
+    q = QuantParams(op, 0, 0, act_min, act_max, extra={"input_shape": in_shape, "output_shape": out_shape,
+                                                        "relax_padding": tuple(int(v) for v in a.padding)})
     return Layer(name, "pool", {D.B: b, D.OY: oy, D.OX: ox, D.FY: fy, D.FX: fx, D.G: g}, stride, dilation, pads, quant=q)
 
 
