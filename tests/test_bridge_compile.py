@@ -20,7 +20,7 @@ pytest.importorskip("tvm")
 pytest.importorskip("ai_edge_litert")
 
 import tvm  # noqa: E402
-from test_bridge_import import GOLDEN, extended_kws_bytes, model_path  # noqa: E402
+from test_bridge_import import GOLDEN, extended_kws_bytes, model_path, qdq_dense_onnx  # noqa: E402
 from tvm import relax  # noqa: E402
 
 import archs  # noqa: E402
@@ -229,3 +229,16 @@ def test_export_library_and_sources(tmp_path, compiled, references):
     x = references("ic").random_input(np.random.default_rng(9))
     np.testing.assert_array_equal(vm["main"](tvm.runtime.tensor(x)).numpy(), cm.run(x))
     assert Path(cm.export(tmp_path / "other.so")).name == "other.so" and (tmp_path / "other_src" / "match_target.h").is_file()
+
+
+def test_onnx_model_compiles_with_tflite_integer_semantics(tmp_path, socs):
+    pytest.importorskip("onnx")
+    from tvm_bridge.quant import reference_layer
+
+    path = qdq_dense_onnx(tmp_path / "fc.onnx")
+    layer = tvm_bridge.layer_graph(tvm_bridge.from_onnx(path)).nodes["dense_0"]["layer"]
+    cm = tvm_bridge.compile(path, socs["gap9"], policy="accelerator_first", objective="energy")
+    assert cm.offloaded["dense_0"] and cm.schedules["dense_0"].objective == "energy"
+    x = np.random.default_rng(0).integers(-128, 128, (1, 16), dtype=np.int8)
+    np.testing.assert_array_equal(cm.run(x), reference_layer(layer, x))
+    assert cm.counters() == cm.predicted_counters()

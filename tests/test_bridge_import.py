@@ -298,17 +298,44 @@ def test_relax_module_taken_as_is_and_dynamic_relax_rejected():
         load_model(tvm.IRModule({"main": func}))
 
 
-def test_onnx_without_the_package_is_a_clear_error(tmp_path):
+def qdq_dense_onnx(path: Path) -> Path:
+    """A QDQ ONNX model: int8 [1, 16] -> DequantizeLinear -> MatMul(DQ(W)) + DQ(bias) -> QuantizeLinear."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    consts = {"W": rng.integers(-127, 128, (16, 8), dtype=np.int8), "B": rng.integers(-1000, 1000, (8,), dtype=np.int32),
+              "sx": np.array(0.05, np.float32), "zx": np.array(3, np.int8), "sw": np.array(0.01, np.float32),
+              "zw": np.array(0, np.int8), "sb": np.array(0.0005, np.float32), "zb": np.array(0, np.int32),
+              "sy": np.array(0.1, np.float32), "zy": np.array(-5, np.int8)}
+    nodes = [helper.make_node("DequantizeLinear", ["x", "sx", "zx"], ["xf"]),
+             helper.make_node("DequantizeLinear", ["W", "sw", "zw"], ["wf"]),
+             helper.make_node("DequantizeLinear", ["B", "sb", "zb"], ["bf"]),
+             helper.make_node("MatMul", ["xf", "wf"], ["mm"]),
+             helper.make_node("Add", ["mm", "bf"], ["acc"]),
+             helper.make_node("QuantizeLinear", ["acc", "sy", "zy"], ["y"])]
+    graph = helper.make_graph(nodes, "qdq_fc", [helper.make_tensor_value_info("x", TensorProto.INT8, [1, 16])],
+                              [helper.make_tensor_value_info("y", TensorProto.INT8, [1, 8])],
+                              [numpy_helper.from_array(v, k) for k, v in consts.items()])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), path)
+    return path
+
+
+def test_onnx_import(tmp_path):
     try:
         import onnx  # noqa: F401
-    except ImportError:
+    except ImportError:  # the bridge does not depend on onnx: a clear error names the package
         with pytest.raises(BridgeError, match="needs the 'onnx' package"):
             tvm_bridge.from_onnx(tmp_path / "m.onnx")
-    else:
-        path = tmp_path / "m.onnx"
-        path.write_bytes(b"garbage")
-        with pytest.raises(BridgeError):
-            tvm_bridge.from_onnx(path)
+        return
+    garbage = tmp_path / "garbage.onnx"
+    garbage.write_bytes(b"garbage")
+    with pytest.raises(BridgeError, match="not an ONNX model"):
+        tvm_bridge.from_onnx(garbage)
+    path = qdq_dense_onnx(tmp_path / "fc.onnx")
+    graph = layer_graph(load_model(path))
+    layer = graph.nodes["dense_0"]["layer"]
+    assert layer.quant.weights.shape == (8, 16) and layer.quant.input_zp == 3 and layer.quant.output_zp == -5
 
 
 def test_quant_imports_without_tvm():

@@ -132,7 +132,7 @@ class CompiledModel:
 
     def predicted_counters(self) -> dict[str, list[LevelCounters]]:
         """The mapper's predicted traffic per offloaded layer and level (what ``counters`` must equal after one run)."""
-        return {name: [LevelCounters(lv.operand, lv.memory, lv.outer_memory, int(round(lv.bytes_in)), int(round(lv.bytes_out)),
+        return {name: [LevelCounters(lv.operand, lv.memory, lv.outer_memory, _exact_int(lv.bytes_in), _exact_int(lv.bytes_out),
                                      lv.transfers_in, lv.transfers_out) for lv in self.schedules[name].levels]
                 for name, on in self.offloaded.items() if on}
 
@@ -188,6 +188,11 @@ class CompiledModel:
         if func is None:
             raise BridgeError(f"the compiled library exports no function {symbol!r}")
         return func
+
+
+def _exact_int(value: float):
+    """An integral prediction as int; a fractional one stays float (so it never equals a measured count)."""
+    return int(value) if float(value).is_integer() else float(value)
 
 
 def compile(model: ModelLike, soc: Union[SoC, str, Path], objective: str = "latency", policy: str = "best",  # noqa: A001
