@@ -1,0 +1,302 @@
+"""``python -m benchmarks.mlperf_tiny``: outputs, the model-aware invariant, verification, exit statuses.
+
+The benchmark's ``main(argv)`` runs in process on subsets of the models and targets (mapping only
+in the fast tests; the slow ones compile and verify the anomaly-detection model on GAP9 for real).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("tvm")
+pytest.importorskip("ai_edge_litert")
+pytest.importorskip("matplotlib")
+pytest.importorskip("tqdm")
+
+import archs  # noqa: E402
+import mapper  # noqa: E402
+from benchmarks import _mlperf_report as report  # noqa: E402
+from benchmarks import mlperf_tiny  # noqa: E402
+from benchmarks._mlperf_verify import Verification  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULT_KEYS = {"model", "target", "strategy", "latency_cycles", "energy_pj", "mapper_seconds", "verified", "layers"}
+LAYER_KEYS = {"name", "module", "latency_cycles", "macs"}
+MODELS, TARGETS = ("ad", "kws"), ("gap9", "diana")
+HOSTS = {"gap9": "fc", "diana": "cpu"}
+#: MACs of the bridge's layer graphs (MAC layers of the real networks, plus the pool's additions for kws)
+GRAPH_MACS = {"ad": 264_192, "kws": 2_656_768 + 8_000}
+
+
+def _run(argv: list[str]) -> int:
+    return mlperf_tiny.main([str(a) for a in argv])
+
+
+@pytest.fixture(scope="module")
+def mapped(tmp_path_factory):
+    """One mapping-only run: kws and ad on gap9 and diana, JSON also written with --json."""
+    out = tmp_path_factory.mktemp("mlperf")
+    json_copy = out / "elsewhere" / "copy.json"
+    status = _run(["--models", *MODELS, "--targets", *TARGETS, "--no-verify", "--out", out / "res", "--json", json_copy])
+    data = json.loads((out / "res" / "results.json").read_text())
+    return {"status": status, "out": out / "res", "data": data, "json_copy": json_copy}
+
+
+def _by_case(data: dict) -> dict[tuple[str, str], dict[str, dict]]:
+    cases: dict = {}
+    for row in data["results"]:
+        cases.setdefault((row["model"], row["target"]), {})[row["strategy"]] = row
+    return cases
+
+
+# --------------------------------------------------------------------------- outputs
+
+
+def test_json_schema(mapped):
+    assert mapped["status"] == 0
+    data = mapped["data"]
+    assert json.loads(mapped["json_copy"].read_text()) == data  # --json writes the same document
+    assert len(data["results"]) == len(MODELS) * len(TARGETS) * 3
+    assert set(_by_case(data)) == {(m, t) for m in MODELS for t in TARGETS}
+    for row in data["results"]:
+        assert set(row) == RESULT_KEYS
+        assert row["model"] in MODELS and row["target"] in TARGETS
+        assert row["strategy"] in ("host_only", "accelerator_first", "best")
+        assert row["latency_cycles"] > 0 and row["energy_pj"] > 0 and row["mapper_seconds"] >= 0
+        assert row["verified"] is None  # --no-verify
+        assert row["layers"] and all(set(layer) == LAYER_KEYS for layer in row["layers"])
+        assert sum(layer["macs"] for layer in row["layers"]) == GRAPH_MACS[row["model"]]
+    assert data["targets"]["gap9"]["clock_mhz"] == 370 and data["targets"]["diana"]["clock_mhz"] == 260
+    assert {f["tool"] for f in data["published"]["figures"]} == {"plain TVM", "HTVM", "DORY"}
+    assert "not measured here" in data["published"]["source"]
+
+
+def test_csv_columns_and_rows(mapped):
+    with (mapped["out"] / "results.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert tuple(rows[0]) == report.RESULTS_COLUMNS and len(rows) == len(mapped["data"]["results"])
+    for row in rows:
+        clock = mapped["data"]["targets"][row["target"]]["clock_mhz"]
+        assert math.isclose(float(row["latency_ms"]), float(row["latency_cycles"]) / (clock * 1e3))
+        assert row["verified"] == ""
+        if row["strategy"] == "best":
+            assert float(row["best_speedup"]) == 1.0
+    with (mapped["out"] / "layers.csv").open() as handle:
+        layers = list(csv.DictReader(handle))
+    assert tuple(layers[0]) == report.LAYERS_COLUMNS
+    assert len(layers) == sum(len(r["layers"]) for r in mapped["data"]["results"])
+    shares: dict = {}
+    for row in layers:
+        key = (row["model"], row["target"], row["strategy"])
+        shares[key] = shares.get(key, 0.0) + float(row["share"])
+        assert 0.0 <= float(row["utilization"]) <= 1.0
+    assert all(math.isclose(total, 1.0) for total in shares.values())
+
+
+def test_plots_written(mapped):
+    expected = [f"{m}_strategies.png" for m in MODELS] + [f"{t}_layers.png" for t in TARGETS]
+    for name in expected:
+        data = (mapped["out"] / name).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000, name
+
+
+def test_printed_table(mapped, capsys):
+    status = _run(["--models", "ad", "--targets", "gap9", "--no-verify", "--no-plots", "--out", mapped["out"].parent / "print"])
+    text = capsys.readouterr().out
+    assert status == 0
+    for needle in ("host_only", "accelerator_first", "best", "PUBLISHED", "60.88x", "16.94 %", "2.15x", "not measured here",
+                   "ad on gap9 (370 MHz, host fc)", "verification: skipped", "dense_9"):
+        assert needle in text, needle
+    assert not list((mapped["out"].parent / "print").glob("*.png"))  # --no-plots
+
+
+# --------------------------------------------------------------------------- invariants
+
+
+def test_best_never_slower(mapped):
+    for (model, target), case in _by_case(mapped["data"]).items():
+        best = case["best"]
+        for other in ("host_only", "accelerator_first"):
+            assert best["latency_cycles"] <= case[other]["latency_cycles"], (model, target, other)
+            theirs = {layer["name"]: layer["latency_cycles"] for layer in case[other]["layers"]}
+            for layer in best["layers"]:
+                assert layer["latency_cycles"] <= theirs[layer["name"]], (model, target, other, layer["name"])
+    # GAP9: the cluster or the host beats NE16 on some layers, so best is strictly faster there
+    assert _by_case(mapped["data"])[("ad", "gap9")]["best"]["latency_cycles"] < \
+        _by_case(mapped["data"])[("ad", "gap9")]["accelerator_first"]["latency_cycles"]
+
+
+def test_layer_sums_equal_totals(mapped):
+    for row in mapped["data"]["results"]:
+        assert math.isclose(sum(layer["latency_cycles"] for layer in row["layers"]), row["latency_cycles"], rel_tol=1e-12)
+
+
+def test_host_only_is_the_sum_of_host_cycles(mapped):
+    for (model, target), case in _by_case(mapped["data"]).items():
+        host_only = case["host_only"]
+        assert {layer["module"] for layer in host_only["layers"]} == {HOSTS[target]}
+        assert host_only["latency_cycles"] == sum(layer["latency_cycles"] for layer in host_only["layers"])
+        # both hosts run TVM's generic C at 0.25 MAC/cycle from L2 with no tiling: 4 cycles per MAC
+        assert host_only["latency_cycles"] == 4 * GRAPH_MACS[model]
+
+
+def test_model_aware_violations_detects_a_slower_layer():
+    soc = archs.load("gap9")
+    graph = mlperf_tiny.import_graph("ad")
+    networks = mlperf_tiny.map_strategies(graph, soc)
+    assert mlperf_tiny.model_aware_violations(networks) == []
+    swapped = dict(networks, best=networks["accelerator_first"], accelerator_first=networks["best"])
+    found = mlperf_tiny.model_aware_violations(swapped)
+    assert any("best takes" in f for f in found) and any("layer dense_0" in f for f in found)
+
+
+def test_model_aware_slower_is_a_failure(tmp_path, monkeypatch, caplog):
+    real = mlperf_tiny.map_strategies
+
+    def broken(graph, soc):
+        networks = real(graph, soc)
+        return dict(networks, best=mapper.map_network(graph, soc, modules=[soc.host]))  # a "search bug"
+
+    monkeypatch.setattr(mlperf_tiny, "map_strategies", broken)
+    with caplog.at_level(logging.ERROR):
+        status = _run(["--models", "ad", "--targets", "gap9", "--no-verify", "--no-plots", "--out", tmp_path])
+    assert status == mlperf_tiny.EXIT_MODEL_AWARE_SLOWER == 3
+    assert any("slower" in r.getMessage() and "search" in r.getMessage() for r in caplog.records if r.levelno == logging.ERROR)
+
+
+# --------------------------------------------------------------------------- verification
+
+
+def test_forced_verification_failure_exits_non_zero(tmp_path, monkeypatch, capsys):
+    calls = []
+
+    def failing(path, soc, best, inputs=2, seed=0):
+        calls.append((path.name, soc.name, best.policy, inputs))
+        return Verification(passed=False, failures=["layer dense_0 differs from LiteRT in 3/128 values"], inputs=inputs)
+
+    monkeypatch.setattr(mlperf_tiny, "verify_model", failing)
+    status = _run(["--models", "ad", "--targets", "gap9", "--no-plots", "--out", tmp_path])
+    assert status == mlperf_tiny.EXIT_VERIFICATION_FAILED == 1
+    assert calls == [("ad01_int8.tflite", "gap9", "best", 2)]
+    data = json.loads((tmp_path / "results.json").read_text())
+    assert {r["strategy"]: r["verified"] for r in data["results"]} == {"host_only": None, "accelerator_first": None, "best": False}
+    assert data["verification"][0]["failures"] == ["layer dense_0 differs from LiteRT in 3/128 values"]
+    assert "FAILED" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_real_verification_passes(tmp_path):
+    status = _run(["--models", "ad", "--targets", "gap9", "--no-plots", "--out", tmp_path, "--verify-inputs", "1"])
+    assert status == 0
+    data = json.loads((tmp_path / "results.json").read_text())
+    assert [r["verified"] for r in data["results"] if r["strategy"] == "best"] == [True]
+    check = data["verification"][0]
+    assert check["passed"] and check["failures"] == [] and check["offloaded_layers"] == 10 and check["layer_checks"] == 10
+    assert check["output_max_abs_diff"] == 0 and check["top1_agree"] == 1
+
+
+@pytest.mark.slow
+def test_real_verification_catches_a_wrong_layer(tmp_path, monkeypatch):
+    from tvm_bridge.compiled import CompiledModel
+
+    real = CompiledModel.run_layer
+
+    def off_by_one(self, name, *inputs):
+        out = real(self, name, *inputs)
+        if name == "dense_3":
+            out = out.copy()
+            out.flat[0] = out.flat[0] + 1 if out.flat[0] < 127 else out.flat[0] - 1
+        return out
+
+    monkeypatch.setattr(CompiledModel, "run_layer", off_by_one)
+    status = _run(["--models", "ad", "--targets", "gap9", "--no-plots", "--out", tmp_path, "--verify-inputs", "1"])
+    assert status == 1
+    failures = json.loads((tmp_path / "results.json").read_text())["verification"][0]["failures"]
+    assert failures == ["input 0: layer dense_3 differs from LiteRT in 1/128 values"]
+
+
+# --------------------------------------------------------------------------- user targets, arguments
+
+
+def test_user_arch_yaml(tmp_path):
+    same = tmp_path / "my_gap9.yaml"  # keeps "name: gap9": labelled by its file stem
+    shutil.copy(ROOT / "archs" / "gap9.yaml", same)
+    faster = tmp_path / "fast.yaml"
+    faster.write_text((ROOT / "archs" / "gap9.yaml").read_text().replace("name: gap9", "name: gap9_fast")
+                      .replace("clock_mhz: 370", "clock_mhz: 740"))
+    out = tmp_path / "out"
+    status = _run(["--models", "ad", "--targets", "gap9", "my_gap9", "gap9_fast", "--arch", same, "--arch", faster,
+                   "--no-verify", "--out", out])
+    assert status == 0
+    data = json.loads((out / "results.json").read_text())
+    cases = _by_case(data)
+    assert set(cases) == {("ad", "gap9"), ("ad", "my_gap9"), ("ad", "gap9_fast")}
+    assert data["targets"]["my_gap9"]["source"] == str(same) and data["targets"]["gap9_fast"]["clock_mhz"] == 740
+    for strategy in ("host_only", "accelerator_first", "best"):
+        assert cases[("ad", "my_gap9")][strategy]["layers"] == cases[("ad", "gap9")][strategy]["layers"]
+        assert cases[("ad", "gap9_fast")][strategy]["latency_cycles"] == cases[("ad", "gap9")][strategy]["latency_cycles"]
+    with (out / "results.csv").open() as handle:
+        ms = {(r["target"], r["strategy"]): float(r["latency_ms"]) for r in csv.DictReader(handle)}
+    assert math.isclose(ms[("gap9_fast", "best")], ms[("gap9", "best")] / 2)
+    assert (out / "gap9_fast_layers.png").is_file() and (out / "my_gap9_layers.png").is_file()
+
+
+def test_arch_alone_adds_to_the_default_targets(tmp_path, monkeypatch):
+    yaml_path = tmp_path / "mine.yaml"
+    yaml_path.write_text((ROOT / "archs" / "gap9.yaml").read_text().replace("name: gap9", "name: mine"))
+    parser = mlperf_tiny.build_parser()
+    args = parser.parse_args(["--arch", str(yaml_path)])
+    assert [t.label for t in mlperf_tiny.resolve_targets(parser, args)] == ["diana", "gap9", "mine"]
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--models", "resnet50"], "unknown model(s) resnet50; choose from kws, vww, ic, ad"),
+    (["--models", "kws,foo"], "unknown model(s) foo"),
+    (["--targets", "tpu"], "unknown target(s) tpu; choose from diana, gap9"),
+    (["--arch", "does/not/exist.yaml"], "--arch does/not/exist.yaml: no such file"),
+    (["--verify-inputs", "0"], "--verify-inputs must be >= 1"),
+    (["--models"], "expected at least one argument"),
+    (["--frobnicate"], "unrecognized arguments: --frobnicate"),
+])
+def test_bad_arguments_give_a_clear_error(argv, message, capsys, tmp_path):
+    with pytest.raises(SystemExit) as exit_info:
+        _run(argv + ["--out", tmp_path / "o"])
+    assert exit_info.value.code == mlperf_tiny.EXIT_USAGE == 2
+    assert message in capsys.readouterr().err
+
+
+def test_bad_arch_yaml_and_out_file(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text((ROOT / "archs" / "gap9.yaml").read_text().replace("size_bytes: 100000", "size_bytes: -5", 1))
+    with pytest.raises(SystemExit) as exit_info:
+        _run(["--arch", bad, "--no-verify", "--out", tmp_path / "o"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "bad.yaml" in err and "size_bytes" in err and "-5" in err
+    taken = tmp_path / "taken.yaml"
+    shutil.copy(ROOT / "archs" / "gap9.yaml", taken)
+    (tmp_path / "gap9.yaml").write_text(taken.read_text())
+    with pytest.raises(SystemExit):
+        _run(["--arch", taken, "--arch", tmp_path / "gap9.yaml", "--no-verify", "--out", tmp_path / "o"])
+    assert "already taken" in capsys.readouterr().err
+    a_file = tmp_path / "file.txt"
+    a_file.write_text("x")
+    with pytest.raises(SystemExit):
+        _run(["--no-verify", "--out", a_file])
+    assert "is not a directory" in capsys.readouterr().err
+
+
+def test_module_entry_point_help():
+    result = subprocess.run([sys.executable, "-m", "benchmarks.mlperf_tiny", "--help"], cwd=ROOT, capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 0
+    for option in ("--models", "--targets", "--arch", "--out", "--json", "--no-verify", "Exit status"):
+        assert option in result.stdout
