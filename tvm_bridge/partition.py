@@ -5,7 +5,7 @@ The pass (usable in any Relax pipeline, before ``relax.transform.RunCodegen()``)
 1. recognises the layers of ``main`` (``tvm_bridge.graph.layer_graph``: names ``<kind>_<index>``);
 2. maps each layer with the mapper (``policy="best"``: ``mapper.map_layer``, the cheapest module
    per layer as MATCH does; ``"accelerator_first"``: ``mapper.map_layer_accelerator_first``, DORY /
-   HTVM); layers no accelerator accepts are mapped on the host only;
+   HTVM), layers of equal shape once;
 3. runs ``FuseOpsByPattern(annotate_codegen=True)`` with the pattern table generated from the SoC
    (``patterns.soc_patterns``), admitting a match only if its layer's schedule is on a non-host
    module: layers whose best module is the host stay in TVM's own (LLVM) host code;
@@ -34,7 +34,7 @@ import archs
 from archs.model import SoC
 from mapper.graph import POLICIES
 from mapper.schedule import Schedule, TileLevel
-from mapper.search import map_layer, map_layer_accelerator_first
+from mapper.search import MappingError, map_layer, map_layer_accelerator_first
 from mapper.workload import Layer
 from tvm_bridge import _compat as C
 from tvm_bridge.frontend import BridgeError, main_function
@@ -87,7 +87,7 @@ def schedules_of(mod: tvm.IRModule) -> tuple[dict[str, Schedule], dict[str, bool
     if attrs is None or MODULE_ATTR not in attrs:
         raise BridgeError("module was not partitioned by tvm_bridge.partition_for (no match_schedules attribute)")
     data = json.loads(str(attrs[MODULE_ATTR]))
-    return ({name: schedule_from_dict(d["schedule"]) for name, d in data.items()},
+    return ({name: schedule_from_dict(d["schedule"]) for name, d in data.items() if d["schedule"] is not None},
             {name: bool(d["offloaded"]) for name, d in data.items()})
 
 
@@ -109,23 +109,28 @@ class MatchPartition:
 
     # ------------------------------------------------------------------ mapping
     def _map(self, layer: Layer) -> Schedule:
-        host_only = offload_reason(layer, self.soc) is not None
-        key = (layer.kind, tuple(layer.sizes.values()), layer.stride, layer.dilation, layer.padding, layer.precision, host_only)
+        """The layer's schedule (cached per shape, as ``mapper.map_network`` does)."""
+        key = (layer.kind, tuple(layer.sizes.values()), layer.stride, layer.dilation, layer.padding, layer.precision)
         if key not in self._cache:
-            if host_only:
-                self._cache[key] = map_layer(layer, self.soc, self.objective, [self.soc.host])
-            elif self.policy == "best":
-                self._cache[key] = map_layer(layer, self.soc, self.objective, self.modules)
-            else:
-                self._cache[key] = map_layer_accelerator_first(layer, self.soc, self.objective, self.modules)
+            search = map_layer if self.policy == "best" else map_layer_accelerator_first
+            self._cache[key] = search(layer, self.soc, self.objective, self.modules)
         return dataclasses.replace(self._cache[key], layer=layer.name, rejected=dict(self._cache[key].rejected))
 
     def map_graph(self, graph: Any) -> None:
-        """Map every layer of a bridge layer graph; fills ``schedules`` and ``offloaded``."""
+        """Map every layer of a bridge layer graph; fills ``schedules`` and ``offloaded``.
+
+        A layer no module can hold (``MappingError``: its tensors exceed every memory) stays in
+        TVM's host code without a schedule (logged).
+        """
         self.schedules, self.offloaded = {}, {}
         for name in sorted(graph.nodes, key=lambda n: int(n.rsplit("_", 1)[1])):
             layer = graph.nodes[name]["layer"]
-            schedule = self._map(layer)
+            try:
+                schedule = self._map(layer)
+            except MappingError as exc:
+                log.warning("layer %s stays in TVM's host code unmapped: %s", name, exc)
+                self.offloaded[name] = False
+                continue
             self.schedules[name] = schedule
             self.offloaded[name] = schedule.module != self.soc.host
             if not self.offloaded[name]:
@@ -177,7 +182,8 @@ class MatchPartition:
             from tvm_bridge.host_int import exact_host_layers
 
             part = exact_host_layers(part)
-        record = {n: {"offloaded": self.offloaded[n], "schedule": self.schedules[n].to_dict()} for n in self.schedules}
+        record = {n: {"offloaded": self.offloaded[n], "schedule": self.schedules[n].to_dict() if n in self.schedules else None}
+                  for n in self.offloaded}
         return part.with_attr(MODULE_ATTR, json.dumps(record))
 
 
