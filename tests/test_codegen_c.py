@@ -139,14 +139,15 @@ def layer_specs(draw) -> tuple[mapper.Layer, str]:
 
 @st.composite
 def random_socs(draw) -> archs.SoC:
-    """A hypothetical accelerator ``acc`` with a small PE array and one of three memory layouts:
-    accumulating registers for O under a shared L1; a three-level I/W chain; split I+O / W memories."""
+    """A hypothetical accelerator ``acc`` with a small PE array and one of four memory layouts:
+    accumulating registers for O under a shared L1; a three-level I/W chain; split I+O / W memories;
+    weights read from L2 by the kernel (no on-chip W level)."""
     def mem(name: str, size: int, operands: list[str], double: bool = False, accumulates: bool = False) -> dict:
         return {"name": name, "size_bytes": size, "operands": operands, "read_bytes_per_cycle": 8, "write_bytes_per_cycle": 8,
                 "transfer_fixed_cycles": 10, "double_buffering": double, "accumulates": accumulates,
                 "read_energy_pj_per_byte": 1.0, "write_energy_pj_per_byte": 1.0}
 
-    layout = draw(st.integers(0, 2))
+    layout = draw(st.integers(0, 3))
     db = draw(st.booleans())
     if layout == 0:
         mems = [mem("regs", draw(st.integers(16, 256)), ["O"], accumulates=draw(st.booleans())),
@@ -154,8 +155,10 @@ def random_socs(draw) -> archs.SoC:
     elif layout == 1:
         mems = [mem("l0", draw(st.integers(32, 300)), ["I", "W"], double=draw(st.booleans())),
                 mem("l1", draw(st.integers(300, 3000)), ["I", "W", "O"], double=db)]
-    else:
+    elif layout == 2:
         mems = [mem("act", draw(st.integers(64, 1500)), ["I", "O"], double=db), mem("wmem", draw(st.integers(32, 800)), ["W"])]
+    else:
+        mems = [mem("act", draw(st.integers(64, 1500)), ["I", "O"], double=db)]
     l2 = mem("l2", 1 << 20, ["I", "W", "O"])
     size = draw(st.sampled_from([1, 2, 3, 4]))
     return archs.from_dict({"name": "rand", "clock_mhz": 100, "host": "cpu", "modules": [

@@ -23,21 +23,28 @@ What the generated function does:
   halves used in turn (ping-pong). Buffers are dense boxes of the tile's full extents: inputs
   ``[B][rows][cols][G][C]`` (the window clipped to the image), outputs ``[B][OY][OX][G][K]``, weights
   as their L2 layout below. Output buffers that ever hold partial sums use one int32 slot per
-  element (then a final int8 value sits in the slot's first byte); generation fails if the buffers
-  do not fit.
+  element (then a final int8 value sits in the slot's first byte); where that exceeds
+  ``TileLevel.buffer_bytes`` (the cost model sizes an output tile at output precision unless the
+  tile itself is written back as partial sums) ``GeneratedLayer.notes`` says so, and generation
+  fails if the buffers do not fit their memory.
 - The temporal loops of ``schedule.loops`` (innermost first) nest in that order; one kernel call
   runs the loops below the lowest innermost-boundary tile (``schedule.kernel_tile``).
 - A tile moves only through ``match_dma_load`` / ``match_dma_store`` (``c/match_target.h``), exactly
   when the cost model counts a fetch: in the body of the first loop above the tile that indexes its
   operand (the tile is reused across the irrelevant loops in between). Input tiles are clipped at
   the image border (padding is never moved: the kernel treats out-of-image pixels as the input
-  zero point); with padded spatial unrolling only valid elements move and are computed.
+  zero point); with padded spatial unrolling only valid elements move and are computed. A fetch
+  whose window lies wholly in the padding is still issued (zero bytes, one transfer), as the cost
+  model counts it.
 - Outputs: a tile stays resident for a visit; at the end of the visit it is written back at output
   precision when final, else at accumulator precision (int32) as partial sums, read back at the
   start of the tile's next visit. Partial sums that leave the last on-chip level go to a static
   int32 scratch copy of the output tensor (``<symbol>_psum``). Requantization (bias, TFLite
-  ``MultiplyByQuantizedMultiplier``, zero point, clamp) runs in the kernel when one call covers the
-  whole reduction, else on the innermost tile just before its final write-back.
+  ``MultiplyByQuantizedMultiplier``, single rounding for the ops in ``quant.SINGLE_ROUNDING_OPS``,
+  zero point, clamp) runs in the kernel when one call covers the whole reduction, else on the
+  innermost tile just before its final write-back.
+
+The arenas and the partial-sum scratch are static: one call at a time per symbol (not re-entrant).
 
 Constants (``static const``): weights int8 in TFLite layout, which is also the layout of their tiles
 (conv2d ``[K][FY][FX][C]`` (OHWI), depthwise ``[FY][FX][G*M]``, dense ``[K][C]``), bias, multiplier
