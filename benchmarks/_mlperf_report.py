@@ -40,6 +40,7 @@ def _layer_order(name: str) -> tuple[int, str]:
 
 
 def ordered(schedules: dict) -> list[str]:
+    """Layer names of a ``NetworkSchedule.schedules`` dict in TFLite operator order."""
     return sorted(schedules, key=_layer_order)
 
 

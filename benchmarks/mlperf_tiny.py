@@ -133,6 +133,7 @@ def _names(values: Optional[Sequence[str]]) -> Optional[list[str]]:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The command-line parser (options documented in ``--help`` and the module docstring)."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.mlperf_tiny", description=__doc__.split("\n\n")[0],
                                      epilog="Exit status: 0 ok, 1 verification failed, 2 bad arguments, "
                                             "3 the model-aware strategy was slower than another (a search bug).")
@@ -186,6 +187,7 @@ def resolve_targets(parser: argparse.ArgumentParser, args: argparse.Namespace) -
 
 
 def resolve_models(parser: argparse.ArgumentParser, args: argparse.Namespace) -> list[str]:
+    """The models selected by ``--models`` (``parser.error`` on an unknown name or a missing file)."""
     wanted = _names(args.models)
     if wanted is None:
         return list(MODELS)
@@ -301,6 +303,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 def _cpus() -> int:
+    """CPUs this process may run on."""
     import os
 
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
