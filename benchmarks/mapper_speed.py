@@ -6,9 +6,11 @@ Measured in this run, on one CPU core (affinity set to one core, BLAS/OpenMP thr
   ZigZag's ``tpu_like`` imported with ``archs.from_zigzag``, on gap9's ``cluster`` and on diana's
   ``digital`` module): ``layer_seconds`` = wall time of ``mapper.search_module`` (the complete
   search: every spatial unrolling, every temporal candidate left after bound pruning);
-  ``candidates`` = ``Schedule.candidates`` (temporal mappings evaluated by the vectorised cost
-  model); ``mappings_per_second = candidates / layer_seconds``. Each target runs in a fresh Python
-  process, so no cache is warm; imports are excluded.
+  ``candidates`` = ``Schedule.candidates`` (temporal mappings the pruned search evaluated with the
+  vectorised cost model); ``mappings_per_second`` = cost-model throughput (``analyze_segments`` +
+  ``evaluate``) on an unpruned sweep of the layer's searched space (at least 2M candidates or all of
+  it), and ``space_candidates`` the size of that space (what bound pruning spares the search).
+  Each target runs in a fresh Python process, so no cache is warm; imports are excluded.
 - ``suite_seconds``: wall time of ``mapper.map_network(policy="best", all modules)`` over the four
   MLPerf Tiny networks (``benchmarks/networks/*.json``: kws, vww, ic, ad) on gap9 and on diana, in
   one fresh process (imports and JSON loading excluded).
@@ -47,9 +49,10 @@ SUITE_SOCS = ("gap9", "diana")
 TARGETS = ("tpu_like", "gap9_cluster", "diana_digital")
 ZIGZAG_VENV_PYTHON = Path("/work/venvs/zigzag/bin/python")
 LAYER_NAME = "resnet8_conv"
-COUNTS = ("temporal-mapping candidates evaluated by the vectorised cost model (Schedule.candidates: rows of "
-          "analysis+cost batches, after bound pruning) divided by the wall time of the whole search_module call "
-          "(all spatial unrollings: enumeration, pruning and cost model), one core, fresh process")
+COUNTS = ("temporal-mapping candidates (loop nests with tiles allocated to memories) evaluated by the vectorised "
+          "cost model (analyze_segments + evaluate, batches of ~32k) per second of cost-model time, over an unpruned "
+          "sweep of the layer's searched space (>= 2M rows or all of it), one core; search_candidates_per_second "
+          "is Schedule.candidates / layer_seconds of the pruned search")
 
 
 # --------------------------------------------------------------------------- the layer and the targets
@@ -105,13 +108,80 @@ def _worker_target(target: str, workload: Optional[str]) -> dict[str, Any]:
     if result.schedule is None:
         raise SystemExit(f"{target}: no mapping: {result.reason}")
     s = result.schedule
+    sweep = _model_sweep(layer, module)
     return {
         "soc": soc.name, "module": module.name, "layer_seconds": seconds, "candidates": s.candidates,
-        "mappings_per_second": s.candidates / seconds, "spatial_unrollings": len(spatial_unrollings(layer, module)),
+        "search_candidates_per_second": s.candidates / seconds,
+        "mappings_per_second": sweep["rows"] / sweep["model_seconds"], "sweep": sweep,
+        "spatial_unrollings": len(spatial_unrollings(layer, module)),
         "latency_cycles": s.latency_cycles, "energy_pj": s.energy_pj, "spatial": s.spatial, "loops": s.loops,
         "levels": [{"operand": lv.operand, "memory": lv.memory, "position": lv.position} for lv in s.levels],
         "layer": layer.to_dict(), "macs": layer.macs,
     }
+
+
+def _space_size(problem: Any) -> int:
+    """Rows ``enumerate_batches`` yields for ``problem`` without bounds or capacity filter: per kernel
+    tile, allocations of the remaining factors to ``k`` segments with every segment between two
+    boundaries non-empty (inclusion-exclusion over the empty ones), times the leader choices of every
+    cut pattern of depth ``k``."""
+    from math import comb
+
+    import numpy as np
+
+    from mapper.temporal import cut_patterns, factorizations, kernel_tiles, leader_options
+
+    tiles = kernel_tiles(problem)
+    left = problem.remaining[None, :] // tiles  # [tile, dim]
+    total = 0
+    patterns = cut_patterns(problem)
+    for k in sorted({max(p, default=0) for p in patterns}):
+        orders = sum(len(leader_options(problem, p)) for p in patterns if max(p, default=0) == k)
+        if k == 0:
+            total += tiles.shape[0] * orders
+            continue
+        allocations = np.zeros(tiles.shape[0], dtype=object)
+        for empty in range(k):  # segments 1..k-1 forced empty (inclusion-exclusion)
+            ways = np.ones(tiles.shape[0], dtype=object)
+            for d in range(left.shape[1]):
+                ways = ways * np.array([factorizations(int(v), k - empty).shape[0] for v in left[:, d]], dtype=object)
+            allocations = allocations + (-1) ** empty * comb(k - 1, empty) * ways
+        total += int(allocations.sum()) * orders
+    return total
+
+
+def _model_sweep(layer: Any, module: Any, min_rows: int = 2_000_000) -> dict[str, Any]:
+    """Cost-model throughput without pruning: stream the searched space of ``layer`` on ``module``
+    (the unrollings the search visits, every kernel tile, pattern, allocation and leader; capacity
+    not filtered) and time ``analyze_segments`` + ``evaluate`` alone on the first ``min_rows`` rows
+    or all of them; ``space_candidates`` is the size of that space (``_space_size``)."""
+    import numpy as np
+
+    from costmodel import evaluate
+    from costmodel.analysis import analyze_segments
+    from mapper.search import _searched_unrollings, build_layer_problem
+    from mapper.spatial import spatial_unrollings
+    from mapper.temporal import enumerate_batches, kernel_tiles, rank_table
+
+    rows = 0
+    space = 0
+    model_seconds = 0.0
+    for unrolling in _searched_unrollings(layer, module, spatial_unrollings(layer, module)):
+        problem = build_layer_problem(layer, module, unrolling)
+        space += _space_size(problem)
+        if rows >= min_rows:
+            continue
+        tiles = kernel_tiles(problem)
+        ranks = rank_table(problem).T
+        for batch in enumerate_batches(problem, tiles, np.arange(tiles.shape[0])):
+            start = time.perf_counter()
+            stats = analyze_segments(problem, batch.segments, ranks[:, batch.leaders], batch.cut_groups)
+            evaluate(problem, stats)
+            model_seconds += time.perf_counter() - start
+            rows += len(batch)
+            if rows >= min_rows:
+                break
+    return {"rows": rows, "model_seconds": model_seconds, "space_candidates": space}
 
 
 def _worker_suite() -> dict[str, Any]:
@@ -303,10 +373,11 @@ def summary(report: dict[str, Any]) -> str:
              f"load {env['loadavg_start'][0]:.2f} -> {env['loadavg_end'][0]:.2f}",
              f"layer: {report['layer']}",
              f"mappings_per_second counts {report['counts']}",
-             f"{'target':<15} {'layer_seconds':>13} {'candidates':>11} {'mappings/s':>12} {'latency':>10} {'energy pJ':>12}"]
+             f"{'target':<15} {'layer_seconds':>13} {'candidates':>11} {'space':>11} {'mappings/s':>12} {'latency':>10} "
+             f"{'energy pJ':>12}"]
     for name, r in report["targets"].items():
-        lines.append(f"{name:<15} {r['layer_seconds']:>13.3f} {r['candidates']:>11} {r['mappings_per_second']:>12.0f} "
-                     f"{r['latency_cycles']:>10.0f} {r['energy_pj']:>12.0f}")
+        lines.append(f"{name:<15} {r['layer_seconds']:>13.3f} {r['candidates']:>11} {r['sweep']['space_candidates']:>11} "
+                     f"{r['mappings_per_second']:>12.0f} {r['latency_cycles']:>10.0f} {r['energy_pj']:>12.0f}")
     if "suite_seconds" in report:
         per = ", ".join(f"{soc}/{net} {row['seconds']:.2f}s" for soc, nets in report["suite"].items()
                         for net, row in nets.items())

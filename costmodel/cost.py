@@ -5,7 +5,8 @@ Model, per candidate:
   iterations x PEs / peak MAC per cycle).
 - traffic per cut point: bytes actually moved (input halos clipped at the image border, outputs
   written once at output precision plus partial sums at accumulator precision when a reduction loop
-  sits above the cut), transfers counted per tile; cycles = bytes / link bandwidth + transfers x
+  sits above the cut; an output tile is sized at accumulator precision whenever it holds partial
+  sums), transfers counted per tile; cycles = bytes / link bandwidth + transfers x
   the inner memory's fixed cycles per transfer.
 - overlap: transfers into a double-buffered memory run during compute. Their events recur with
   nested periods (every tile fetch recurs every ``n_steps / fetches`` kernel calls), so the sum
@@ -245,7 +246,12 @@ def evaluate(problem: Problem, stats) -> CostBreakdown:
         fetches, distinct = stats.fetches[p], stats.distinct[p]
         elements = _tile_elements(problem, cut.operand, ext)
         if cut.operand is Operand.O:
-            partial = (fetches > distinct) | cut.inner.accumulates
+            # Partial sums live in the tile when they leave and come back, when the memory
+            # accumulates, or when reduction loops between the kernel call and this cut add
+            # several calls' results (or an inner level's partial sums) into the resident tile.
+            reduction = ~problem.relevant[OPERANDS.index(Operand.O)]
+            resident = _product(stats.tile[p], reduction) > _product(stats.compute_tile, reduction)
+            partial = (fetches > distinct) | cut.inner.accumulates | resident
             bits = np.where(partial, prec.accumulator, prec.output)
             out_elements = float(layer.tensor_elements(Operand.O))
             partial_elements = (fetches - distinct) / distinct * out_elements
