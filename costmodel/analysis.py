@@ -143,15 +143,18 @@ def analyze_segments(problem: Problem, segments: np.ndarray, ranks: np.ndarray, 
     groups = np.broadcast_to(groups.reshape(n_cut, -1) if n_cut else np.zeros((0, 1), np.int64), (n_cut, n_cand))
     total = int(np.prod(problem.remaining))
     active = [d for d in range(N_DIMS) if problem.remaining[d] > 1]  # other dims only hold factors of 1
-    prefix = np.empty_like(seg)  # [segment, dim, cand] extents below the top of each segment
-    prefix[0] = seg[0]
+    act = np.array(active, dtype=np.int64)
+    seg_active = seg[:, act, :]  # [segment, active dim, cand]
+    prefix = np.empty_like(seg_active)  # extents below the top of each segment
+    prefix[0] = seg_active[0]
     for s in range(1, n_seg):
-        np.multiply(prefix[s - 1], seg[s], out=prefix[s])
+        np.multiply(prefix[s - 1], seg_active[s], out=prefix[s])
     upper = seg[1:].transpose(1, 0, 2)  # [dim, segment-1, cand] (view)
-    tile = np.empty((n_cut, N_DIMS, n_cand), dtype=np.int64)
+    tile_active = np.empty((n_cut, act.size, n_cand), dtype=np.int64)
     fetches = np.empty((n_cut, n_cand), dtype=np.int64)
     distinct = np.empty((n_cut, n_cand), dtype=np.int64)
     runs: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    moving_rank: dict[int, np.ndarray] = {}
     for p, cut in enumerate(problem.cut_points):
         o = OPERANDS.index(cut.operand)
         rel = problem.relevant[o]
@@ -159,7 +162,9 @@ def analyze_segments(problem: Problem, segments: np.ndarray, ranks: np.ndarray, 
             first = np.full((n_seg - 1, n_cand), N_DIMS, dtype=rank.dtype)  # rank of the first loop ending the run
             for d in active:
                 if rel[d]:
-                    np.minimum(first, np.where(upper[d] > 1, rank[d], N_DIMS), out=first)
+                    if d not in moving_rank:  # rank of dim d's loop where it moves, else past the end
+                        moving_rank[d] = np.where(upper[d] > 1, rank[d], N_DIMS)
+                    np.minimum(first, moving_rank[d], out=first)
             within = np.ones((n_seg - 1, n_cand), dtype=np.int64)  # product of the loops the run covers
             for d in active:
                 if not rel[d]:
@@ -167,7 +172,7 @@ def analyze_segments(problem: Problem, segments: np.ndarray, ranks: np.ndarray, 
             runs[o] = (within, first < N_DIMS)
         within, stops = runs[o]
         g = groups[p]
-        _select(prefix, g, tile[p])
+        _select(prefix, g, tile_active[p])
         run = np.ones(n_cand, dtype=np.int64)
         open_run = np.ones(n_cand, dtype=bool)
         for s in range(1, n_seg):
@@ -176,16 +181,22 @@ def analyze_segments(problem: Problem, segments: np.ndarray, ranks: np.ndarray, 
             open_run &= ~(in_run & stops[s - 1])
         size = np.ones(n_cand, dtype=np.int64)
         rel_size = np.ones(n_cand, dtype=np.int64)
-        for d in active:
-            size *= tile[p, d]
+        for i, d in enumerate(active):
+            size *= tile_active[p, i]
             if rel[d]:
-                rel_size *= tile[p, d]
+                rel_size *= tile_active[p, i]
         fetches[p] = total // (size * run)
         distinct[p] = int(np.prod(problem.remaining[rel])) // rel_size
+    tile = np.ones((n_cut, N_DIMS, n_cand), dtype=np.int64)  # dims without loops keep extent 1
+    for i, d in enumerate(active):
+        tile[:, d, :] = tile_active[:, i, :]
     inner_cuts = [p for p, c in enumerate(problem.cut_points) if c.boundary == 0]
     if inner_cuts:
         lowest = groups[inner_cuts].min(axis=0)
-        compute_tile = _select(prefix, lowest, np.empty((N_DIMS, n_cand), dtype=np.int64))
+        compute_tile = np.ones((N_DIMS, n_cand), dtype=np.int64)
+        compute_active = _select(prefix, lowest, np.empty((act.size, n_cand), dtype=np.int64))
+        for i, d in enumerate(active):
+            compute_tile[d] = compute_active[i]
     else:  # a single memory level: one kernel call runs the whole layer
         compute_tile = np.repeat(problem.remaining[:, None], n_cand, axis=1)
     calls = np.ones(n_cand, dtype=np.int64)

@@ -98,11 +98,47 @@ def _product(ext: np.ndarray, mask) -> np.ndarray:
 
 
 _WINDOW_MASK = np.array([d in (D.OY, D.OX, D.FY, D.FX) for d in DIMS])
+_ALL = np.ones(N_DIMS, dtype=bool)
 _OY, _OX, _FY, _FX = (DIM_INDEX[d] for d in (D.OY, D.OX, D.FY, D.FX))
 
 
+def _tproduct(problem: Problem, tile: np.ndarray, mask, spatial: bool = True) -> np.ndarray:
+    """[cand] product over the dims in ``mask`` of temporal extents ``tile`` [dim, cand] (times the
+    spatial unrolling when ``spatial``). Dims without temporal loops hold 1: only constants there.
+    The result may be a view of ``tile``: do not modify it in place."""
+    scale = 1
+    out = None
+    for d in np.flatnonzero(mask):
+        if spatial:
+            scale *= int(problem.spatial[d])
+        if problem.remaining[d] > 1:
+            out = tile[d] if out is None else out * tile[d]
+    if out is None:
+        return np.full(tile.shape[1], scale, dtype=np.int64)
+    return out * scale if scale != 1 else out
+
+
+def _extent(problem: Problem, tile: np.ndarray, d: int) -> np.ndarray:
+    """[cand] full extent (spatial x temporal) of dim ``d``."""
+    return tile[d] * int(problem.spatial[d]) if problem.spatial[d] != 1 else tile[d]
+
+
+def _tile_elements_t(problem: Problem, operand: Operand, tile: np.ndarray) -> np.ndarray:
+    """[cand] elements of a tile of ``operand`` with temporal extents ``tile`` [dim, cand]."""
+    rel = problem.relevant[OPERANDS.index(operand)]
+    if not rel.any():
+        return np.zeros(tile.shape[1], dtype=np.int64)
+    if operand is not Operand.I:
+        return _tproduct(problem, tile, rel)
+    layer = problem.layer
+    iy, ix = layer.input_size
+    rows = _window_rows(_extent(problem, tile, _OY), _extent(problem, tile, _FY), layer.stride[0], layer.dilation[0], iy)
+    cols = _window_rows(_extent(problem, tile, _OX), _extent(problem, tile, _FX), layer.stride[1], layer.dilation[1], ix)
+    return _tproduct(problem, tile, rel & ~_WINDOW_MASK) * rows * cols
+
+
 def _tile_elements(problem: Problem, operand: Operand, ext: np.ndarray) -> np.ndarray:
-    """[cand] elements of a tile of ``operand`` with extents ``ext`` [dim, cand]."""
+    """[cand] elements of a tile of ``operand`` with full extents ``ext`` [dim, cand]."""
     rel = problem.relevant[OPERANDS.index(operand)]
     if not rel.any():
         return np.zeros(ext.shape[1], dtype=np.int64)
@@ -120,26 +156,31 @@ def tile_elements(problem: Problem, operand: Operand, ext: np.ndarray) -> np.nda
     return _tile_elements(problem, operand, np.ascontiguousarray(np.asarray(ext).T))
 
 
-def _moved_elements(problem: Problem, operand: Operand, ext: np.ndarray, fetches: np.ndarray) -> np.ndarray:
-    """[cand] elements moved by ``fetches`` tile transfers (``ext`` [dim, cand]): every tile position
-    is visited equally often, so the total is fetches / positions x (valid elements summed over all
-    positions)."""
+def _moved_elements(problem: Problem, operand: Operand, tile: np.ndarray, fetches: np.ndarray) -> np.ndarray:
+    """[cand] elements moved by ``fetches`` transfers of tiles of temporal extents ``tile`` [dim,
+    cand]: every tile position is visited equally often, so the total is fetches / positions x
+    (valid elements summed over all positions)."""
     rel = problem.relevant[OPERANDS.index(operand)]
-    padded = problem.padded_sizes
-    positions = np.ones(ext.shape[1], dtype=np.int64)
+    positions = None
     for d in np.flatnonzero(rel):
-        if padded[d] > 1:
-            positions = positions * (padded[d] // ext[d])
+        if problem.remaining[d] > 1:
+            count = problem.remaining[d] // tile[d]
+            positions = count if positions is None else positions * count
+    if positions is None:
+        positions = 1
     real = problem.real_sizes
     if operand is not Operand.I:
         valid_sweep = float(np.prod(np.where(rel, real, 1)))
         return fetches * valid_sweep / positions
     layer = problem.layer
     iy, ix = layer.input_size
+    padded = problem.padded_sizes
     rows = _window_table(int(padded[_OY]), int(padded[_FY]), layer.stride[0], layer.dilation[0], layer.padding[0], iy)
     cols = _window_table(int(padded[_OX]), int(padded[_FX]), layer.stride[1], layer.dilation[1], layer.padding[2], ix)
     others = float(np.prod(np.where(rel & ~_WINDOW_MASK, real, 1)))
-    return fetches * (others * rows[ext[_OY], ext[_FY]] * cols[ext[_OX], ext[_FX]]) / positions
+    window = rows[_extent(problem, tile, _OY), _extent(problem, tile, _FY)] * cols[_extent(problem, tile, _OX),
+                                                                                  _extent(problem, tile, _FX)]
+    return fetches * (others * window) / positions
 
 
 def _kernel_cycles(problem: Problem, compute_tile: np.ndarray) -> np.ndarray:
@@ -148,7 +189,7 @@ def _kernel_cycles(problem: Problem, compute_tile: np.ndarray) -> np.ndarray:
     if compute.kernel_hook is not None:
         tile = {d: compute_tile[i] * problem.spatial[i] for i, d in enumerate(DIMS)}
         return np.asarray(compute.kernel_hook(tile, problem.layer), dtype=np.float64)
-    return _product(compute_tile, np.ones(N_DIMS, dtype=bool)) * (problem.module.array_size / compute.macs_per_cycle)
+    return _tproduct(problem, compute_tile, _ALL, spatial=False) * (problem.module.array_size / compute.macs_per_cycle)
 
 
 def kernel_cycles(problem: Problem, compute_tile: np.ndarray) -> np.ndarray:
@@ -165,9 +206,8 @@ def _occupancy_lower_bound(problem: Problem, tiles: np.ndarray) -> np.ndarray:
     """[memory, cand] bytes used by tiles of temporal extents ``tiles`` [cut, dim, cand], outputs
     counted at output precision unless the memory accumulates (partial sums can only need more)."""
     occupancy = np.zeros((len(problem.module.memories), tiles.shape[2]))
-    spatial = problem.spatial[:, None]
     for p, cut in enumerate(problem.cut_points):
-        elements = _tile_elements(problem, cut.operand, tiles[p] * spatial)
+        elements = _tile_elements_t(problem, cut.operand, tiles[p])
         bits = problem.layer.precision.bits(cut.operand)
         if cut.operand is Operand.O and cut.inner.accumulates:
             bits = problem.layer.precision.accumulator
@@ -185,12 +225,11 @@ def _kernel_access_energy(problem: Problem, compute_tile: np.ndarray) -> np.ndar
     """[cand] pJ of the kernel's accesses to each operand's innermost memory (``compute_tile`` [dim,
     cand]): every call reads its input and weight tiles and reads and writes its output tile once."""
     module, prec = problem.module, problem.layer.precision
-    n_steps = np.prod(problem.remaining) / _product(compute_tile, np.ones(N_DIMS, dtype=bool))
-    ext = compute_tile * problem.spatial[:, None]
+    n_steps = np.prod(problem.remaining) / _tproduct(problem, compute_tile, _ALL, spatial=False)
     energy = np.zeros(compute_tile.shape[1])
     for operand in problem.operands:
         inner = module.memories[module.chain(operand)[0]]
-        call_bytes = _tile_elements(problem, operand, ext) * prec.bits(operand) / 8
+        call_bytes = _tile_elements_t(problem, operand, compute_tile) * prec.bits(operand) / 8
         per_byte = inner.read_energy_pj_per_byte + (inner.write_energy_pj_per_byte if operand is Operand.O else 0.0)
         energy += n_steps * call_bytes * per_byte
     return energy
@@ -239,18 +278,17 @@ def evaluate(problem: Problem, stats) -> CostBreakdown:
     buffer_bytes = np.zeros((n_cut, n_cand))
     cycles = np.zeros((n_cut, n_cand))
     energy = np.full(n_cand, layer.macs * module.compute.energy_pj_per_mac)
-    spatial = problem.spatial[:, None]
 
     for p, cut in enumerate(problem.cut_points):
-        ext = stats.tile[p] * spatial
         fetches, distinct = stats.fetches[p], stats.distinct[p]
-        elements = _tile_elements(problem, cut.operand, ext)
+        elements = _tile_elements_t(problem, cut.operand, stats.tile[p])
         if cut.operand is Operand.O:
             # Partial sums live in the tile when they leave and come back, when the memory
             # accumulates, or when reduction loops between the kernel call and this cut add
             # several calls' results (or an inner level's partial sums) into the resident tile.
             reduction = ~problem.relevant[OPERANDS.index(Operand.O)]
-            resident = _product(stats.tile[p], reduction) > _product(stats.compute_tile, reduction)
+            resident = (_tproduct(problem, stats.tile[p], reduction, spatial=False)
+                        > _tproduct(problem, stats.compute_tile, reduction, spatial=False))
             partial = (fetches > distinct) | cut.inner.accumulates | resident
             bits = np.where(partial, prec.accumulator, prec.output)
             out_elements = float(layer.tensor_elements(Operand.O))
@@ -261,7 +299,7 @@ def evaluate(problem: Problem, stats) -> CostBreakdown:
             transfers_in[p] = fetches - distinct
         else:
             bits = prec.bits(cut.operand)
-            bytes_in[p] = _moved_elements(problem, cut.operand, ext, fetches) * bits / 8
+            bytes_in[p] = _moved_elements(problem, cut.operand, stats.tile[p], fetches) * bits / 8
             transfers_in[p] = fetches
         buffer_bytes[p] = _buffer(elements, bits, cut.inner.double_buffering)
         bw_in, bw_out = _link(cut, False), _link(cut, True)
@@ -323,7 +361,7 @@ def cut_buffer_lower_bound(problem: Problem, p: int, tile: np.ndarray) -> np.nda
     """[cand] bytes cut point ``p``'s tile of temporal extents ``tile`` [dim, cand] takes in its inner
     memory, outputs at output precision unless the memory accumulates (partial sums need more)."""
     cut = problem.cut_points[p]
-    elements = _tile_elements(problem, cut.operand, tile * problem.spatial[:, None])
+    elements = _tile_elements_t(problem, cut.operand, tile)
     bits = problem.layer.precision.bits(cut.operand)
     if cut.operand is Operand.O and cut.inner.accumulates:
         bits = problem.layer.precision.accumulator
@@ -337,13 +375,13 @@ def cut_traffic_lower_bound(problem: Problem, p: int, tile: np.ndarray) -> tuple
     cut = problem.cut_points[p]
     prec = problem.layer.precision
     rel = problem.relevant[OPERANDS.index(cut.operand)]
-    distinct = int(np.prod(problem.remaining[rel])) // _product(tile, rel)
+    distinct = int(np.prod(problem.remaining[rel])) // _tproduct(problem, tile, rel, spatial=False)
     if cut.operand is Operand.O:
         moved = np.full(tile.shape[1], float(problem.layer.tensor_elements(Operand.O)) * prec.output / 8)
         link = _link(cut, True)
         per_byte = cut.inner.read_energy_pj_per_byte + cut.outer.write_energy_pj_per_byte
     else:
-        moved = _moved_elements(problem, cut.operand, tile * problem.spatial[:, None], distinct) * prec.bits(cut.operand) / 8
+        moved = _moved_elements(problem, cut.operand, tile, distinct) * prec.bits(cut.operand) / 8
         link = _link(cut, False)
         per_byte = cut.outer.read_energy_pj_per_byte + cut.inner.write_energy_pj_per_byte
     return moved / link + distinct * cut.inner.transfer_fixed_cycles, moved * per_byte
@@ -353,7 +391,7 @@ def call_lower_bound(problem: Problem, compute_tile: np.ndarray) -> tuple[np.nda
     """(compute cycles, overhead cycles, pJ of MACs and kernel accesses) [cand] for kernel calls of
     temporal extents ``compute_tile`` [dim, cand]: exact, they do not depend on the loop order."""
     module = problem.module
-    n_steps = np.prod(problem.remaining) / _product(compute_tile, np.ones(N_DIMS, dtype=bool))
+    n_steps = np.prod(problem.remaining) / _tproduct(problem, compute_tile, _ALL, spatial=False)
     energy = problem.layer.macs * module.compute.energy_pj_per_mac + _kernel_access_energy(problem, compute_tile)
     return n_steps * _kernel_cycles(problem, compute_tile), n_steps * module.tile_overhead_cycles, energy
 
