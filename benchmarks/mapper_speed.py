@@ -93,7 +93,7 @@ def _write_workload(path: Path) -> None:
 
 
 # --------------------------------------------------------------------------- workers (fresh processes)
-def _worker_target(target: str, workload: Optional[str]) -> dict[str, Any]:
+def _worker_target(target: str, workload: Optional[str], sweep_rows: int = 2_000_000) -> dict[str, Any]:
     import mapper
     from mapper.spatial import spatial_unrollings
 
@@ -108,7 +108,7 @@ def _worker_target(target: str, workload: Optional[str]) -> dict[str, Any]:
     if result.schedule is None:
         raise SystemExit(f"{target}: no mapping: {result.reason}")
     s = result.schedule
-    sweep = _model_sweep(layer, module)
+    sweep = _model_sweep(layer, module, sweep_rows)
     return {
         "soc": soc.name, "module": module.name, "layer_seconds": seconds, "candidates": s.candidates,
         "search_candidates_per_second": s.candidates / seconds,
@@ -340,7 +340,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         _write_workload(workload)
         for target in targets:
             extra = ["--workload", str(workload)] if target == "tpu_like" else []
-            report["targets"][target] = _run_worker(["target", "--target", target, *extra])
+            rows = ["--sweep-rows", str(args.sweep_rows)]
+            report["targets"][target] = _run_worker(["target", "--target", target, *extra, *rows])
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     for key in ("mappings_per_second", "layer_seconds", "candidates"):
@@ -408,6 +409,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--lpf", type=int, default=6, help="ZigZag lpf_limit (default 6)")
     parser.add_argument("--core", type=int, default=None, help="CPU core to pin to (default: the first allowed)")
     parser.add_argument("--zigzag-python", default=None, help="interpreter with zigzag-dse installed")
+    parser.add_argument("--sweep-rows", type=int, default=None,
+                        help="candidates timed for mappings_per_second (default 2,000,000; 200,000 with --quick)")
     parser.add_argument("--_worker", nargs="?", help=argparse.SUPPRESS)
     parser.add_argument("--target", help=argparse.SUPPRESS)
     parser.add_argument("--workload", help=argparse.SUPPRESS)
@@ -415,9 +418,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--mapping", help=argparse.SUPPRESS)
     parser.add_argument("--dump", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.sweep_rows is None:
+        args.sweep_rows = 200_000 if args.quick else 2_000_000
     if args._worker:
         if args._worker == "target":
-            out = _worker_target(args.target, args.workload)
+            out = _worker_target(args.target, args.workload, args.sweep_rows)
         elif args._worker == "suite":
             out = _worker_suite()
         else:

@@ -302,6 +302,9 @@ def test_benchmark_quick_smoke(tmp_path):
     assert set(report["targets"]) == {"gap9_cluster", "diana_digital"} and "suite_seconds" not in report
     for name, row in report["targets"].items():
         assert row["candidates"] > 0 and row["layer_seconds"] > 0
-        assert report["mappings_per_second"][name] == pytest.approx(row["candidates"] / row["layer_seconds"])
+        assert row["search_candidates_per_second"] == pytest.approx(row["candidates"] / row["layer_seconds"])
+        sweep = row["sweep"]
+        assert report["mappings_per_second"][name] == pytest.approx(sweep["rows"] / sweep["model_seconds"])
+        assert 200_000 <= sweep["rows"] <= sweep["space_candidates"] and row["candidates"] < sweep["space_candidates"]
     assert report["environment"]["threads"]["OMP_NUM_THREADS"] == "1" and "skipped" in report["zigzag"]
     assert "mappings_per_second counts" in proc.stdout and "gap9_cluster" in proc.stdout
