@@ -187,9 +187,12 @@ def analyze_segments(problem: Problem, segments: np.ndarray, ranks: np.ndarray, 
                 rel_size *= tile_active[p, i]
         fetches[p] = total // (size * run)
         distinct[p] = int(np.prod(problem.remaining[rel])) // rel_size
-    tile = np.ones((n_cut, N_DIMS, n_cand), dtype=np.int64)  # dims without loops keep extent 1
-    for i, d in enumerate(active):
-        tile[:, d, :] = tile_active[:, i, :]
+    tile = np.empty((n_cut, N_DIMS, n_cand), dtype=np.int64)
+    for d in range(N_DIMS):  # dims without loops keep extent 1
+        if d in active:
+            tile[:, d, :] = tile_active[:, active.index(d), :]
+        else:
+            tile[:, d, :] = 1
     inner_cuts = [p for p, c in enumerate(problem.cut_points) if c.boundary == 0]
     if inner_cuts:
         lowest = groups[inner_cuts].min(axis=0)

@@ -106,13 +106,16 @@ def _tproduct(problem: Problem, tile: np.ndarray, mask, spatial: bool = True) ->
     """[cand] product over the dims in ``mask`` of temporal extents ``tile`` [dim, cand] (times the
     spatial unrolling when ``spatial``). Dims without temporal loops hold 1: only constants there.
     The result may be a view of ``tile``: do not modify it in place."""
-    scale = 1
+    key = ("tproduct", np.asarray(mask, dtype=bool).tobytes(), spatial)
+    plan = problem.memo.get(key)
+    if plan is None:  # (dims with loops, constant factor of the others)
+        dims = [int(d) for d in np.flatnonzero(mask)]
+        scale = int(np.prod([problem.spatial[d] for d in dims])) if spatial and dims else 1
+        plan = problem.memo[key] = ([d for d in dims if problem.remaining[d] > 1], scale)
+    dims, scale = plan
     out = None
-    for d in np.flatnonzero(mask):
-        if spatial:
-            scale *= int(problem.spatial[d])
-        if problem.remaining[d] > 1:
-            out = tile[d] if out is None else out * tile[d]
+    for d in dims:
+        out = tile[d] if out is None else out * tile[d]
     if out is None:
         return np.full(tile.shape[1], scale, dtype=np.int64)
     return out * scale if scale != 1 else out
@@ -283,13 +286,18 @@ def evaluate(problem: Problem, stats) -> CostBreakdown:
         fetches, distinct = stats.fetches[p], stats.distinct[p]
         elements = _tile_elements_t(problem, cut.operand, stats.tile[p])
         if cut.operand is Operand.O:
-            # Partial sums live in the tile when they leave and come back, when the memory
-            # accumulates, or when reduction loops between the kernel call and this cut add
-            # several calls' results (or an inner level's partial sums) into the resident tile.
-            reduction = ~problem.relevant[OPERANDS.index(Operand.O)]
-            resident = (_tproduct(problem, stats.tile[p], reduction, spatial=False)
-                        > _tproduct(problem, stats.compute_tile, reduction, spatial=False))
-            partial = (fetches > distinct) | cut.inner.accumulates | resident
+            # The tile holds partial sums when they leave and come back, when the memory
+            # accumulates, when the level below hands it partial sums, or (innermost output level)
+            # when reduction loops add several kernel calls' results into it while it stays:
+            # loops between the kernel call and this cut and the reuse run right above the cut.
+            if cut.boundary == 0:
+                reduction = ~problem.relevant[OPERANDS.index(Operand.O)]
+                run = np.prod(problem.remaining) // (fetches * _tproduct(problem, stats.tile[p], _ALL, spatial=False))
+                receives = (_tproduct(problem, stats.tile[p], reduction, spatial=False) * run
+                            > _tproduct(problem, stats.compute_tile, reduction, spatial=False))
+            else:
+                receives = stats.fetches[p - 1] > stats.distinct[p - 1]  # the O cut just below sends partials
+            partial = (fetches > distinct) | cut.inner.accumulates | receives
             bits = np.where(partial, prec.accumulator, prec.output)
             out_elements = float(layer.tensor_elements(Operand.O))
             partial_elements = (fetches - distinct) / distinct * out_elements

@@ -7,6 +7,7 @@ depend on the mapper's workload types (the layer is used through a few attribute
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -42,6 +43,11 @@ class Problem:
     relevant: np.ndarray  # [operand, dim] bool, operand axis as archs.dims.OPERANDS
     operands: tuple[Operand, ...]  # operands the layer has (pool: no W)
     cut_points: tuple[CutPoint, ...]
+
+    @cached_property
+    def memo(self) -> dict:
+        """Scratch cache for derived constants of this problem (filled by the cost model)."""
+        return {}
 
     @property
     def real_sizes(self) -> np.ndarray:

@@ -40,7 +40,7 @@ from costmodel.problem import Problem, build_problem
 from mapper.acceptance import rejection_reason
 from mapper.schedule import Schedule, TileLevel
 from mapper.spatial import SpatialUnrolling, spatial_unrollings
-from mapper.temporal import enumerate_batches, explicit_nest, kernel_tiles, rank_table
+from mapper.temporal import enumerate_batches, explicit_nest, kernel_tiles, rank_table, space_plan
 from mapper.workload import Layer
 
 log = logging.getLogger(__name__)
@@ -322,12 +322,13 @@ def search_module(layer: Layer, module: ExecModule, objective: str = "latency") 
         order = np.lexsort((bound2, bound))  # most promising kernel tiles first (stable)
         hint = _prefilter(problem, objective, incumbent)
         dim_ranks = rank_table(problem)
+        plan = space_plan(problem)
         pos, step = 0, 1
         while pos < order.size and bound[order[pos]] <= incumbent[0][0] * (1 + _TIE):
             chosen = order[pos:pos + step]
             promising = _can_beat(bound[chosen], bound2[chosen], incumbent[0])
             ranks = pos + np.nonzero(promising)[0]
-            for batch in enumerate_batches(problem, tiles[chosen[promising]], ranks, feasible_hint=hint):
+            for batch in enumerate_batches(problem, tiles[chosen[promising]], ranks, feasible_hint=hint, plan=plan):
                 stats = analyze_segments(problem, batch.segments, dim_ranks.T[:, batch.leaders], batch.cut_groups)
                 cost = evaluate(problem, stats)
                 evaluated += len(batch)

@@ -206,26 +206,45 @@ def explicit_nest(problem: Problem, segments: np.ndarray, leaders: np.ndarray, c
     return loop_dims, loop_factors, np.asarray(cut_groups, dtype=np.int64) * len(active)
 
 
-def enumerate_batches(problem: Problem, tiles: np.ndarray, tile_rank: np.ndarray, chunk: int = 32768,
-                      feasible_hint=None) -> Iterator[CandidateBatch]:
-    """Stream the reduced space above the given kernel tiles in batches of about ``chunk`` rows, in a
-    fixed order (by depth, allocation chunk, pattern, leader; ties break by the indices carried).
+@dataclass(frozen=True)
+class SpacePlan:
+    """What ``enumerate_batches`` needs about a problem's space, computed once per problem."""
 
-    Patterns of the same depth ``k`` share their allocations. ``feasible_hint(segments, patterns)``
-    may return one mask of allocations worth evaluating per pattern (capacity or cost lower
-    bounds); rows it drops are never yielded.
-    """
-    active = [i for i in range(N_DIMS) if problem.remaining[i] > 1]
-    n_seg = len(problem.cut_points) + 1
+    active: list[int]  # dims with temporal loops
+    depths: list[tuple[int, list[tuple[int, tuple[int, ...]]], dict[int, np.ndarray]]]
+    # per depth k: (k, [(pattern index, pattern)], {pattern index: leaders [option, segment]})
+
+
+def space_plan(problem: Problem) -> SpacePlan:
+    """Cut patterns grouped by depth with their leader options (``SpacePlan``)."""
     patterns = cut_patterns(problem)
-    pending: list[tuple] = []
-    size = 0
+    depths = []
     for k in sorted({max(p, default=0) for p in patterns}):
         same_depth = [(i, p) for i, p in enumerate(patterns) if max(p, default=0) == k]
         leaders = {}
         for i, p in same_depth:
             options = leader_options(problem, p)
             leaders[i] = np.array(options, dtype=np.int64).reshape(len(options), k)
+        depths.append((k, same_depth, leaders))
+    return SpacePlan([i for i in range(N_DIMS) if problem.remaining[i] > 1], depths)
+
+
+def enumerate_batches(problem: Problem, tiles: np.ndarray, tile_rank: np.ndarray, chunk: int = 32768,
+                      feasible_hint=None, plan: SpacePlan | None = None) -> Iterator[CandidateBatch]:
+    """Stream the reduced space above the given kernel tiles in batches of about ``chunk`` rows, in a
+    fixed order (by depth, allocation chunk, pattern, leader; ties break by the indices carried).
+
+    Patterns of the same depth ``k`` share their allocations. ``feasible_hint(segments, patterns)``
+    may return one mask of allocations worth evaluating per pattern (capacity or cost lower
+    bounds); rows it drops are never yielded. ``plan`` (``space_plan(problem)``) may be passed to
+    avoid recomputing it on every call.
+    """
+    plan = plan if plan is not None else space_plan(problem)
+    active = plan.active
+    n_seg = len(problem.cut_points) + 1
+    pending: list[tuple] = []
+    size = 0
+    for k, same_depth, leaders in plan.depths:
         widest = sum(leaders[i].shape[0] for i, _ in same_depth)
         for segments, row, index in _allocations(problem, active, k, tiles, max(1, chunk // widest)):
             # Segments strictly between two boundaries must hold a loop (else a coarser pattern).
