@@ -169,16 +169,22 @@ def analyze_segments(problem: Problem, segments: np.ndarray, ranks: np.ndarray, 
             for d in active:
                 if not rel[d]:
                     within *= np.where(rank[d] < first, upper[d], 1)
-            runs[o] = (within, first < N_DIMS)
-        within, stops = runs[o]
+            # reach[s - 1]: product of the loops a run entering segment s covers (through the
+            # segments above it while it does not stop), built from the top down.
+            stops = first < N_DIMS
+            reach = np.empty_like(within)
+            reach[-1] = within[-1]
+            for s in range(n_seg - 3, -1, -1):
+                reach[s] = np.where(stops[s], within[s], within[s] * reach[s + 1])
+            runs[o] = reach
+        reach = runs[o]
         g = groups[p]
         _select(prefix, g, tile_active[p])
-        run = np.ones(n_cand, dtype=np.int64)
-        open_run = np.ones(n_cand, dtype=bool)
+        run = np.ones(n_cand, dtype=np.int64)  # the run starts in segment g (none above the last one)
         for s in range(1, n_seg):
-            in_run = open_run & (s >= g)
-            run = np.where(in_run, run * within[s - 1], run)
-            open_run &= ~(in_run & stops[s - 1])
+            mask = g == s
+            if mask.any():
+                np.copyto(run, reach[s - 1], where=mask)
         size = np.ones(n_cand, dtype=np.int64)
         rel_size = np.ones(n_cand, dtype=np.int64)
         for i, d in enumerate(active):

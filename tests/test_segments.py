@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -33,7 +35,7 @@ def layers(draw):
     return mapper.add("l", size=size, channels=ch)
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=int(os.environ.get("SEGMENT_EXAMPLES", 25)), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(layer=layers(), module_index=st.integers(0, len(MODULES) - 1), seed=st.integers(0, 2**16))
 def test_segment_analysis_equals_explicit_nests(layer, module_index, seed):
     module = MODULES[module_index]
