@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Optional
 
 from archs.dims import LoopDim as D
@@ -58,3 +59,24 @@ def rejection_reason(layer: Layer, module: ExecModule) -> Optional[str]:
     if need > outer.size_bytes:
         return (f"tensors need {need} B but the outermost memory {outer.name!r} holds {outer.size_bytes} B")
     return None
+
+
+#: Layer kinds whose padding the host can apply beforehand (zero-point fill of a bigger input).
+PADDABLE_KINDS = ("conv2d", "depthwise")
+
+
+def padding_split(layer: Layer, module: ExecModule) -> Optional[Layer]:
+    """``layer`` without padding (its input pre-padded by the host) if ``module`` rejects ``layer``
+    only because of its padding, and accepts the unpadded one; else None.
+
+    The unpadded layer computes the same outputs from the padded input: padding contributes the
+    input zero point, which the integer kernel subtracts. Used by ``map_layer`` (MATCH-style) to run
+    TF "SAME" stride-2 layers, whose padding is asymmetric, on accelerators that need symmetric
+    padding; ``map_layer_accelerator_first`` (DORY/HTVM's rules) does not split.
+    """
+    if module.is_host or layer.kind not in PADDABLE_KINDS or not any(layer.padding):
+        return None
+    if rejection_reason(layer, module) is None:
+        return None
+    unpadded = dataclasses.replace(layer, padding=(0, 0, 0, 0))
+    return unpadded if rejection_reason(unpadded, module) is None else None

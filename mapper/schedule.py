@@ -50,6 +50,12 @@ class Schedule:
     candidates: int  # temporal candidates evaluated by the cost model
     search_seconds: float
     rejected: dict[str, str] = field(default_factory=dict)  # other modules and why they lost or failed
+    # Padding (top, bottom, left, right) the host applies to the input before the module runs the
+    # layer unpadded (``mapper.acceptance.padding_split``); its cycles and pJ are included in
+    # ``latency_cycles`` and ``energy_pj``, the levels describe the unpadded layer.
+    host_padding: tuple[int, int, int, int] = (0, 0, 0, 0)
+    host_padding_cycles: float = 0.0
+    host_padding_energy_pj: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

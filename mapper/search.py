@@ -11,6 +11,7 @@ by bound, then enumeration order): results are deterministic.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from archs.dims import DIMS, OPERANDS
+from archs.dims import LoopDim as D
 from archs.model import ExecModule, SoC
 from costmodel.analysis import analyze, analyze_segments
 from costmodel.cost import (
@@ -37,7 +39,7 @@ from costmodel.cost import (
     traffic_bound_cycles,
 )
 from costmodel.problem import Problem, build_problem
-from mapper.acceptance import rejection_reason
+from mapper.acceptance import padding_split, rejection_reason
 from mapper.schedule import Schedule, TileLevel
 from mapper.spatial import SpatialUnrolling, spatial_unrollings
 from mapper.temporal import enumerate_batches, explicit_nest, kernel_tiles, rank_table, space_plan
@@ -380,16 +382,49 @@ def _with_rejections(schedule: Schedule, results: list[ModuleResult]) -> Schedul
     return schedule
 
 
+def host_padding_cost(layer: Layer, soc: SoC) -> tuple[float, float]:
+    """(cycles, pJ) for the host to pad ``layer``'s input: read the input once and write the padded
+    input (zero-point fill included) through the host's memory, at its read/write bandwidth."""
+    memory = soc.modules[soc.host].memories[-1]
+    top, bottom, left, right = layer.padding
+    s = layer.sizes
+    iy, ix = layer.input_size
+    channels = s[D.B] * s[D.C] * s[D.G]
+    read = channels * iy * ix * layer.precision.input / 8
+    written = channels * (iy + top + bottom) * (ix + left + right) * layer.precision.input / 8
+    cycles = read / memory.read_bytes_per_cycle + written / memory.write_bytes_per_cycle
+    return cycles, read * memory.read_energy_pj_per_byte + written * memory.write_energy_pj_per_byte
+
+
+def _split_result(layer: Layer, soc: SoC, module: ExecModule, objective: str) -> Optional[ModuleResult]:
+    """``module`` running ``layer`` unpadded after the host pads its input (``padding_split``)."""
+    unpadded = padding_split(layer, module)
+    if unpadded is None:
+        return None
+    result = search_module(unpadded, module, objective)
+    if result.schedule is None:
+        return None
+    cycles, energy = host_padding_cost(layer, soc)
+    s = result.schedule
+    schedule = dataclasses.replace(s, latency_cycles=s.latency_cycles + cycles, energy_pj=s.energy_pj + energy,
+                                   host_padding=tuple(layer.padding), host_padding_cycles=cycles,
+                                   host_padding_energy_pj=energy)
+    return ModuleResult(module, schedule, None, _objectives(objective, schedule.latency_cycles, schedule.energy_pj))
+
+
 def map_layer(layer: Layer, soc: SoC, objective: str = "latency", modules: Optional[Sequence[str]] = None) -> Schedule:
     """Best schedule of ``layer`` over the SoC's modules (or the ``modules`` named).
 
     Modules are tried in the SoC's order with the host last; on equal cost the earlier one wins.
+    A module that rejects the layer only for its padding is also tried on the unpadded layer with
+    the host padding the input first (``padding_split``, cost ``host_padding_cost``).
     Raises ``MappingError`` naming the layer and every module's reason when none can run it.
     """
     candidates = _select_modules(soc, modules)
     ordered = [m for m in candidates if not m.is_host] + [m for m in candidates if m.is_host]
     results = [search_module(layer, m, objective) for m in ordered]
-    found = [r for r in results if r.schedule is not None]
+    split = [_split_result(layer, soc, r.module, objective) for r in results if r.schedule is None and not r.module.is_host]
+    found = [r for r in results if r.schedule is not None] + [r for r in split if r is not None]
     if not found:
         reasons = "; ".join(f"{r.module.name}: {r.reason}" for r in results)
         raise MappingError(f"layer {layer.name!r} ({layer.kind}) cannot be mapped on {soc.name}: {reasons}")

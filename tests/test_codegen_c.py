@@ -513,3 +513,22 @@ def test_buffer_bytes_match_the_schedule(name):
     gen = emit_layer(layer, schedule, soc, "x")
     check_layers([(layer, schedule, gen)])  # the generated code itself is right
     assert [b.size for b in gen.buffers] == [lv.buffer_bytes for lv in schedule.levels]
+
+
+@pytest.mark.parametrize("kind", ["conv2d", "depthwise"])
+@pytest.mark.parametrize("small_memory", [False, True])
+def test_host_padding_split_is_bit_exact_and_counted(kind, small_memory):
+    """TF-SAME stride-2 layers (asymmetric padding) run on DIANA's digital array after the host pads
+    the input: same outputs as the padded layer, counters of the unpadded schedule."""
+    soc = shrink(DIANA, "digital", 0, 1500) if small_memory else DIANA
+    if kind == "conv2d":
+        layer = mapper.conv2d("s2", input_size=(10, 8), in_channels=3, out_channels=5, kernel=3, stride=2, padding="same")
+    else:
+        layer = mapper.depthwise("s2", input_size=(10, 8), channels=6, kernel=3, stride=2, padding="same")
+    assert layer.padding == (0, 1, 0, 1) and rejection_reason(layer, soc.modules["digital"]) is not None
+    schedule = mapper.map_layer(layer, soc)
+    assert schedule.module == "digital" and schedule.host_padding == (0, 1, 0, 1) and schedule.host_padding_cycles > 0
+    assert mapper.map_layer_accelerator_first(layer, soc).module == "cpu"  # HTVM's rules do not split
+    layer = quantized(layer, kind, 3)
+    gen = generate_or_reject(layer, schedule, soc, "split")
+    check_layers([(layer, schedule, gen)], seed=3)

@@ -207,3 +207,23 @@ def test_diana_pointwise_layer_by_hand():
     assert s.kernel_calls == 1 and s.kernel_cycles == 16 * 71
     assert s.latency_cycles == 16 * 71 + (4096 + 256 + 4096) / 16 + 3 * 70
     assert {lv.memory for lv in s.levels} == {"act_mem", "weight_mem"}
+
+
+def test_asymmetric_padding_is_applied_by_the_host_when_that_pays():
+    """DIANA's digital array needs symmetric padding: a TF-SAME stride-2 conv runs there unpadded
+    after the host pads its input (cost added), not with accelerator_first (HTVM's rules)."""
+    layer = mapper.conv2d("s2", input_size=(32, 32), in_channels=16, out_channels=32, kernel=3, stride=2, padding="same")
+    digital = DIANA.modules["digital"]
+    assert layer.padding == (0, 1, 0, 1) and "asymmetric padding" in rejection_reason(layer, digital)
+    s = mapper.map_layer(layer, DIANA)
+    unpadded = dataclasses.replace(layer, padding=(0, 0, 0, 0))
+    inner = mapper.search_module(unpadded, digital).schedule
+    cycles, energy = mapper.search.host_padding_cost(layer, DIANA)
+    # read 32x32x16 B at 4 B/cycle, write 33x33x16 B at 4 B/cycle (DIANA's L2 through the RISC-V host)
+    assert cycles == 32 * 32 * 16 / 4 + 33 * 33 * 16 / 4
+    assert (s.module, s.host_padding, s.host_padding_cycles) == ("digital", (0, 1, 0, 1), cycles)
+    assert s.latency_cycles == inner.latency_cycles + cycles and s.energy_pj == pytest.approx(inner.energy_pj + energy)
+    assert s.latency_cycles < mapper.map_layer(layer, DIANA, modules=["cpu"]).latency_cycles
+    assert mapper.map_layer_accelerator_first(layer, DIANA).module == "cpu"
+    symmetric = mapper.conv2d("s1", input_size=(32, 32), in_channels=16, out_channels=16, kernel=3, padding="same")
+    assert mapper.map_layer(symmetric, DIANA).host_padding == (0, 0, 0, 0)

@@ -54,6 +54,7 @@ int32 accumulators are refused (``CodegenError``).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from dataclasses import dataclass, field
@@ -703,6 +704,39 @@ operator or private protected public register restrict return short signed sizeo
 throw true try typedef typeid typename union unsigned using virtual void volatile while main""".split())
 
 
+def _with_host_padding(source: str, layer: Layer, symbol: str) -> str:
+    """Turn the generated unpadded layer into a static helper and add the entry point: the host
+    writes the input into a padded copy (zero-point fill) and runs the unpadded schedule on it."""
+    signature = f"int {symbol}(const int8_t* in, const int8_t* in2, int8_t* out) {{"
+    if source.count(signature) != 1:
+        raise CodegenError(f"layer {layer.name!r}: cannot find the entry point of the generated code")
+    source = source.replace(signature, f"static int {symbol}_unpadded(const int8_t* in, const int8_t* in2, int8_t* out) {{")
+    top, bottom, left, right = layer.padding
+    s = layer.sizes
+    iy, ix = layer.input_size
+    channels = s[D.C] * s[D.G]
+    py, px = iy + top + bottom, ix + left + right
+    zp = int(layer.quant.input_zp)
+    wrapper = [
+        f"/* {symbol}: the host pads the input (top, bottom, left, right) = {tuple(layer.padding)} with the input",
+        f" * zero point {zp}; the module runs the layer unpadded on the {py}x{px} copy. */",
+        f"static int8_t {symbol}_padded_input[{s[D.B] * py * px * channels}];",
+        "",
+        "#ifdef __cplusplus", 'extern "C" {', "#endif",
+        f"int {symbol}(const int8_t* in, const int8_t* in2, int8_t* out) {{",
+        "    if (in == NULL || out == NULL) return -1;",
+        f"    memset({symbol}_padded_input, {zp}, sizeof {symbol}_padded_input);",
+        f"    for (int32_t b = 0; b < {s[D.B]}; ++b)",
+        f"        for (int32_t y = 0; y < {iy}; ++y)",
+        f"            memcpy({symbol}_padded_input + ((size_t)(b * {py} + y + {top}) * {px} + {left}) * {channels},",
+        f"                   in + ((size_t)(b * {iy} + y) * {ix}) * {channels}, {ix * channels});",
+        f"    return {symbol}_unpadded({symbol}_padded_input, in2, out);",
+        "}",
+        "#ifdef __cplusplus", "}", "#endif", "",
+    ]
+    return source + "\n".join(wrapper)
+
+
 def emit_layer(layer: Layer, schedule: Schedule, soc: SoC, symbol: str, inline_target: bool = True) -> GeneratedLayer:
     """C source running ``layer`` (with ``layer.quant``) as ``schedule`` prescribes on ``soc``.
 
@@ -713,14 +747,21 @@ def emit_layer(layer: Layer, schedule: Schedule, soc: SoC, symbol: str, inline_t
     if not _SYMBOL.match(symbol) or symbol in _RESERVED or symbol.startswith("match_"):
         raise CodegenError(f"layer {layer.name!r}: symbol {symbol!r} is not a C identifier free for a layer "
                            "(C/C++ keyword or match_ prefix)")
-    gen = _Gen(layer, schedule, soc, symbol, inline_target)
+    host_padding = tuple(getattr(schedule, "host_padding", (0, 0, 0, 0)))
+    inner = dataclasses.replace(layer, padding=(0, 0, 0, 0)) if any(host_padding) else layer
+    if any(host_padding) and tuple(layer.padding) != host_padding:
+        raise CodegenError(f"layer {layer.name!r}: schedule pads {host_padding} on the host, the layer has {layer.padding}")
+    gen = _Gen(inner, schedule, soc, symbol, inline_target)
+    source = gen.source()
+    if any(host_padding):
+        source = _with_host_padding(source, layer, symbol)
     names = tuple(f"{lv.index}:{lv.operand.value}:{lv.tl.outer_memory}->{lv.memory_name}:{name}"
                   for lv in gen.levels for name in COUNTER_FIELDS)
     buffers = tuple(TileBuffer(lv.index, lv.operand.value, lv.memory_name, lv.offset, lv.half_bytes * lv.halves,
                                lv.tl.buffer_bytes, lv.halves, lv.slot_bytes) for lv in gen.levels)
     return GeneratedLayer(
         symbol=symbol,
-        source=gen.source(),
+        source=source,
         counter_names=names,
         arena_bytes={m.name: m.size_bytes for m in gen.module.memories[:-1]},
         arena_used=dict(gen.used),

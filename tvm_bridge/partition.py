@@ -78,6 +78,8 @@ def schedule_from_dict(data: dict) -> Schedule:
     fields = {f.name for f in dataclasses.fields(Schedule)}
     values = {k: v for k, v in data.items() if k in fields}
     values["levels"] = [TileLevel(**level) for level in data["levels"]]
+    if "host_padding" in values:
+        values["host_padding"] = tuple(values["host_padding"])
     return Schedule(**values)
 
 

@@ -30,7 +30,7 @@ from tvm.relax.dpl import is_const, is_op, wildcard
 
 from archs.dims import LoopDim as D
 from archs.model import SoC
-from mapper.acceptance import rejection_reason
+from mapper.acceptance import padding_split, rejection_reason
 from mapper.workload import Layer, LayerError
 from tvm_bridge import _compat as C
 from tvm_bridge.quant import QuantParams, add_multipliers, conv_multipliers, dense_multiplier
@@ -442,11 +442,12 @@ def crop_input(layer: Layer, x: np.ndarray) -> np.ndarray:
 
 
 def offload_reason(layer: Layer, soc: SoC) -> Optional[str]:
-    """None if some non-host module of ``soc`` accepts ``layer``, else every module's reason."""
+    """None if some non-host module of ``soc`` accepts ``layer`` (possibly unpadded, after the host pads
+    its input: ``mapper.acceptance.padding_split``), else every module's reason."""
     reasons = {}
     for module in soc.accelerators:
         reason = rejection_reason(layer, module)
-        if reason is None:
+        if reason is None or padding_split(layer, module) is not None:  # the host can pad it first
             return None
         reasons[module.name] = reason
     return "; ".join(f"{m}: {r}" for m, r in reasons.items()) or f"{soc.name} has no accelerator"
