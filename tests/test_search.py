@@ -149,9 +149,12 @@ def test_no_tiling_fits_reason_names_memory():
 def test_unaccepted_layer_goes_to_host_with_reason():
     asym = mapper.conv2d("c", input_size=(32, 32), in_channels=16, out_channels=16, kernel=3, stride=2)
     assert asym.padding == (0, 1, 0, 1)
-    s = mapper.map_layer(asym, DIANA)
+    s = mapper.map_layer_accelerator_first(asym, DIANA)  # map_layer would pad on the host first
     assert s.module == "cpu"
     assert "asymmetric padding" in s.rejected["digital"]
+    wide = mapper.conv2d("w", input_size=(16, 16), in_channels=4, out_channels=16, kernel=9, padding="valid")
+    s = mapper.map_layer(wide, DIANA)
+    assert s.module == "cpu" and "kernel 9x9 not in" in s.rejected["digital"]
 
 
 def test_modules_restriction_and_unknown_module():
