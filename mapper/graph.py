@@ -123,4 +123,4 @@ def map_network(
             cache[key] = mapper(layer, soc, objective, modules)
         cached = cache[key]
         schedules[name] = dataclasses.replace(cached, layer=name, rejected=dict(cached.rejected))
-    return NetworkSchedule(soc.name, objective, policy, schedules, time.perf_counter() - start)
+    return NetworkSchedule(soc.name, objective, policy, schedules, time.perf_counter() - start, host=soc.host)

@@ -77,6 +77,7 @@ class NetworkSchedule:
     policy: str
     schedules: dict[str, Schedule]
     search_seconds: float = 0.0
+    host: Optional[str] = None  # the SoC's host module: host-side padding is booked to it in per_module()
 
     @property
     def total_latency_cycles(self) -> float:
@@ -91,14 +92,25 @@ class NetworkSchedule:
         return sum(s.macs for s in self.schedules.values())
 
     def per_module(self) -> dict[str, dict[str, float]]:
-        """Layers, latency (cycles), energy (pJ) and MACs per module."""
+        """Layers, latency (cycles), energy (pJ) and MACs per module; the cycles and pJ of host-side
+        padding (``Schedule.host_padding``) count for the host when ``host`` is known."""
         out: dict[str, dict[str, float]] = {}
+
+        def row_of(module: str) -> dict[str, float]:
+            return out.setdefault(module, {"layers": 0, "latency_cycles": 0.0, "energy_pj": 0.0, "macs": 0})
+
         for s in self.schedules.values():
-            row = out.setdefault(s.module, {"layers": 0, "latency_cycles": 0.0, "energy_pj": 0.0, "macs": 0})
+            row = row_of(s.module)
             row["layers"] += 1
             row["latency_cycles"] += s.latency_cycles
             row["energy_pj"] += s.energy_pj
             row["macs"] += s.macs
+            if self.host and s.host_padding_cycles:
+                row["latency_cycles"] -= s.host_padding_cycles
+                row["energy_pj"] -= s.host_padding_energy_pj
+                host = row_of(self.host)
+                host["latency_cycles"] += s.host_padding_cycles
+                host["energy_pj"] += s.host_padding_energy_pj
         return out
 
     def to_dict(self) -> dict[str, Any]:
@@ -110,6 +122,7 @@ class NetworkSchedule:
             "total_energy_pj": self.total_energy_pj,
             "total_macs": self.total_macs,
             "search_seconds": self.search_seconds,
+            "host": self.host,
             "per_module": self.per_module(),
             "schedules": {name: s.to_dict() for name, s in self.schedules.items()},
         }

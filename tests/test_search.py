@@ -230,3 +230,14 @@ def test_asymmetric_padding_is_applied_by_the_host_when_that_pays():
     assert mapper.map_layer_accelerator_first(layer, DIANA).module == "cpu"
     symmetric = mapper.conv2d("s1", input_size=(32, 32), in_channels=16, out_channels=16, kernel=3, padding="same")
     assert mapper.map_layer(symmetric, DIANA).host_padding == (0, 0, 0, 0)
+
+
+def test_host_padding_is_booked_to_the_host_per_module():
+    layer = mapper.conv2d("s2", input_size=(32, 32), in_channels=16, out_channels=32, kernel=3, stride=2, padding="same")
+    net = mapper.map_network(mapper.layer_graph([layer]), DIANA)
+    s = net.schedules["s2"]
+    rows = net.per_module()
+    assert s.host_padding_cycles > 0 and net.host == "cpu"
+    assert rows["cpu"]["latency_cycles"] == s.host_padding_cycles and rows["cpu"]["layers"] == 0
+    assert rows["digital"]["latency_cycles"] == s.latency_cycles - s.host_padding_cycles
+    assert sum(r["latency_cycles"] for r in rows.values()) == net.total_latency_cycles
