@@ -9,7 +9,8 @@ Measured in this run, on one CPU core (affinity set to one core, BLAS/OpenMP thr
   ``candidates`` = ``Schedule.candidates`` (temporal mappings the pruned search evaluated with the
   vectorised cost model); ``mappings_per_second`` = cost-model throughput (``analyze_segments`` +
   ``evaluate``) on an unpruned sweep of the layer's searched space (at least 2M candidates or all of
-  it), and ``space_candidates`` the size of that space (what bound pruning spares the search).
+  it), and ``space_candidates`` the size of that space (what bound pruning spares the search;
+  counted before loop orders that coincide are merged, an upper bound on distinct loop nests).
   Each target runs in a fresh Python process, so no cache is warm; imports are excluded.
 - ``suite_seconds``: wall time of ``mapper.map_network(policy="best", all modules)`` over the four
   MLPerf Tiny networks (``benchmarks/networks/*.json``: kws, vww, ic, ad) on gap9 and on diana, in
@@ -121,10 +122,10 @@ def _worker_target(target: str, workload: Optional[str], sweep_rows: int = 2_000
 
 
 def _space_size(problem: Any) -> int:
-    """Rows ``enumerate_batches`` yields for ``problem`` without bounds or capacity filter: per kernel
-    tile, allocations of the remaining factors to ``k`` segments with every segment between two
-    boundaries non-empty (inclusion-exclusion over the empty ones), times the leader choices of every
-    cut pattern of depth ``k``."""
+    """Candidates of ``problem``'s reduced space without bounds or capacity filter: per kernel tile,
+    allocations of the remaining factors to ``k`` segments with every segment between two boundaries
+    non-empty (inclusion-exclusion over the empty ones), times the leader choices of every cut
+    pattern of depth ``k`` (``enumerate_batches`` then drops leader choices giving the same nest)."""
     from math import comb
 
     import numpy as np

@@ -211,6 +211,7 @@ class SpacePlan:
     """What ``enumerate_batches`` needs about a problem's space, computed once per problem."""
 
     active: list[int]  # dims with temporal loops
+    irrelevant_active: list[list[int]]  # per operand: active dims that do not index it
     depths: list[tuple[int, list[tuple[int, tuple[int, ...]]], dict[int, np.ndarray]]]
     # per depth k: (k, [(pattern index, pattern)], {pattern index: leaders [option, segment]})
 
@@ -226,7 +227,35 @@ def space_plan(problem: Problem) -> SpacePlan:
             options = leader_options(problem, p)
             leaders[i] = np.array(options, dtype=np.int64).reshape(len(options), k)
         depths.append((k, same_depth, leaders))
-    return SpacePlan([i for i in range(N_DIMS) if problem.remaining[i] > 1], depths)
+    active = [i for i in range(N_DIMS) if problem.remaining[i] > 1]
+    irrelevant = [[d for d in active if not problem.relevant[o][d]] for o in range(len(OPERANDS))]
+    return SpacePlan(active, irrelevant, depths)
+
+
+def _distinct_orders(problem: Problem, plan: SpacePlan, segments: np.ndarray, options: np.ndarray) -> np.ndarray:
+    """[leader option, allocation] mask keeping one loop order per distinct nest.
+
+    A segment whose leader has no moving loop among its irrelevant dims orders its moving loops
+    as the other dims (active order), whichever leader that is: such leaders give the same nest
+    (loops of factor 1 do not count), so only the first idle option of the segment is kept.
+    """
+    k = options.shape[1]
+    keep = np.ones((options.shape[0], segments.shape[2]), dtype=bool)
+    for s in range(1, k + 1):
+        column = options[:, s - 1]
+        choices = sorted({int(o) for o in column})
+        moving = {}
+        for o in choices:  # does operand o's irrelevant set move in this segment?
+            mask = np.zeros(segments.shape[2], dtype=bool)
+            for d in plan.irrelevant_active[o]:
+                mask |= segments[s, d] > 1
+            moving[o] = mask
+        first_idle = np.full(segments.shape[2], -1)
+        for o in reversed(choices):
+            first_idle = np.where(moving[o], first_idle, o)
+        for j, o in enumerate(column):
+            keep[j] &= moving[int(o)] | (first_idle == o)
+    return keep
 
 
 def enumerate_batches(problem: Problem, tiles: np.ndarray, tile_rank: np.ndarray, chunk: int = 32768,
@@ -257,20 +286,20 @@ def enumerate_batches(problem: Problem, tiles: np.ndarray, tile_rank: np.ndarray
                 keep = base & mask
                 if not keep.any():
                     continue
-                m = int(keep.sum())
+                kept = segments[:, :, keep]  # [segment, dim, allocation]
                 options = leaders[pattern_index]
-                n_lead = options.shape[0]
-                padded = np.ones((n_seg, N_DIMS, m * n_lead), dtype=np.int64)
-                padded[:k + 1] = np.repeat(segments[:, :, keep], n_lead, axis=2)
-                lead = np.zeros((n_seg, m * n_lead), dtype=np.int64)
-                lead[1:k + 1] = np.tile(options.T, (1, m))
+                rows, choice = np.nonzero(_distinct_orders(problem, plan, kept, options).T)  # allocation-major
+                n = rows.size
+                padded = np.ones((n_seg, N_DIMS, n), dtype=np.int64)
+                padded[:k + 1] = kept[:, :, rows]
+                lead = np.zeros((n_seg, n), dtype=np.int64)
+                lead[1:k + 1] = options.T[:, choice]
                 groups = np.array(pattern, dtype=np.int64)
                 pending.append((
-                    padded, lead, np.broadcast_to(groups[:, None], (groups.size, m * n_lead)),
-                    np.repeat(tile_rank[row[keep]], n_lead), np.full(m * n_lead, pattern_index),
-                    np.tile(np.arange(n_lead), m), np.repeat(index[keep], n_lead),
+                    padded, lead, np.broadcast_to(groups[:, None], (groups.size, n)),
+                    tile_rank[row[keep]][rows], np.full(n, pattern_index), choice, index[keep][rows],
                 ))
-                size += m * n_lead
+                size += n
             if size >= chunk:
                 yield _merge(pending)
                 pending, size = [], 0
