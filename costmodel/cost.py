@@ -89,14 +89,6 @@ def _window_rows(ext_out: np.ndarray, ext_k: np.ndarray, stride: int, dilation: 
     return np.minimum((ext_out - 1) * stride + (ext_k - 1) * dilation + 1, in_size)
 
 
-def _product(ext: np.ndarray, mask) -> np.ndarray:
-    """[cand] product over the dims in ``mask`` of ``ext`` [dim, cand] (dim-by-dim: contiguous rows)."""
-    out = np.ones(ext.shape[1], dtype=ext.dtype)
-    for d in np.flatnonzero(mask):
-        out = out * ext[d]
-    return out
-
-
 _WINDOW_MASK = np.array([d in (D.OY, D.OX, D.FY, D.FX) for d in DIMS])
 _ALL = np.ones(N_DIMS, dtype=bool)
 _OY, _OX, _FY, _FX = (DIM_INDEX[d] for d in (D.OY, D.OX, D.FY, D.FX))
@@ -126,7 +118,7 @@ def _extent(problem: Problem, tile: np.ndarray, d: int) -> np.ndarray:
     return tile[d] * int(problem.spatial[d]) if problem.spatial[d] != 1 else tile[d]
 
 
-def _tile_elements_t(problem: Problem, operand: Operand, tile: np.ndarray) -> np.ndarray:
+def _tile_elements(problem: Problem, operand: Operand, tile: np.ndarray) -> np.ndarray:
     """[cand] elements of a tile of ``operand`` with temporal extents ``tile`` [dim, cand]."""
     rel = problem.relevant[OPERANDS.index(operand)]
     if not rel.any():
@@ -138,25 +130,6 @@ def _tile_elements_t(problem: Problem, operand: Operand, tile: np.ndarray) -> np
     rows = _window_rows(_extent(problem, tile, _OY), _extent(problem, tile, _FY), layer.stride[0], layer.dilation[0], iy)
     cols = _window_rows(_extent(problem, tile, _OX), _extent(problem, tile, _FX), layer.stride[1], layer.dilation[1], ix)
     return _tproduct(problem, tile, rel & ~_WINDOW_MASK) * rows * cols
-
-
-def _tile_elements(problem: Problem, operand: Operand, ext: np.ndarray) -> np.ndarray:
-    """[cand] elements of a tile of ``operand`` with full extents ``ext`` [dim, cand]."""
-    rel = problem.relevant[OPERANDS.index(operand)]
-    if not rel.any():
-        return np.zeros(ext.shape[1], dtype=np.int64)
-    if operand is not Operand.I:
-        return _product(ext, rel)
-    layer = problem.layer
-    iy, ix = layer.input_size
-    rows = _window_rows(ext[_OY], ext[_FY], layer.stride[0], layer.dilation[0], iy)
-    cols = _window_rows(ext[_OX], ext[_FX], layer.stride[1], layer.dilation[1], ix)
-    return _product(ext, rel & ~_WINDOW_MASK) * rows * cols
-
-
-def tile_elements(problem: Problem, operand: Operand, ext: np.ndarray) -> np.ndarray:
-    """[cand] elements of a tile of ``operand`` with per-dim extents ``ext`` [cand, dim]."""
-    return _tile_elements(problem, operand, np.ascontiguousarray(np.asarray(ext).T))
 
 
 def _moved_elements(problem: Problem, operand: Operand, tile: np.ndarray, fetches: np.ndarray) -> np.ndarray:
@@ -210,11 +183,7 @@ def _occupancy_lower_bound(problem: Problem, tiles: np.ndarray) -> np.ndarray:
     counted at output precision unless the memory accumulates (partial sums can only need more)."""
     occupancy = np.zeros((len(problem.module.memories), tiles.shape[2]))
     for p, cut in enumerate(problem.cut_points):
-        elements = _tile_elements_t(problem, cut.operand, tiles[p])
-        bits = problem.layer.precision.bits(cut.operand)
-        if cut.operand is Operand.O and cut.inner.accumulates:
-            bits = problem.layer.precision.accumulator
-        occupancy[cut.inner_index] += _buffer(elements, bits, cut.inner.double_buffering)
+        occupancy[cut.inner_index] += cut_buffer_lower_bound(problem, p, tiles[p])
     return occupancy
 
 
@@ -232,7 +201,7 @@ def _kernel_access_energy(problem: Problem, compute_tile: np.ndarray) -> np.ndar
     energy = np.zeros(compute_tile.shape[1])
     for operand in problem.operands:
         inner = module.memories[module.chain(operand)[0]]
-        call_bytes = _tile_elements_t(problem, operand, compute_tile) * prec.bits(operand) / 8
+        call_bytes = _tile_elements(problem, operand, compute_tile) * prec.bits(operand) / 8
         per_byte = inner.read_energy_pj_per_byte + (inner.write_energy_pj_per_byte if operand is Operand.O else 0.0)
         energy += n_steps * call_bytes * per_byte
     return energy
@@ -284,7 +253,7 @@ def evaluate(problem: Problem, stats) -> CostBreakdown:
 
     for p, cut in enumerate(problem.cut_points):
         fetches, distinct = stats.fetches[p], stats.distinct[p]
-        elements = _tile_elements_t(problem, cut.operand, stats.tile[p])
+        elements = _tile_elements(problem, cut.operand, stats.tile[p])
         if cut.operand is Operand.O:
             # The tile holds partial sums when they leave and come back, when the memory
             # accumulates, when the level below hands it partial sums, or (innermost output level)
@@ -369,7 +338,7 @@ def cut_buffer_lower_bound(problem: Problem, p: int, tile: np.ndarray) -> np.nda
     """[cand] bytes cut point ``p``'s tile of temporal extents ``tile`` [dim, cand] takes in its inner
     memory, outputs at output precision unless the memory accumulates (partial sums need more)."""
     cut = problem.cut_points[p]
-    elements = _tile_elements_t(problem, cut.operand, tile)
+    elements = _tile_elements(problem, cut.operand, tile)
     bits = problem.layer.precision.bits(cut.operand)
     if cut.operand is Operand.O and cut.inner.accumulates:
         bits = problem.layer.precision.accumulator
@@ -404,16 +373,6 @@ def call_lower_bound(problem: Problem, compute_tile: np.ndarray) -> tuple[np.nda
     return n_steps * _kernel_cycles(problem, compute_tile), n_steps * module.tile_overhead_cycles, energy
 
 
-def combine_lower_bound(problem: Problem, call: tuple, cuts: list[tuple[np.ndarray, np.ndarray]], objective: str
-                        ) -> np.ndarray:
-    """[cand] objective bound from ``call_lower_bound`` and one ``cut_traffic_lower_bound`` per cut
-    point (see ``latency_energy_lower_bounds``)."""
-    latency, energy = latency_energy_lower_bounds(problem, call, cuts)
-    if objective == "latency":
-        return latency
-    return energy if objective == "energy" else latency * energy
-
-
 def latency_energy_lower_bounds(problem: Problem, call: tuple, cuts: list[tuple[np.ndarray, np.ndarray]]
                                 ) -> tuple[np.ndarray, np.ndarray]:
     """(cycles, pJ) [cand] bounds: latency >= max(compute, double-buffered traffic) + other traffic +
@@ -429,19 +388,6 @@ def latency_energy_lower_bounds(problem: Problem, call: tuple, cuts: list[tuple[
         else:
             serial = serial + cycles
     return np.maximum(compute, hidden) + serial, energy
-
-
-def _tiling_lower_bound(problem: Problem, tiles: np.ndarray, compute_tile: np.ndarray, objective: str) -> np.ndarray:
-    """[cand] the ``objective`` no loop order can beat for tiles ``tiles`` [cut, dim, cand] and kernel
-    calls ``compute_tile`` [dim, cand] (temporal extents): ``combine_lower_bound`` of the pieces."""
-    cuts = [cut_traffic_lower_bound(problem, p, tiles[p]) for p in range(len(problem.cut_points))]
-    return combine_lower_bound(problem, call_lower_bound(problem, compute_tile), cuts, objective)
-
-
-def tiling_lower_bound(problem: Problem, tiles: np.ndarray, compute_tile: np.ndarray, objective: str) -> np.ndarray:
-    """[cand] ``_tiling_lower_bound`` for ``tiles`` [cand, cut, dim] and ``compute_tile`` [cand, dim]."""
-    return _tiling_lower_bound(problem, np.ascontiguousarray(np.asarray(tiles).transpose(1, 2, 0)),
-                               np.ascontiguousarray(np.asarray(compute_tile).T), objective)
 
 
 def compute_bound_cycles(problem: Problem) -> float:

@@ -187,14 +187,18 @@ def _weights(chain: _Chain, weight: Any, layout: str) -> tuple[np.ndarray, np.nd
     return np.ascontiguousarray(weights), per_channel[:, 0].astype(np.float32)
 
 
+def _output_quantization(expr: Any, what: str) -> tuple[float, int]:
+    """(scale, zero point) of the int8 ``relax.quantize`` ending a layer."""
+    if C.op_name(expr) != "relax.quantize":
+        raise Unsupported(f"expected relax.quantize, found {C.op_name(expr)}")
+    _require_int8(expr, what)
+    return _per_tensor(expr.args[1], "output scale"), int(round(_per_tensor(expr.args[2], "output zero point")))
+
+
 def _requant_tail(chain: _Chain, root: Any) -> dict:
     """Fields of the ``[add(bias)] -> quantize -> [clip]`` tail of a MAC layer and the accumulator call."""
     inner, act_min, act_max = chain.activation(root)
-    if C.op_name(inner) != "relax.quantize":
-        raise Unsupported(f"expected relax.quantize, found {C.op_name(inner)}")
-    _require_int8(inner, "output")
-    out_scale = _per_tensor(inner.args[1], "output scale")
-    out_zp = int(round(_per_tensor(inner.args[2], "output zero point")))
+    out_scale, out_zp = _output_quantization(inner, "output")
     acc = chain.value(inner.args[0])
     bias = None
     if C.op_name(acc) == "relax.add":
@@ -314,11 +318,7 @@ def _to_nhwc4(shape: tuple[int, ...], what: str) -> tuple[int, int, int, int]:
 
 def _add(chain: _Chain, root: Any, name: str) -> Layer:
     q_expr, act_min, act_max = chain.activation(root)
-    if C.op_name(q_expr) != "relax.quantize":
-        raise Unsupported(f"expected relax.quantize, found {C.op_name(q_expr)}")
-    _require_int8(q_expr, "add output")
-    out_scale = _per_tensor(q_expr.args[1], "output scale")
-    out_zp = int(round(_per_tensor(q_expr.args[2], "output zero point")))
+    out_scale, out_zp = _output_quantization(q_expr, "add output")
     total = chain.value(q_expr.args[0])
     lo, hi = -np.inf, np.inf
     if C.op_name(total) == "relax.nn.relu":

@@ -86,28 +86,28 @@ static inline int64_t match_copy_nd(int8_t* dst, const int8_t* src, int32_t elem
     return total * elem_bytes;
 }
 
-/* outer memory -> inner memory (tile fetch, partial-sum read-back) */
+/* one counted transfer: copies the box (nothing if it is empty), adds its bytes and one transfer */
+static inline void match_dma_move(int64_t* bytes_counter, int64_t* transfers_counter, int8_t* dst, int64_t dst_off,
+                                  const int8_t* src, int64_t src_off, int32_t elem_bytes, int32_t ndim,
+                                  const int32_t* count, const int64_t* dst_stride, const int64_t* src_stride) {
+    int32_t d, empty = 0;
+    for (d = 0; d < ndim; d++) empty |= count[d] <= 0;
+    if (!empty) *bytes_counter += match_copy_nd(dst + dst_off, src + src_off, elem_bytes, ndim, count, dst_stride, src_stride);
+    *transfers_counter += 1;
+}
+
+/* outer memory -> inner memory (tile fetch, partial-sum read-back): counters [0] bytes, [2] transfers */
 static inline void match_dma_load(int64_t* counters, int8_t* dst, int64_t dst_off, const int8_t* src, int64_t src_off,
                                   int32_t elem_bytes, int32_t ndim, const int32_t* count, const int64_t* dst_stride,
                                   const int64_t* src_stride) {
-    int64_t bytes = 0;
-    int32_t d, empty = 0;
-    for (d = 0; d < ndim; d++) empty |= count[d] <= 0;
-    if (!empty) bytes = match_copy_nd(dst + dst_off, src + src_off, elem_bytes, ndim, count, dst_stride, src_stride);
-    counters[0] += bytes;
-    counters[2] += 1;
+    match_dma_move(&counters[0], &counters[2], dst, dst_off, src, src_off, elem_bytes, ndim, count, dst_stride, src_stride);
 }
 
-/* inner memory -> outer memory (output write-back, partial sums) */
+/* inner memory -> outer memory (output write-back, partial sums): counters [1] bytes, [3] transfers */
 static inline void match_dma_store(int64_t* counters, int8_t* dst, int64_t dst_off, const int8_t* src, int64_t src_off,
                                    int32_t elem_bytes, int32_t ndim, const int32_t* count, const int64_t* dst_stride,
                                    const int64_t* src_stride) {
-    int64_t bytes = 0;
-    int32_t d, empty = 0;
-    for (d = 0; d < ndim; d++) empty |= count[d] <= 0;
-    if (!empty) bytes = match_copy_nd(dst + dst_off, src + src_off, elem_bytes, ndim, count, dst_stride, src_stride);
-    counters[1] += bytes;
-    counters[3] += 1;
+    match_dma_move(&counters[1], &counters[3], dst, dst_off, src, src_off, elem_bytes, ndim, count, dst_stride, src_stride);
 }
 
 /* Fill `n` int32 slots (accumulator initialisation, not a transfer). */
