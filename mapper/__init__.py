@@ -15,6 +15,7 @@ from mapper.graph import (
     ordered_layers,
     save_graph,
 )
+from mapper.onnx_workload import from_onnx
 from mapper.schedule import NetworkSchedule, Schedule, TileLevel
 from mapper.search import (
     MappingError,
@@ -41,5 +42,5 @@ __all__ = [
     "ordered_layers", "save_graph", "NetworkSchedule", "Schedule", "TileLevel", "MappingError", "map_layer",
     "map_layer_accelerator_first", "search_module", "SpatialUnrolling", "spatial_unrollings", "Layer",
     "LayerError", "Precision", "add", "conv2d", "dense", "depthwise", "pool", "relevant_dims",
-    "from_zigzag_workload",
+    "from_zigzag_workload", "from_onnx",
 ]
