@@ -180,11 +180,9 @@ def analyze_segments(problem: Problem, segments: np.ndarray, ranks: np.ndarray, 
         reach = runs[o]
         g = groups[p]
         _select(prefix, g, tile_active[p])
-        run = np.ones(n_cand, dtype=np.int64)  # the run starts in segment g (none above the last one)
-        for s in range(1, n_seg):
-            mask = g == s
-            if mask.any():
-                np.copyto(run, reach[s - 1], where=mask)
+        run = np.empty((1, n_cand), dtype=np.int64)  # the run starts in segment g
+        _select(reach[:, None, :], g, run)
+        run = run[0]
         size = np.ones(n_cand, dtype=np.int64)
         rel_size = np.ones(n_cand, dtype=np.int64)
         for i, d in enumerate(active):

@@ -111,10 +111,8 @@ def _unrolling_floor(problem: Problem, objective: str) -> float:
     module = problem.module
     if objective != "latency" or module.compute.kernel_hook is not None:
         return 0.0
-    traffic = compulsory_transfer_cycles(problem)
-    db = np.array([c.inner.double_buffering for c in problem.cut_points], dtype=bool)
-    compute = problem.temporal_iterations * module.array_size / module.compute.macs_per_cycle
-    return float(max(compute, traffic[db].sum()) + traffic[~db].sum() + module.tile_overhead_cycles)
+    whole_layer = problem.remaining[None, :]  # one call: the compute part is the same for every tiling
+    return float(lower_bounds(problem, whole_layer, "latency")[0][0])
 
 
 def _capacities(module: ExecModule) -> np.ndarray:

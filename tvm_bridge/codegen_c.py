@@ -226,6 +226,11 @@ class _Level:
         return _dense_strides(self.extents, self.slot_bytes)
 
 
+def _if_else(condition: str, then: list[str], otherwise: list[str]) -> list[str]:
+    """C ``if (condition) { then } else { otherwise }`` as indented lines."""
+    return [f"if ({condition}) {{", *("    " + x for x in then), "} else {", *("    " + x for x in otherwise), "}"]
+
+
 class _Gen:
     """Builds the C text of one layer."""
 
@@ -498,12 +503,7 @@ class _Gen:
         if first is None:
             return lines + init
         readback = self._copy(lv, outer, load=True, elem=4, psum=outer is None)
-        lines.append(f"if ({first}) {{")
-        lines += ["    " + x for x in init]
-        lines.append("} else {")
-        lines += ["    " + x for x in readback]
-        lines.append("}")
-        return lines
+        return lines + _if_else(first, init, readback)
 
     def _end(self, lv: _Level) -> list[str]:
         if lv.operand is not Operand.O:
@@ -522,12 +522,7 @@ class _Gen:
         if last is None:
             return lines + final
         partial = self._copy(lv, outer, load=False, elem=4, psum=outer is None)
-        lines.append(f"if ({last}) {{")
-        lines += ["    " + x for x in final]
-        lines.append("} else {")
-        lines += ["    " + x for x in partial]
-        lines.append("}")
-        return lines
+        return lines + _if_else(last, final, partial)
 
     def _tile_range(self, lv: _Level) -> tuple[list[str], list[str]]:
         """Origin and valid end per loop dim of an output tile (8 entries; 0..1 where unused)."""
