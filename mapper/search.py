@@ -40,10 +40,10 @@ from costmodel.cost import (
 )
 from costmodel.problem import Problem, build_problem
 from mapper.acceptance import padding_split, rejection_reason
+from mapper.bottom_up import search_bottom_up
 from mapper.schedule import Schedule, TileLevel
 from mapper.spatial import SpatialUnrolling, spatial_unrollings
 from mapper.temporal import enumerate_batches, explicit_nest, kernel_tiles, rank_table, space_plan
-from mapper.bottom_up import search_bottom_up
 from mapper.tree_search import _TIE, SearchStats, TemporalResult, can_beat
 from mapper.tree_search import objective_values as _objectives
 from mapper.workload import Layer
