@@ -146,31 +146,40 @@ def _root(t: _UpTables) -> _Nodes:
 
 def _bound(t: _UpTables, nodes: _Nodes) -> tuple[np.ndarray, np.ndarray]:
     """(primary, secondary) lower bounds of ``nodes`` (their kernel call fixed)."""
-    ser = nodes.serial + nodes.open_serial + t.overhead[nodes.kernel]
-    ovl = nodes.overlapped + nodes.open_overlapped
-    en = nodes.energy + nodes.open_energy + t.kernel_energy[nodes.kernel]
+    return _bound_of(t, nodes.P, nodes.kernel, nodes.mask, nodes.serial + nodes.open_serial,
+                     nodes.overlapped + nodes.open_overlapped, nodes.energy + nodes.open_energy)
+
+
+def _bound_of(t: _UpTables, P, kernel, mask, serial, overlapped, energy) -> tuple[np.ndarray, np.ndarray]:
+    """Bounds from a node's tile, kernel call, placed cut points and placed costs (closed exact plus
+    open lower bounds): outward chains for the unplaced cut points, the kernel call's own costs."""
+    ser = serial + t.overhead[kernel]
+    ovl = overlapped.copy()
+    en = energy + t.kernel_energy[kernel]
     for o in range(N_OPS):
-        if not t.cuts_of[o]:
-            continue
-        j = t.unplaced[nodes.mask, o]
-        for jj in np.unique(j):
-            if jj:
-                rows = j == jj
-                table = t.outer[o][jj][:, nodes.P[rows]]
+        j = t.unplaced[mask, o]
+        for jj in range(1, len(t.cuts_of[o]) + 1):
+            rows = j == jj
+            if rows.any():
+                table = t.outer[o][jj][:, P[rows]]
                 ser[rows] += table[0]
                 ovl[rows] += table[1]
                 en[rows] += table[2]
-    latency = np.maximum(t.compute[nodes.kernel], ovl) + ser
+    latency = np.maximum(t.compute[kernel], ovl) + ser
     return objective_values(t.objective, latency, en)
 
 
 def _capacity_ok(t: _UpTables, nodes: _Nodes) -> np.ndarray:
     """[node] placed buffers plus unplaced cut points' buffers at the node's tile fit every memory."""
-    need = nodes.occupancy.copy()
+    return _fits(t, nodes.P, nodes.mask, nodes.occupancy)
+
+
+def _fits(t: _UpTables, P, mask, occupancy) -> np.ndarray:
+    need = occupancy.copy()
     for p in range(t.n_cut):
-        open_rows = (nodes.mask >> p & 1) == 0
+        open_rows = (mask >> p & 1) == 0
         if open_rows.any():
-            need[open_rows, t.mem[p]] += t.buffer_lb[p, nodes.P[open_rows]]
+            need[open_rows, t.mem[p]] += t.buffer_lb[p, P[open_rows]]
     return (need <= t.capacity[None, :]).all(axis=1)
 
 
@@ -260,15 +269,16 @@ def _close(t: _UpTables, nodes: _Nodes, closes: np.ndarray, within: np.ndarray, 
     np.maximum(nodes.open_energy, 0.0, out=nodes.open_energy)
 
 
-def _leader_options(t: _UpTables, nodes: _Nodes, seg: np.ndarray):
-    """(leader, rows, closes, within) per leader, one leader per distinct effect on the open runs."""
-    open_ops = np.zeros((len(nodes), N_OPS), dtype=bool)
+def _leader_options(t: _UpTables, open_mask: np.ndarray, seg: np.ndarray):
+    """(leader, rows, closes, within) per leader, one leader per distinct effect on the open runs of
+    rows with open cut points ``open_mask`` under segments ``seg``."""
+    open_ops = np.zeros((open_mask.size, N_OPS), dtype=bool)
     for p in range(t.n_cut):
-        open_ops[:, t.op[p]] |= (nodes.open_mask >> p & 1) == 1
+        open_ops[:, t.op[p]] |= (open_mask >> p & 1) == 1
     seen = []
     for leader in range(N_OPS):
         closes, within = _segment_runs(t, seg, leader)
-        usable = np.ones(len(nodes), dtype=bool)
+        usable = np.ones(open_mask.size, dtype=bool)
         for c0, w0 in seen:
             same = (((closes == c0) & (within == w0)) | ~open_ops).all(axis=1)
             usable &= ~same
@@ -288,48 +298,75 @@ def _expand(t: _UpTables, nodes: _Nodes, incumbent: tuple, stats: SearchStats):
     owner, T = owner[keep], T[keep]
     if not owner.size:
         return
-    base = nodes.take(owner)
-    seg = lat.points[T] // lat.points[base.P]  # [pair, dim]
-    base.P = T
-    base.kernel = np.where(base.depth == 0, T, base.kernel)
-    # A cheap bound first: the pair's placed costs at the bigger tile (outer tables only grow).
-    primary, _ = _bound(t, base)
+    # A cheap bound first: the parent's placed costs at the bigger tile (outward chains only grow).
+    kernel = np.where(nodes.depth[owner] == 0, T, nodes.kernel[owner])
+    primary, _ = _bound_of(t, T, kernel, nodes.mask[owner], (nodes.serial + nodes.open_serial)[owner],
+                           (nodes.overlapped + nodes.open_overlapped)[owner], (nodes.energy + nodes.open_energy)[owner])
     alive = can_beat(primary, np.full(primary.shape, -np.inf), incumbent)
     stats.pruned += int((~alive).sum())
-    rows_alive = np.nonzero(alive)[0]
-    base, seg = base.take(rows_alive), seg[rows_alive]
+    owner, T, kernel = owner[alive], T[alive], kernel[alive]
+    if not owner.size:
+        return
+    seg = lat.points[T] // lat.points[nodes.P[owner]]  # [pair, dim]
     # The first step has no segment below its group; later steps apply the segment with a leader.
     variants = []
-    first = base.depth == 0
-    if first.any():
-        variants.append(base.take(np.nonzero(first)[0]))
-    later = np.nonzero(~first)[0]
+    first = np.nonzero(nodes.depth[owner] == 0)[0]
+    if first.size:
+        v = nodes.take(owner[first])
+        v.P, v.kernel = T[first], kernel[first]
+        variants.append(v)
+    later = np.nonzero(nodes.depth[owner] > 0)[0]
     if later.size:
-        sub, sub_seg = base.take(later), seg[later]
-        for leader, rows, closes, within in _leader_options(t, sub, sub_seg):
-            v = sub.take(rows)
-            v.leader[np.arange(rows.size), v.depth] = leader
+        for leader, rows, closes, within in _leader_options(t, nodes.open_mask[owner[later]], seg[later]):
+            pick = later[rows]
+            v = nodes.take(owner[pick])
+            v.P, v.kernel = T[pick], kernel[pick]
+            v.leader[np.arange(pick.size), v.depth] = leader
             _close(t, v, closes, within, final=False)
-            variants.append(v)
+            primary, secondary = _bound(t, v)  # closed costs are exact now: a bound for every group
+            ok = can_beat(primary, secondary, incumbent)
+            stats.pruned += int((~ok).sum())
+            if ok.all():
+                variants.append(v)
+            elif ok.any():
+                variants.append(v.take(np.nonzero(ok)[0]))
     for v in variants:
         for m in np.unique(v.mask):
             rows_m = np.nonzero(v.mask == m)[0]
+            P = v.P[rows_m]
+            base_serial = v.serial[rows_m] + v.open_serial[rows_m]
+            base_overlapped = v.overlapped[rows_m] + v.open_overlapped[rows_m]
+            base_energy = v.energy[rows_m] + v.open_energy[rows_m]
             for group in t.inner_groups(int(m)):
+                members = [p for p in range(t.n_cut) if group >> p & 1]
                 fits = np.ones(rows_m.size, dtype=bool)
-                for p in range(t.n_cut):
-                    if group >> p & 1:
-                        fits &= t.fits[p, v.P[rows_m]]
+                for p in members:
+                    fits &= t.fits[p, P]
                 if not fits.any():
                     continue
-                child = v.take(rows_m[fits])
-                _place(t, child, group)
-                stats.children += len(child)
-                ok = _capacity_ok(t, child)
-                child.primary, child.secondary = _bound(t, child)
-                ok &= can_beat(child.primary, child.secondary, incumbent)
+                rows = np.nonzero(fits)[0]
+                Pg = P[rows]
+                serial, overlapped, energy = base_serial[rows], base_overlapped[rows], base_energy[rows]
+                occupancy = v.occupancy[rows_m[rows]]
+                for p in members:
+                    if t.db[p]:
+                        overlapped = overlapped + t.cycles_lb[p, Pg]
+                    else:
+                        serial = serial + t.cycles_lb[p, Pg]
+                    energy = energy + t.energy_lb[p, Pg]
+                    occupancy[:, t.mem[p]] += t.buffer_lb[p, Pg]
+                new_mask = np.full(rows.size, m | group, dtype=np.int64)
+                primary, secondary = _bound_of(t, Pg, v.kernel[rows_m[rows]], new_mask, serial, overlapped, energy)
+                ok = _fits(t, Pg, new_mask, occupancy) & can_beat(primary, secondary, incumbent)
+                stats.children += rows.size
                 stats.pruned += int((~ok).sum())
-                if ok.any():
-                    yield child.take(np.nonzero(ok)[0])
+                if not ok.any():
+                    continue
+                keep = np.nonzero(ok)[0]
+                child = v.take(rows_m[rows[keep]])
+                _place(t, child, group)
+                child.primary, child.secondary = primary[keep], secondary[keep]
+                yield child
 
 
 def _finish(t: _UpTables, nodes: _Nodes, stats: SearchStats) -> _Nodes:
@@ -337,7 +374,7 @@ def _finish(t: _UpTables, nodes: _Nodes, stats: SearchStats) -> _Nodes:
     left above, possibly none) with each leader that changes something."""
     seg = t.lattice.points[t.lattice.top] // t.lattice.points[nodes.P]
     parts = []
-    for leader, rows, closes, within in _leader_options(t, nodes, seg):
+    for leader, rows, closes, within in _leader_options(t, nodes.open_mask, seg):
         v = nodes.take(rows)
         v.leader[np.arange(rows.size), v.depth] = leader
         _close(t, v, closes, within, final=True)
