@@ -25,10 +25,10 @@ from tvm import relax  # noqa: E402
 
 import archs  # noqa: E402
 import tvm_bridge  # noqa: E402
-from tvm_bridge.frontend import BridgeError, from_tflite  # noqa: E402
 from tvm_bridge.litert_ref import LiteRTReference  # noqa: E402
 from tvm_bridge.partition import schedules_of  # noqa: E402
 from tvm_bridge.patterns import soc_patterns  # noqa: E402
+from tvm_bridge.relax_import import BridgeError, from_tflite  # noqa: E402
 
 SOCS = ("gap9", "diana")
 CASES = [(model, soc) for model in sorted(GOLDEN) for soc in SOCS]

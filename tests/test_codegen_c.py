@@ -1,4 +1,4 @@
-"""Generated C of single layers (``tvm_bridge.codegen_c``), compiled with gcc and run through ctypes.
+"""Generated C of single layers (``tvm_bridge.c_emitter``), compiled with gcc and run through ctypes.
 
 Checks: outputs bit-exact with ``tvm_bridge.quant.reference_layer``; the bytes and transfers counted
 at run time per tile level equal the schedule's prediction exactly; clean under
@@ -38,7 +38,7 @@ from mapper.search import _schedule, build_layer_problem
 from mapper.spatial import spatial_unrollings
 from mapper.temporal import prime_factors
 from tvm_bridge import quant
-from tvm_bridge.codegen_c import CodegenError, GeneratedLayer, emit_layer, predicted_counters
+from tvm_bridge.c_emitter import CodegenError, GeneratedLayer, emit_layer, predicted_counters
 
 pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc")
 

@@ -2,7 +2,7 @@
 
 The pass (usable in any Relax pipeline, before ``relax.transform.RunCodegen()``):
 
-1. recognises the layers of ``main`` (``tvm_bridge.graph.layer_graph``: names ``<kind>_<index>``);
+1. recognises the layers of ``main`` (``tvm_bridge.relax_graph.layer_graph``: names ``<kind>_<index>``);
 2. maps each layer with the mapper (``policy="best"``: ``mapper.map_layer``, the cheapest module
    per layer as MATCH does; ``"accelerator_first"``: ``mapper.map_layer_accelerator_first``, DORY /
    HTVM), layers of equal shape once;
@@ -10,7 +10,7 @@ The pass (usable in any Relax pipeline, before ``relax.transform.RunCodegen()``)
    (``patterns.soc_patterns``), admitting a match only if its layer's schedule is on a non-host
    module: layers whose best module is the host stay in TVM's own (LLVM) host code;
 4. attaches to each offloaded function ``match.layer`` (the layer name), ``match.schedule`` (the
-   ``Schedule`` as JSON) and ``match.soc`` (how ``tvm_bridge.codegen`` finds the SoC);
+   ``Schedule`` as JSON) and ``match.soc`` (how ``tvm_bridge.relax_codegen`` finds the SoC);
 5. with ``exact_host=True`` (default) rewrites the recognised layers left on the host into exact
    integer Relax (``tvm_bridge.host_int``): still TVM's host code, but with TFLite's integer
    semantics instead of TVM's float QDQ lowering.
@@ -36,10 +36,10 @@ from mapper.graph import POLICIES
 from mapper.schedule import Schedule, TileLevel
 from mapper.search import MappingError, map_layer, map_layer_accelerator_first
 from mapper.workload import Layer
-from tvm_bridge import _compat as C
-from tvm_bridge.frontend import BridgeError, main_function
-from tvm_bridge.graph import composite_function, layer_graph
+from tvm_bridge import _compat as compat
 from tvm_bridge.patterns import CODEGEN, extract_from_function, layer_key, offload_reason, soc_patterns
+from tvm_bridge.relax_graph import composite_function, layer_graph
+from tvm_bridge.relax_import import BridgeError, main_function
 
 log = logging.getLogger(__name__)
 
@@ -163,12 +163,12 @@ class MatchPartition:
                 if not (isinstance(call, relax.Call) and isinstance(call.op, tvm.ir.GlobalVar)):
                     continue
                 func = part[call.op]
-                if C.function_attr(func, "Codegen") != CODEGEN:
+                if compat.function_attr(func, "Codegen") != CODEGEN:
                     continue
                 key = layer_key(extract_from_function(composite_function(func)))
                 if not by_key.get(key):
-                    raise BridgeError(f"offloaded function {C.var_name(call.op)} matches no layer chosen for offload")
-                names_of.setdefault(C.var_name(call.op), []).append(by_key[key].pop(0))
+                    raise BridgeError(f"offloaded function {compat.var_name(call.op)} matches no layer chosen for offload")
+                names_of.setdefault(compat.var_name(call.op), []).append(by_key[key].pop(0))
         missing = [n for names in by_key.values() for n in names]
         for name in missing:  # chosen, but FuseOpsByPattern did not fuse it (e.g. an overlapping match)
             log.warning("layer %s was chosen for offload but not fused: it stays on the host", name)
@@ -197,9 +197,9 @@ def partition_for(soc: SoC, objective: str = "latency", policy: str = "best",
     the cheapest module, host included) or ``accelerator_first``; ``modules`` restricts the modules
     the mapper may use (``[soc.host]`` offloads nothing). ``exact_host``: lower the recognised layers
     left on the host with TFLite's integer semantics (else TVM's float QDQ lowering). Follow it with
-    ``relax.transform.RunCodegen()`` to generate the C code (``tvm_bridge.codegen``).
+    ``relax.transform.RunCodegen()`` to generate the C code (``tvm_bridge.relax_codegen``).
     """
-    from tvm_bridge import codegen
+    from tvm_bridge import relax_codegen
 
-    codegen.register()
+    relax_codegen.register()
     return MatchPartition(soc, objective, policy, modules, exact_host)
