@@ -212,6 +212,66 @@ def test_compile_rejects_bad_input(tmp_path, compiled):
         cm.run_layer("softmax", np.zeros(3, np.int8))
 
 
+@pytest.mark.parametrize(
+    "given, says",
+    [
+        (np.full((1, 640), np.nan), "got float64 (1, 640) with 640 other value(s), e.g. nan"),
+        (np.full((1, 640), np.inf), "e.g. inf"),
+        (np.full((1, 640), 300.7), "e.g. 300.7"),
+        (np.full((1, 640), 0.5), "e.g. 0.5"),
+        (np.full((1, 640), 300, np.int32), "got int32 (1, 640) with 640 other value(s), e.g. 300"),
+        (np.full((1, 640), -129, np.int64), "e.g. -129"),
+        (np.zeros((1, 641), np.int8), "got int8 (1, 641)"),
+        (np.zeros(3, np.int8), "got int8 (3,)"),
+        (np.full((1, 640), "a"), "(not numeric)"),
+    ],
+    ids=["nan", "inf", "300.7", "fraction", "int32-300", "int64--129", "641", "3", "str"],
+)
+def test_run_layer_rejects_values_int8_cannot_hold(compiled, given, says):
+    cm = compiled("ad", "gap9")
+    assert cm.offloaded["dense_0"]
+    with pytest.raises(BridgeError) as info:
+        cm.run_layer("dense_0", given)
+    text = str(info.value)
+    assert text.startswith("layer 'dense_0' input 0: expected int8 (1, 640) (640 elements)") and says in text, text
+
+
+def test_run_layer_accepts_integral_values_of_any_numeric_dtype(compiled):
+    cm = compiled("ad", "gap9")
+    x = np.random.default_rng(3).integers(-128, 128, (1, 640))
+    expected = cm.run_layer("dense_0", x.astype(np.int8))
+    for same in (x.astype(np.float32), x.astype(np.int64), x.astype(np.int8).reshape(640)):
+        np.testing.assert_array_equal(cm.run_layer("dense_0", same), expected)
+
+
+def float_input_qdq_dense_onnx(path: Path) -> Path:
+    """``qdq_dense_onnx`` with a float input quantized by the model (QuantizeLinear first)."""
+    import onnx
+
+    model = onnx.load(str(qdq_dense_onnx(path)))
+    graph = model.graph
+    graph.node.insert(0, onnx.helper.make_node("QuantizeLinear", ["x_float", "sx", "zx"], ["x"]))
+    graph.input[0].CopyFrom(onnx.helper.make_tensor_value_info("x_float", onnx.TensorProto.FLOAT, [1, 16]))
+    onnx.save(model, path)
+    return path
+
+
+def test_float_input_model_rejects_non_finite_inputs(tmp_path, socs):
+    pytest.importorskip("onnx")
+    cm = tvm_bridge.compile(float_input_qdq_dense_onnx(tmp_path / "ffc.onnx"), socs["gap9"])
+    assert cm.input_dtypes == ["float32"]
+    x = np.random.default_rng(1).uniform(-3, 3, (1, 16)).astype(np.float32)
+    # independent oracle: quantize as QuantizeLinear does (round half to even, zero point 3), then the int8 model
+    q = np.clip(np.rint(x / np.float32(0.05)) + 3, -128, 127).astype(np.int8)
+    int8_model = tvm_bridge.compile(qdq_dense_onnx(tmp_path / "fc.onnx"), socs["gap9"])
+    np.testing.assert_array_equal(cm.run(x), int8_model.run(q))
+    for bad, shown in ((np.nan, "nan"), (np.inf, "inf"), (-np.inf, "-inf")):
+        y = x.copy()
+        y[0, 5] = bad
+        with pytest.raises(BridgeError, match=rf"model input 0: expected finite float32 values, got {shown} \(1 non-finite"):
+            cm.run(y)
+
+
 # --------------------------------------------------------------------------- export
 
 

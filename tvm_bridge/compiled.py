@@ -85,7 +85,11 @@ class CompiledModel:
         for i, (x, shape, dtype) in enumerate(zip(inputs, self.input_shapes, self.input_dtypes)):
             x = np.asarray(x)
             if tuple(x.shape) != tuple(shape) or str(x.dtype) != dtype:
-                raise BridgeError(f"input {i}: expected {dtype} {tuple(shape)}, got {x.dtype} {tuple(x.shape)}")
+                raise BridgeError(f"model input {i}: expected {dtype} {tuple(shape)}, got {x.dtype} {tuple(x.shape)}")
+            if np.issubdtype(x.dtype, np.floating) and not np.isfinite(x).all():
+                bad = x[~np.isfinite(x)].flat[0]
+                raise BridgeError(f"model input {i}: expected finite {dtype} values, got {bad} "
+                                  f"({int(np.count_nonzero(~np.isfinite(x)))} non-finite elements)")
             args.append(compat.to_runtime_tensor(x))
         if reset_counters:
             self.reset_counters()
@@ -93,8 +97,11 @@ class CompiledModel:
         return result.numpy() if hasattr(result, "numpy") else np.asarray([r.numpy() for r in result])
 
     def run_layer(self, name: str, *inputs: np.ndarray) -> np.ndarray:
-        """Run one offloaded layer's generated code alone on int8 input(s) shaped like its Relax inputs
-        (e.g. LiteRT's tensors; for an add, the left operand first). Counters accumulate."""
+        """Run one offloaded layer's generated code alone on int8 input(s) with as many elements as its
+        Relax inputs (e.g. LiteRT's tensors; for an add, the left operand first). Counters accumulate.
+
+        Inputs of another dtype are accepted only if every value is an integer in -128..127;
+        NaN, infinities, fractions, out-of-range values and wrong sizes raise ``BridgeError``."""
         from tvm_bridge.relax_graph import input_order
 
         func = self._offloaded_function(name)
@@ -105,8 +112,8 @@ class CompiledModel:
             raise BridgeError(f"layer {name!r} takes {len(params)} input(s), got {len(inputs)}")
         by_param = [None] * len(params)
         for layer_index, param_index in enumerate(order):
-            by_param[param_index] = inputs[layer_index]
-        args = [compat.to_runtime_tensor(np.asarray(x, np.int8).reshape(shape)) for x, shape in zip(by_param, params)]
+            by_param[param_index] = _int8_input(name, layer_index, inputs[layer_index], params[param_index])
+        args = [compat.to_runtime_tensor(x) for x in by_param]
         out_shape = func.layer.quant.extra["output_shape"]
         out = compat.to_runtime_tensor(np.zeros(out_shape, np.int8))
         self._entry(func.symbol)(*args, out)
@@ -188,6 +195,29 @@ class CompiledModel:
         if func is None:
             raise BridgeError(f"the compiled library exports no function {symbol!r}")
         return func
+
+
+def _int8_input(layer: str, index: int, x: object, shape: Sequence[int]) -> np.ndarray:
+    """Input ``index`` of ``layer`` as an int8 array of ``shape``; ``BridgeError`` if its size differs or
+    a value is not an integer in -128..127 (never a silent cast)."""
+    x = np.asarray(x)
+    expected = f"int8 {tuple(shape)} ({int(np.prod(shape))} elements)"
+    given = f"{x.dtype} {tuple(x.shape)}"
+    if x.size != int(np.prod(shape)):
+        raise BridgeError(f"layer {layer!r} input {index}: expected {expected}, got {given}")
+    if x.dtype == np.int8:
+        return x.reshape(shape)
+    if not (np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating)):
+        raise BridgeError(f"layer {layer!r} input {index}: expected {expected}, got {given} (not numeric)")
+    if np.issubdtype(x.dtype, np.floating):
+        bad = ~np.isfinite(x) | (np.where(np.isfinite(x), x, 0) != np.round(np.where(np.isfinite(x), x, 0)))
+    else:
+        bad = np.zeros(x.shape, bool)
+    bad |= (np.where(bad, 0, x) < -128) | (np.where(bad, 0, x) > 127)
+    if bad.any():
+        raise BridgeError(f"layer {layer!r} input {index}: expected {expected} values (integers in -128..127), got "
+                          f"{given} with {int(np.count_nonzero(bad))} other value(s), e.g. {x[bad].flat[0]}")
+    return x.astype(np.int8).reshape(shape)
 
 
 def _exact_int(value: float):
