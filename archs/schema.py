@@ -22,7 +22,7 @@ from typing import Any, Callable, Optional
 
 import yaml
 
-from archs.dims import LoopDim, Operand
+from archs.dims import DIMS, LoopDim, Operand
 from archs.kernel_hooks import ProbePrecision, probe_hook, quote, resolve_kernel_hook
 from archs.model import (
     LAYER_KINDS,
@@ -180,7 +180,7 @@ def _dim_map(value_check: Checker) -> Checker:
             val = value_check(v, _join(path, key), errors)
             if dim is not None and val is not None:
                 out.append((dim, val))
-        return tuple(out)
+        return tuple(sorted(out, key=lambda item: DIMS.index(item[0])))  # canonical order, whatever the file's
 
     return check
 
@@ -197,7 +197,7 @@ def _precision_map(value: Any, path: str, errors: list) -> Optional[tuple]:
         allowed = _sequence(_integer(1, MAX_BITS), non_empty=True)(bits, _join(path, role), errors)
         if allowed is not None:
             out.append((role, tuple(allowed)))
-    return tuple(out)
+    return tuple(sorted(out, key=lambda item: PRECISION_ROLES.index(item[0])))
 
 
 def _fields(spec: dict[str, tuple[bool, Checker]]) -> Checker:
@@ -452,6 +452,53 @@ def from_dict(data: Any, source: str = "<dict>") -> SoC:
     for path, message in notes:
         warnings.warn(ArchWarning(f"{source}: {path}: {message}"), stacklevel=2)
     return _build(checked, source)
+
+
+def to_dict(soc: SoC) -> dict[str, Any]:
+    """The hardware description of ``soc`` as plain data (YAML/JSON-ready): ``from_dict(to_dict(soc)) == soc``.
+
+    Kernel hooks are written as their ``"module:function"`` reference (re-resolved, and so
+    allowlist-checked, by ``from_dict``).
+    """
+    modules = []
+    for m in soc.modules.values():
+        memories = [{"name": mem.name, "size_bytes": mem.size_bytes,
+                     "operands": [o.value for o in Operand if o in mem.operands],
+                     "read_bytes_per_cycle": mem.read_bytes_per_cycle, "write_bytes_per_cycle": mem.write_bytes_per_cycle,
+                     "transfer_fixed_cycles": mem.transfer_fixed_cycles, "double_buffering": mem.double_buffering,
+                     "read_energy_pj_per_byte": mem.read_energy_pj_per_byte,
+                     "write_energy_pj_per_byte": mem.write_energy_pj_per_byte, "accumulates": mem.accumulates}
+                    for mem in m.memories]
+        compute: dict[str, Any] = {"macs_per_cycle": m.compute.macs_per_cycle, "energy_pj_per_mac": m.compute.energy_pj_per_mac}
+        if m.compute.kernel:
+            compute["kernel"] = m.compute.kernel
+        module: dict[str, Any] = {
+            "name": m.name,
+            "spatial": [{"name": d.name, "size": d.size, "unroll": [u.value for u in d.unroll]} for d in m.spatial],
+            "memories": memories, "compute": compute, "allow_padded_unrolling": m.allow_padded_unrolling,
+            "tile_overhead_cycles": m.tile_overhead_cycles}
+        if not m.is_host:
+            module["accepts"] = [_rule_to_dict(r) for r in m.accepts]
+        modules.append(module)
+    out: dict[str, Any] = {"name": soc.name, "clock_mhz": soc.clock_mhz, "host": soc.host, "modules": modules}
+    if soc.description:
+        out["description"] = soc.description
+    return out
+
+
+def _rule_to_dict(rule: LayerRule) -> dict[str, Any]:
+    out: dict[str, Any] = {"kind": rule.kind, "padding": rule.padding}
+    if rule.kernel_sizes is not None:
+        out["kernel_sizes"] = [list(k) for k in rule.kernel_sizes]
+    for key in ("strides", "dilations"):
+        if getattr(rule, key) is not None:
+            out[key] = list(getattr(rule, key))
+    for key in ("channel_multiple", "max_sizes"):
+        if getattr(rule, key):
+            out[key] = {d.value: n for d, n in getattr(rule, key)}
+    if rule.precision:
+        out["precision"] = {role: list(bits) for role, bits in rule.precision}
+    return out
 
 
 def from_yaml_text(text: str, source: str = "<string>") -> SoC:

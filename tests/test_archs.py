@@ -413,3 +413,14 @@ def test_hook_faster_than_the_declared_peak_warns(hook_module):
                                               r"MACs/cycle on a probe conv2d tile K=64, C=64, OY=8, OX=16, FY=3, FX=3: 4718592 MACs "
                                               r"in 1 cycles, above the declared peak compute\.macs_per_cycle = 4"):
         archs.from_dict(_with_hook(f"{hook_module}:fast"), "tiny.yaml")
+
+
+@pytest.mark.parametrize("name", ["gap9", "diana", "os32_example", "zigzag:tpu_like", "zigzag:meta_prototype"])
+def test_to_dict_round_trips(name):
+    from archs.zigzag import zigzag_example
+
+    soc = archs.from_zigzag(zigzag_example(name[7:])) if name.startswith("zigzag:") else archs.load(name)
+    data = archs.to_dict(soc)
+    again = archs.from_dict(yaml.safe_load(yaml.safe_dump(data, sort_keys=True)), soc.source)
+    assert again == soc and list(again.modules) == list(soc.modules)
+    assert [m.compute.kernel_hook for m in again.modules.values()] == [m.compute.kernel_hook for m in soc.modules.values()]

@@ -8,8 +8,11 @@ top-1 class must agree with LiteRT on at least 99 of 100 random inputs.
 
 from __future__ import annotations
 
+import dataclasses
+import gc
 import json
 import logging
+import re
 import subprocess
 from pathlib import Path
 
@@ -26,8 +29,10 @@ from tvm import relax  # noqa: E402
 import archs  # noqa: E402
 import tvm_bridge  # noqa: E402
 from tvm_bridge.litert_ref import LiteRTReference  # noqa: E402
+from tvm_bridge.offload_attrs import soc_from_json, soc_to_json  # noqa: E402
 from tvm_bridge.partition import schedules_of  # noqa: E402
 from tvm_bridge.patterns import soc_patterns  # noqa: E402
+from tvm_bridge.relax_codegen import CodegenSink  # noqa: E402
 from tvm_bridge.relax_import import BridgeError, from_tflite  # noqa: E402
 
 SOCS = ("gap9", "diana")
@@ -142,6 +147,35 @@ def test_partition_pass_in_a_user_pipeline(compiled, references, socs):
     np.testing.assert_array_equal(vm["main"](tvm.runtime.tensor(x)).numpy(), compiled("ic", "diana").run(x))
 
 
+def _shrunk_l1(soc, size: int):
+    """``soc`` with every accelerator's innermost memory resized to ``size`` bytes (in memory only)."""
+    modules = {name: m if m.is_host else dataclasses.replace(m, memories=(dataclasses.replace(m.memories[0], size_bytes=size),)
+                                                             + m.memories[1:])
+               for name, m in soc.modules.items()}
+    return dataclasses.replace(soc, modules=modules)
+
+
+def test_codegen_uses_the_partitioned_soc_not_the_file(tmp_path, socs):
+    """A SoC modified in memory (same name and source file as gap9) is the one the C is generated for,
+    even once the object is gone: the function carries the SoC's content."""
+    pytest.importorskip("onnx")
+    path = qdq_dense_onnx(tmp_path / "fc.onnx")
+    modified = _shrunk_l1(archs.load("gap9"), 40_000)
+    assert modified.source == socs["gap9"].source and modified.name == "gap9"
+    assert all(m.memories[0].size_bytes != 40_000 for m in socs["gap9"].accelerators)
+    assert soc_from_json(soc_to_json(modified)) == modified
+    part = tvm_bridge.partition_for(modified, policy="accelerator_first")(tvm_bridge.from_onnx(path))
+    module = schedules_of(part)[0]["dense_0"].module
+    del modified
+    gc.collect()
+    sink = CodegenSink()
+    relax.transform.RunCodegen({"match": {"sink": sink.key}})(part)
+    (func,) = sink.functions
+    memory = archs.load("gap9").modules[module].memories[0].name
+    assert func.generated.arena_bytes[memory] == 40_000
+    assert re.search(rf"static int8_t \w+_{memory}\[40000\]", func.generated.source)
+
+
 def test_pattern_tables_follow_the_soc(socs):
     names = {soc: {p.name for p in soc_patterns(socs[soc])} for soc in SOCS}
     assert names["gap9"] == {"match.conv2d", "match.depthwise", "match.dense", "match.add", "match.avg_pool", "match.max_pool"}
@@ -160,7 +194,7 @@ def test_host_only_offloads_nothing_and_host_layers_are_exact(references, socs):
         expected = ref.invoke(x)
         np.testing.assert_array_equal(exact.run(x), expected)  # integer host lowering: TFLite-exact
         float_diff = max(float_diff, int(np.abs(floating.run(x).astype(int) - expected).max()))
-    assert float_diff > 0  # TVM's float QDQ lowering is not (docs/notes/tvm_bridge.md section 4)
+    assert float_diff > 0  # TVM's float QDQ lowering is not (1 LSB per op, growing through the network)
 
 
 def test_accelerator_first_policy(compiled):

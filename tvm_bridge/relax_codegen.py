@@ -31,7 +31,8 @@ from tvm import relax
 from mapper.schedule import Schedule
 from mapper.workload import Layer
 from tvm_bridge import _compat as compat
-from tvm_bridge.partition import ATTR_LAYER, ATTR_SCHEDULE, ATTR_SOC, resolve_soc, schedule_from_dict
+from tvm_bridge.c_emitter import emit_layer
+from tvm_bridge.offload_attrs import ATTR_LAYER, ATTR_SCHEDULE, ATTR_SOC, schedule_from_dict, soc_from_json
 from tvm_bridge.patterns import CODEGEN, extract_from_function
 from tvm_bridge.relax_graph import composite_function, input_order
 
@@ -186,8 +187,6 @@ def _wrapper(sym: str, impl: str, func: Any, layer: Layer, n_counters: int) -> s
 
 def generate(func: relax.Function) -> OffloadedFunction:
     """C code (layer + TVM-FFI wrapper) of one outer ``Codegen`` function made by ``partition_for``."""
-    from tvm_bridge.c_emitter import emit_layer
-
     sym = compat.function_attr(func, "global_symbol")
     names = tuple(str(compat.function_attr(func, ATTR_LAYER, "")).split(","))
     schedule_json = compat.function_attr(func, ATTR_SCHEDULE)
@@ -195,7 +194,10 @@ def generate(func: relax.Function) -> OffloadedFunction:
         raise ValueError(f"function {sym!r} was not partitioned by tvm_bridge.partition_for (no {ATTR_SCHEDULE} attribute)")
     layer = extract_from_function(composite_function(func), name=names[0])
     schedule = schedule_from_dict(json.loads(str(schedule_json)))
-    soc = resolve_soc(str(compat.function_attr(func, ATTR_SOC)))
+    soc_json = compat.function_attr(func, ATTR_SOC)
+    if soc_json is None:
+        raise ValueError(f"function {sym!r} was not partitioned by tvm_bridge.partition_for (no {ATTR_SOC} attribute)")
+    soc = soc_from_json(str(soc_json))
     generated = emit_layer(layer, schedule, soc, f"{sym}_layer")
     wrapper = _wrapper(sym, f"{sym}_layer", func, layer, generated.num_counters)
     return OffloadedFunction(sym, names, layer, schedule, generated, wrapper)
