@@ -1,6 +1,7 @@
 """Recognise quantized layers in imported Relax modules and build their ``mapper.Layer`` + ``QuantParams``.
 
-Int8 models arrive in QDQ form (``docs/notes/tvm_bridge.md`` section 3). The chains recognised:
+Int8 models arrive in QDQ form: every int8 tensor is ``dequantize``d by each consumer, the MAC op
+runs in float32 and its result is ``quantize``d (fused activations as ``clip``). The chains recognised:
 
 - conv2d / depthwise: ``dequantize(x)``, ``dequantize(W)`` [+ ``reshape``], ``nn.conv2d`` (NHWC),
   [``add(dequantize(bias))``], ``quantize``, [``clip``] (fused ReLU/ReLU6 as integer bounds);

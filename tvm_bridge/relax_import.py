@@ -1,6 +1,6 @@
 """Model import: TFLite and ONNX files (or a user's Relax ``IRModule``) -> Relax ``IRModule``.
 
-Int8 TFLite models come in QDQ form (see ``docs/notes/tvm_bridge.md``). Bad input raises
+Int8 TFLite models come in QDQ form (``tvm_bridge.patterns`` recognises the chains). Bad input raises
 ``BridgeError`` with the file and the reason: not a model file, a float-only model (nothing to run
 in int8 on an accelerator), dynamic shapes (the mapper needs every extent).
 """
