@@ -7,12 +7,14 @@ import json
 import logging
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 import yaml
 
 import archs
+import archs.schema
 import mapper
 from archs import ArchError, LoopDim, Operand
 from archs.zigzag import EXAMPLES_DIR, zigzag_example
@@ -296,16 +298,34 @@ def test_benchmark_networks_match_mlperf_tiny(net):
 
 def test_benchmark_quick_smoke(tmp_path):
     out = tmp_path / "speed.json"
+    start = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "benchmarks.mapper_speed", "--quick", "--targets", "gap9_cluster,diana_digital",
                            "--json", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    wall = time.perf_counter() - start  # measured here, independently of the benchmark's own timers
     assert proc.returncode == 0, proc.stderr
     report = json.loads(out.read_text())
     assert set(report["targets"]) == {"gap9_cluster", "diana_digital"} and "suite_seconds" not in report
     for name, row in report["targets"].items():
-        assert row["candidates"] > 0 and row["layer_seconds"] > 0
-        assert row["search_candidates_per_second"] == pytest.approx(row["candidates"] / row["layer_seconds"])
+        assert row["candidates"] > 0 and 0 < row["layer_seconds"] < wall
+        # a rate is at least what the whole process run would give: work / our wall time
+        assert row["search_candidates_per_second"] >= row["candidates"] / wall
         sweep = row["sweep"]
-        assert report["mappings_per_second"][name] == pytest.approx(sweep["rows"] / sweep["model_seconds"])
+        assert 0 < sweep["model_seconds"] < wall and report["mappings_per_second"][name] >= sweep["rows"] / wall
         assert 200_000 <= sweep["rows"] <= sweep["space_candidates"] and row["candidates"] < sweep["space_candidates"]
     assert report["environment"]["threads"]["OMP_NUM_THREADS"] == "1" and "skipped" in report["zigzag"]
     assert "mappings_per_second counts" in proc.stdout and "gap9_cluster" in proc.stdout
+
+
+def test_alias_bomb_and_huge_files_fail_fast(tmp_path):
+    levels = ["a: &a [x, x, x, x, x, x, x, x, x]"] + [
+        f"{chr(97 + i)}: &{chr(97 + i)} [{', '.join([f'*{chr(96 + i)}'] * 9)}]" for i in range(1, 9)]
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text("bomb:\n" + "\n".join("  " + line for line in levels) + "\nname: *i\noperational_array: *i\n")
+    start = time.perf_counter()
+    with pytest.raises(ArchError, match=r"bomb\.yaml: its aliases expand to \d+ YAML nodes; at most 100000"):
+        archs.from_zigzag(bomb)
+    huge = tmp_path / "huge.yaml"
+    huge.write_text(TPU.read_text() + "#" * archs.schema.MAX_YAML_BYTES)
+    with pytest.raises(ArchError, match=r"huge\.yaml: file is \d+ bytes; accelerator files may have at most"):
+        archs.from_zigzag(huge)
+    assert time.perf_counter() - start < 3.0
