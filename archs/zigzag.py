@@ -158,7 +158,7 @@ def _duplicate_keys(node: yaml.Node, path: str = "") -> list[tuple[str, str, int
 MAX_EXPANDED_NODES = 100_000
 
 
-def _expanded_nodes(root: yaml.Node) -> int:
+def expanded_yaml_nodes(root: yaml.Node) -> int:
     """Nodes of the document with every alias expanded (linear in the file: shared nodes counted once each)."""
     sizes: dict[int, int] = {}
 
@@ -190,7 +190,7 @@ def _read_yaml(source: Union[PathLike, Any], what: str) -> tuple[Any, str]:
     text = path.read_text()
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
-        expanded = _expanded_nodes(root) if root is not None else 0
+        expanded = expanded_yaml_nodes(root) if root is not None else 0
         if expanded > MAX_EXPANDED_NODES:
             raise ArchError(str(path), [("", f"its aliases expand to {expanded} YAML nodes; at most {MAX_EXPANDED_NODES} "
                                              "are allowed (archs.zigzag.MAX_EXPANDED_NODES)")])

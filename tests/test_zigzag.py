@@ -328,4 +328,11 @@ def test_alias_bomb_and_huge_files_fail_fast(tmp_path):
     huge.write_text(TPU.read_text() + "#" * archs.schema.MAX_YAML_BYTES)
     with pytest.raises(ArchError, match=r"huge\.yaml: file is \d+ bytes; accelerator files may have at most"):
         archs.from_zigzag(huge)
+    workload = tmp_path / "workload.yaml"
+    workload.write_text("- id: 0\n  bomb:\n" + "\n".join("    " + line for line in levels) + "\n  loop_sizes: *i\n")
+    with pytest.raises(mapper.LayerError, match=r"workload\.yaml: its aliases expand to \d+ YAML nodes"):
+        mapper.from_zigzag_workload(workload)
+    workload.write_text(WORKLOAD + "#" * archs.schema.MAX_YAML_BYTES)
+    with pytest.raises(mapper.LayerError, match=r"workload\.yaml: file is \d+ bytes; workload files may have at most"):
+        mapper.from_zigzag_workload(workload)
     assert time.perf_counter() - start < 3.0
