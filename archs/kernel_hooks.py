@@ -120,7 +120,25 @@ class ProbeLayer:
     padding: tuple[int, int, int, int] = (0, 0, 0, 0)
     precision: ProbePrecision = field(default_factory=ProbePrecision)
 
+    @property
+    def kernel_extent(self) -> tuple[int, int]:
+        """Receptive field of the kernel in input pixels (dilation included)."""
+        d = LoopDim
+        return ((self.sizes[d.FY] - 1) * self.dilation[0] + 1, (self.sizes[d.FX] - 1) * self.dilation[1] + 1)
 
+    @property
+    def input_size(self) -> tuple[int, int]:
+        """Input rows and columns read (no padding in a probe)."""
+        (ky, kx), d = self.kernel_extent, LoopDim
+        return ((self.sizes[d.OY] - 1) * self.stride[0] + ky, (self.sizes[d.OX] - 1) * self.stride[1] + kx)
+
+    @property
+    def macs(self) -> int:
+        return math.prod(self.sizes.values())
+
+
+#: Attributes of ``ProbeLayer`` (a subset of ``mapper.Layer``'s) a hook may read at load time.
+PROBE_ATTRIBUTES = ("name", "kind", "sizes", "stride", "dilation", "padding", "precision", "kernel_extent", "input_size", "macs")
 #: Layer kinds whose MACs per call are the product of the tile extents (probed against the peak).
 PROBED_KINDS = ("conv2d", "depthwise", "dense")
 _EXTENTS = (1, 4, 16, 64)
@@ -147,7 +165,8 @@ def probe_hook(hook: Callable[..., Any], kinds: Sequence[tuple[str, tuple[int, i
     """Run ``hook`` on probe tiles of each (kind, kernel, stride, precision); returns (error, warning).
 
     ``error``: the hook raised or returned something other than one finite cycle count >= 0 per
-    tile. ``warning``: the highest MACs per cycle it implies exceeds ``macs_per_cycle`` (the peak).
+    tile. ``warning``: the highest MACs per cycle it implies exceeds ``macs_per_cycle`` (the peak), or
+    the hook reads a layer attribute the probe lacks (``PROBE_ATTRIBUTES``), so it could not be checked.
     """
     worst: tuple[float, str] = (0.0, "")
     for kind, kernel, stride, precision in kinds:
@@ -156,6 +175,9 @@ def probe_hook(hook: Callable[..., Any], kinds: Sequence[tuple[str, tuple[int, i
         layer = ProbeLayer("probe", kind, sizes, (stride, stride), precision=precision)
         try:
             cycles = np.asarray(hook({k: v.copy() for k, v in tile.items()}, layer), dtype=np.float64)
+        except AttributeError as exc:  # the hook reads a Layer attribute the probe does not have: cannot check
+            return None, (f"could not be checked on probe tiles (it reads a layer attribute the probe lacks: "
+                          f"{quote(str(exc))}; the probe has {', '.join(PROBE_ATTRIBUTES)})")
         except Exception as exc:  # noqa: BLE001 - any failure of user code is reported, not raised
             return f"raised {type(exc).__name__} on a probe {kind} tile: {quote(str(exc))}", None
         n = len(tile[LoopDim.K])

@@ -16,7 +16,7 @@ import archs.kernel_hooks
 import archs.schema
 from archs import ArchError, LoopDim, Operand
 from archs.kernels import diana_digital, ne16, pulp_nn_cluster
-from mapper import Precision
+from mapper import Precision, conv2d
 
 MINIMAL = {
     "name": "tiny",
@@ -424,3 +424,19 @@ def test_to_dict_round_trips(name):
     again = archs.from_dict(yaml.safe_load(yaml.safe_dump(data, sort_keys=True)), soc.source)
     assert again == soc and list(again.modules) == list(soc.modules)
     assert [m.compute.kernel_hook for m in again.modules.values()] == [m.compute.kernel_hook for m in soc.modules.values()]
+
+
+def test_hook_reading_an_attribute_the_probe_lacks_warns_instead_of_failing(hook_module, tmp_path):
+    path = tmp_path / f"{hook_module}.py"
+    path.write_text(path.read_text() + "\ndef quant_reader(tile, layer):\n    return np.ones(len(tile[D.K])) * layer.quant\n")
+    archs.allow_kernel_module(hook_module)
+    with pytest.warns(archs.ArchWarning, match=r"modules\[1\]\.compute\.kernel: could not be checked on probe tiles \(it reads "
+                                              r"a layer attribute the probe lacks: .*quant.*; the probe has name, kind"):
+        soc = archs.from_dict(_with_hook(f"{hook_module}:quant_reader"), "tiny.yaml")
+    assert soc.modules["acc"].compute.kernel == f"{hook_module}:quant_reader"
+
+
+def test_probe_layer_geometry_matches_mapper_layer():
+    layer = conv2d("c", input_size=(9, 7), in_channels=3, out_channels=4, kernel=3, stride=2, padding="valid")
+    probe = archs.kernel_hooks.ProbeLayer("c", "conv2d", dict(layer.sizes), layer.stride, layer.dilation)
+    assert (probe.kernel_extent, probe.input_size, probe.macs) == ((3, 3), (9, 7), 4 * 3 * 4 * 3 * 3 * 3)
