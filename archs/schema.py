@@ -3,7 +3,8 @@
 All errors of a file are collected and raised at once as one ``ArchError`` naming the file, the key
 path (``modules[1].memories[0].size_bytes``), what was given (quoted, truncated to
 ``kernel_hooks.MAX_QUOTE`` characters) and what is allowed. Numbers must be finite (NaN and
-infinities are rejected); bits in ``accepts[].precision`` are integers in 1..64, as a layer allows;
+infinities are rejected, magnitudes up to ``MAX_NUMBER``); integers are at most ``MAX_INT`` (2^53);
+bits in ``accepts[].precision`` are integers in 1..64, as a layer allows;
 booleans are not accepted where integers are expected. Files larger than ``MAX_YAML_BYTES`` are
 refused (a hardware description is a few kilobytes; PyYAML needs seconds per megabyte).
 
@@ -15,7 +16,6 @@ are restricted to modules under ``archs`` and to modules allowed with ``archs.al
 
 from __future__ import annotations
 
-import math
 import warnings
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -41,6 +41,10 @@ BUILTIN_DIR = Path(__file__).resolve().parent
 MAX_YAML_BYTES = 256 * 1024
 #: Largest number of bits a precision may name (as ``mapper.Layer`` allows).
 MAX_BITS = 64
+#: Largest integer field value (exact in float64 and int64 arithmetic of the cost model).
+MAX_INT = 2**53
+#: Largest magnitude of a number field (finite: NaN and infinities are rejected).
+MAX_NUMBER = 1e300
 
 
 class ArchError(ValueError):
@@ -93,10 +97,15 @@ def _fail(errors: list, path: str, message: str, value: Any) -> None:
 
 def _integer(minimum: int, maximum: Optional[int] = None) -> Checker:
     allowed = f"an integer >= {minimum}" if maximum is None else f"an integer in {minimum}..{maximum}"
+    too_large = f"an integer <= 2^53 ({MAX_INT})" if maximum is None else allowed
+    maximum = MAX_INT if maximum is None else maximum
 
     def check(value: Any, path: str, errors: list) -> Optional[int]:
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum or (maximum is not None and value > maximum):
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
             _fail(errors, path, f"must be {allowed}", value)
+            return None
+        if value > maximum:
+            _fail(errors, path, f"must be {too_large}", value)
             return None
         return value
 
@@ -105,8 +114,8 @@ def _integer(minimum: int, maximum: Optional[int] = None) -> Checker:
 
 def _number(minimum: float, strict: bool = False) -> Checker:
     def check(value: Any, path: str, errors: list) -> Optional[float]:
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-        if not ok or value < minimum or (strict and value == minimum):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and abs(value) <= MAX_NUMBER
+        if not ok or value < minimum or (strict and value == minimum):  # NaN fails abs(value) <= MAX_NUMBER
             _fail(errors, path, f"must be a finite number {'>' if strict else '>='} {minimum}", value)
             return None
         return float(value)

@@ -262,6 +262,16 @@ def test_bits_range_and_bools_where_ints_expected(path, value, where, says):
     assert f"tiny.yaml: modules[1].{where}: must be {says}" in text, text
 
 
+def test_huge_numbers_rejected_without_overflow():
+    text = str(_error(_mutated(("modules", 1, "memories", 0, "size_bytes"), 10**400)))
+    assert "modules[1].memories[0].size_bytes: must be an integer <= 2^53 (9007199254740992), got 1000000" in text, text
+    for path in (("clock_mhz",), ("modules", 1, "compute", "macs_per_cycle")):
+        text = str(_error(_mutated(path, 10**400)))
+        assert f"{_key_path(path)}: must be a finite number > 0.0, got 1000000" in text, text
+    text = str(_error(_mutated(("modules", 1, "tile_overhead_cycles"), -(10**400))))
+    assert "modules[1].tile_overhead_cycles: must be a finite number >= 0.0, got -1000000" in text, text
+
+
 def test_quoted_values_are_truncated():
     text = str(_error(_mutated(("modules", 1, "memories", 0, "name"), ["x" * 10_000] * 1000)))
     assert len(text) < 400, len(text)
