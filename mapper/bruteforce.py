@@ -44,7 +44,14 @@ def distinct_permutations(items: list) -> Iterator[tuple]:
 
 def brute_force(layer: Layer, module: ExecModule, objective: str = "latency", chunk: int = 50000) -> tuple[float, int]:
     """(best objective value, candidates evaluated) over the full space, all spatial unrollings."""
-    best, count = np.inf, 0
+    best, count = brute_force_objectives(layer, module, (objective,), chunk)
+    return best[objective], count
+
+
+def brute_force_objectives(layer: Layer, module: ExecModule, objectives: tuple[str, ...] = ("latency", "energy", "edp"),
+                           chunk: int = 50000) -> tuple[dict[str, float], int]:
+    """({objective: best value}, candidates evaluated) over the full space, in one pass."""
+    best, count = {o: np.inf for o in objectives}, 0
     for unrolling in spatial_unrollings(layer, module):
         problem = build_layer_problem(layer, module, unrolling)
         loops = [(d, p) for d in range(len(problem.remaining)) for p in prime_factors(int(problem.remaining[d]))]
@@ -64,7 +71,8 @@ def brute_force(layer: Layer, module: ExecModule, objective: str = "latency", ch
             factors = np.repeat(block[:, :, 1], len(cut_sets), axis=0)
             cuts = np.tile(cut_arr, (block.shape[0], 1))
             cost = evaluate(problem, analyze(problem, dims, factors, cuts))
-            value = np.where(cost.feasible, cost.objective(objective), np.inf)
-            best = min(best, float(value.min()))
-            count += value.size
+            for o in objectives:
+                value = np.where(cost.feasible, cost.objective(o), np.inf)
+                best[o] = min(best[o], float(value.min()))
+            count += int(cost.feasible.size)
     return best, count

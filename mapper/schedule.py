@@ -85,6 +85,7 @@ class NetworkSchedule:
     schedules: dict[str, Schedule]
     search_seconds: float = 0.0
     host: Optional[str] = None  # the SoC's host module: host-side padding is booked to it in per_module()
+    failures: dict[str, str] = field(default_factory=dict)  # layers no module could run -> why (not strict)
 
     @property
     def total_latency_cycles(self) -> float:
@@ -130,6 +131,8 @@ class NetworkSchedule:
             "total_macs": self.total_macs,
             "search_seconds": self.search_seconds,
             "host": self.host,
+            "failures": dict(self.failures),
+            "optimal": all(s.optimal for s in self.schedules.values()),
             "per_module": self.per_module(),
             "schedules": {name: s.to_dict() for name, s in self.schedules.items()},
         }

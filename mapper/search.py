@@ -54,6 +54,10 @@ log = logging.getLogger(__name__)
 class MappingError(ValueError):
     """No module can run a layer (the message names the layer and each module's reason)."""
 
+    def __init__(self, message: str, layer: str = ""):
+        super().__init__(message)
+        self.layer = layer  # the layer's name
+
 
 @dataclass
 class ModuleResult:
@@ -454,52 +458,94 @@ def host_padding_cost(layer: Layer, soc: SoC) -> tuple[float, float]:
     return cycles, read * memory.read_energy_pj_per_byte + written * memory.write_energy_pj_per_byte
 
 
-def _split_result(layer: Layer, soc: SoC, module: ExecModule, objective: str) -> Optional[ModuleResult]:
+def _split_result(layer: Layer, soc: SoC, module: ExecModule, objective: str,
+                  deadline: Optional[float] = None) -> Optional[ModuleResult]:
     """``module`` running ``layer`` unpadded after the host pads its input (``padding_split``)."""
     unpadded = padding_split(layer, module)
     if unpadded is None:
         return None
-    result = search_module(unpadded, module, objective)
+    result = search_module(unpadded, module, objective, deadline=deadline)
     if result.schedule is None:
         return None
     cycles, energy = host_padding_cost(layer, soc)
     s = result.schedule
+    key = _objectives(objective, s.latency_cycles + cycles, s.energy_pj + energy)
+    extra = {"latency": cycles, "energy": energy, "edp": 0.0}[objective]  # the pad adds at least this
+    lower = result.lower_bound + extra
     schedule = dataclasses.replace(s, latency_cycles=s.latency_cycles + cycles, energy_pj=s.energy_pj + energy,
                                    host_padding=tuple(layer.padding), host_padding_cycles=cycles,
-                                   host_padding_energy_pj=energy)
-    return ModuleResult(module, schedule, None, _objectives(objective, schedule.latency_cycles, schedule.energy_pj))
+                                   host_padding_energy_pj=energy, lower_bound=lower,
+                                   optimality_gap=_gap(key[0], lower))
+    return ModuleResult(module, schedule, None, key, complete=result.complete, lower_bound=lower)
 
 
-def map_layer(layer: Layer, soc: SoC, objective: str = "latency", modules: Optional[Sequence[str]] = None) -> Schedule:
+#: Default time budget of ``map_layer`` / ``map_network`` per layer (seconds); ``None`` runs to proof.
+DEFAULT_TIME_BUDGET_S = 10.0
+
+
+def _deadline(time_budget_s: Optional[float]) -> Optional[float]:
+    if time_budget_s is None:
+        return None
+    if not (isinstance(time_budget_s, (int, float)) and time_budget_s > 0 and np.isfinite(time_budget_s)):
+        raise ValueError(f"time_budget_s must be a positive number of seconds or None, got {time_budget_s!r}")
+    return time.perf_counter() + float(time_budget_s)
+
+
+def _certified(layer: Layer, schedule: Schedule, results: list[ModuleResult], objective: str) -> Schedule:
+    """``schedule`` with its optimality over the modules searched: proven when every module's
+    search closed its space; otherwise the least lower bound over them gives the gap."""
+    value = _objectives(objective, schedule.latency_cycles, schedule.energy_pj)[0]
+    lower = min([r.lower_bound for r in results if not r.complete or r.schedule is not None] + [value])
+    optimal = all(r.complete for r in results)
+    if not optimal:
+        log.warning("layer %r: time budget ran out before the search closed; best %s %.6g within %.2f%% of the "
+                    "lower bound %.6g", layer.name, objective, value, 100 * _gap(value, lower), lower)
+    return dataclasses.replace(schedule, optimal=optimal, lower_bound=min(lower, value),
+                               optimality_gap=0.0 if optimal else _gap(value, lower))
+
+
+def map_layer(layer: Layer, soc: SoC, objective: str = "latency", modules: Optional[Sequence[str]] = None,
+              time_budget_s: Optional[float] = DEFAULT_TIME_BUDGET_S) -> Schedule:
     """Best schedule of ``layer`` over the SoC's modules (or the ``modules`` named).
 
     Modules are tried in the SoC's order with the host last; on equal cost the earlier one wins.
     A module that rejects the layer only for its padding is also tried on the unpadded layer with
     the host padding the input first (``padding_split``, cost ``host_padding_cost``).
+    ``time_budget_s`` bounds the whole search (all modules); when it runs out the best mapping
+    found is returned with ``optimal`` False and a certified ``optimality_gap`` (a warning is
+    logged); ``None`` searches to proof.
     Raises ``MappingError`` naming the layer and every module's reason when none can run it.
     """
+    deadline = _deadline(time_budget_s)
     candidates = _select_modules(soc, modules)
     ordered = [m for m in candidates if not m.is_host] + [m for m in candidates if m.is_host]
-    results = [search_module(layer, m, objective) for m in ordered]
-    split = [_split_result(layer, soc, r.module, objective) for r in results if r.schedule is None and not r.module.is_host]
+    results = [search_module(layer, m, objective, deadline=deadline) for m in ordered]
+    split = [_split_result(layer, soc, r.module, objective, deadline) for r in results
+             if r.schedule is None and not r.module.is_host]
     found = [r for r in results if r.schedule is not None] + [r for r in split if r is not None]
     if not found:
         reasons = "; ".join(f"{r.module.name}: {r.reason}" for r in results)
-        raise MappingError(f"layer {layer.name!r} ({layer.kind}) cannot be mapped on {soc.name}: {reasons}")
+        raise MappingError(f"layer {layer.name!r} ({layer.kind}) cannot be mapped on {soc.name}: {reasons}",
+                           layer=layer.name)
     best = min(found, key=lambda r: r.key)  # min keeps the first of equal keys
-    return _with_rejections(best.schedule, results)
+    return _certified(layer, _with_rejections(best.schedule, results), found + [r for r in results if r.schedule is None],
+                      objective)
 
 
 def map_layer_accelerator_first(layer: Layer, soc: SoC, objective: str = "latency",
-                                modules: Optional[Sequence[str]] = None) -> Schedule:
+                                modules: Optional[Sequence[str]] = None,
+                                time_budget_s: Optional[float] = DEFAULT_TIME_BUDGET_S) -> Schedule:
     """DORY/HTVM policy: the first accelerator (in SoC order) that accepts and fits the layer runs
-    it, whatever it costs; the host only runs what no accelerator takes."""
+    it, whatever it costs; the host only runs what no accelerator takes. ``time_budget_s`` as in
+    ``map_layer``; optimality is that of the mapping on the module the policy picks."""
+    deadline = _deadline(time_budget_s)
     candidates = _select_modules(soc, modules)
     results = []
     for module in [m for m in candidates if not m.is_host] + [m for m in candidates if m.is_host]:
-        result = search_module(layer, module, objective)
+        result = search_module(layer, module, objective, deadline=deadline)
         results.append(result)
         if result.schedule is not None:
-            return _with_rejections(result.schedule, results)
+            return _certified(layer, _with_rejections(result.schedule, results), [result], objective)
     reasons = "; ".join(f"{r.module.name}: {r.reason}" for r in results)
-    raise MappingError(f"layer {layer.name!r} ({layer.kind}) cannot be mapped on {soc.name}: {reasons}")
+    raise MappingError(f"layer {layer.name!r} ({layer.kind}) cannot be mapped on {soc.name}: {reasons}",
+                       layer=layer.name)
