@@ -3,6 +3,8 @@ a missing C compiler."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 import mapper
@@ -116,3 +118,27 @@ def test_a_broken_zigzag_file_gets_zigzag_errors_not_native_schema_errors(tmp_pa
         archs.load(path)
     message = str(info.value)
     assert "tiny_zz.yaml: operational_array.sizes" in message and "modules" not in message and "clock_mhz" not in message
+
+
+# --------------------------------------------------------------------------- the C compiler requirement
+
+AD_MODEL = Path(__file__).resolve().parent.parent / "benchmarks" / "models" / "ad01_int8.tflite"
+
+
+@pytest.mark.parametrize("env,says", [
+    ({"CXX": "/nonexistent/bin/g++"}, "C compiler not found: CXX='/nonexistent/bin/g++' is not an executable"),
+    ({"CC": "no-such-cc --flag"}, "C compiler not found: CC='no-such-cc --flag' is not an executable"),
+    ({"PATH": ""}, "no C compiler found (CXX and CC unset, none of g++, gcc"),
+])
+def test_bridge_says_a_c_compiler_is_needed(env, says, monkeypatch, tmp_path):
+    pytest.importorskip("tvm")
+    import tvm_bridge
+
+    monkeypatch.delenv("CXX", raising=False)
+    monkeypatch.delenv("CC", raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, str(tmp_path) if name == "PATH" else value)  # PATH: an empty directory
+    with pytest.raises(tvm_bridge.BridgeError) as info:
+        tvm_bridge.compile(AD_MODEL, "gap9")
+    message = str(info.value)
+    assert says in message and "apt-get install g++" in message and "set CXX" in message
