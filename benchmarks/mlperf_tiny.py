@@ -3,14 +3,18 @@
 Each of the four MLPerf Tiny int8 reference models (``benchmarks/models``: kws = keyword spotting
 DS-CNN, vww = visual wake words MobileNetV1-0.25, ic = image classification ResNet-8, ad = anomaly
 detection FC autoencoder) is imported from its .tflite file through the TVM bridge
-(``tvm_bridge.from_tflite`` + ``tvm_bridge.layer_graph``) and mapped on each target (``diana``,
-``gap9``, plus ``--arch PATH`` YAMLs) with three deployment strategies:
+(``tvm_bridge.from_tflite`` + ``tvm_bridge.layer_graph``) and mapped on each target (default
+``diana`` and ``gap9``; ``--targets`` takes any shipped SoC, ``archs.builtin_names()``, and the
+``--arch PATH`` YAMLs, native or ZigZag) with three deployment strategies:
 
 - ``host_only``: every layer on the host core (``mapper.map_network(graph, soc, modules=[soc.host])``),
   what plain TVM gives;
 - ``accelerator_first``: every layer an accelerator accepts goes to the first such accelerator with
   the mapper's schedule, the rest to the host (``policy="accelerator_first"``; DORY, HTVM);
 - ``best``: per layer the module with the lowest predicted latency (``policy="best"``; MATCH).
+
+The strategies are built from one ``mapper.search_module`` call per (layer shape, module) and
+target in a run, shared through a ``SearchCache`` (``benchmarks._mlperf_strategies``).
 
 Latencies are the mapper's predictions in cycles at the target clock (layers run one after another;
 the graph holds the recognised layers: conv2d, depthwise, dense, add, pooling; reshape and softmax are
