@@ -244,7 +244,7 @@ def layer_table(case: Case) -> str:
                  "", "100.0%"])
     lines.append(_table(rows, ["layer", "kind", "MACs", "host_only", "acc_first on", "acc_first cycles", "best on", "best cycles",
                                "host pad", "util", "share"], "llrrlrlrrrr", indent="  "))
-    per_module = ", ".join(f"{m} {row['latency_cycles']:,.0f} cycles ({int(row['layers'])} layers)"
+    per_module = ", ".join(f"{m} {row['latency_cycles']:,.0f} cycles ({int(row['layers'])} layer{'' if row['layers'] == 1 else 's'})"
                            for m, row in nets["best"].per_module().items())
     lines.append(f"  best by module (host padding counts for the host): {per_module}; total {best_total:,.0f} cycles")
     return "\n".join(lines)
