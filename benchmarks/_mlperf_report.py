@@ -13,6 +13,7 @@ from typing import Any, Optional, Sequence
 
 from benchmarks._mlperf_common import MODELS, STRATEGIES, Case, Target, ordered
 from benchmarks._mlperf_plots import module_colours, plot_model, plot_target
+from mapper.schedule import Schedule
 
 SCHEMA_VERSION = 1
 #: MATCH paper (arXiv 2410.08855) headline results: published figures, not measured by this benchmark.
@@ -47,7 +48,7 @@ def _verified(case: Case, strategy: str) -> Optional[bool]:
 # --------------------------------------------------------------------------- JSON and CSV
 
 
-def _layer_json(name: str, schedule: Any) -> dict[str, Any]:
+def _layer_json(name: str, schedule: Schedule) -> dict[str, Any]:
     """One layer of a result: ``latency_cycles`` includes ``host_padding_cycles``, the host's share."""
     return {"name": name, "module": schedule.module, "latency_cycles": schedule.latency_cycles,
             "host_padding_cycles": schedule.host_padding_cycles, "macs": schedule.macs}

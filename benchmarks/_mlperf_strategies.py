@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Optional
 
 import networkx as nx
 
@@ -127,7 +127,7 @@ def _layer_schedules(layer: mapper.Layer, soc: SoC, cache: SearchCache, objectiv
                                      host_padding=tuple(layer.padding), host_padding_cycles=cycles,
                                      host_padding_energy_pj=energy)
         found.append((_key(objective, padded.latency_cycles, padded.energy_pj), padded))
-    best_key, best = min(found, key=lambda item: item[0])  # min keeps the first of equal keys
+    _, best = min(found, key=lambda item: item[0])  # min keeps the first of equal keys
     out["best"] = dataclasses.replace(best, layer=layer.name, rejected=_rejections(best.module, results))
     return out
 
@@ -146,6 +146,6 @@ def map_strategies(graph: nx.DiGraph, soc: SoC, cache: Optional[SearchCache] = N
             raise mapper.GraphError(f"node {name!r} has no 'layer' attribute holding a Layer")
         for strategy, schedule in _layer_schedules(layer, soc, cache, objective, used).items():
             per_strategy[strategy][name] = schedule
-    policies: dict[str, Any] = {"host_only": "best", "accelerator_first": "accelerator_first", "best": "best"}
+    policies = {"host_only": "best", "accelerator_first": "accelerator_first", "best": "best"}  # as map_network records them
     return {s: NetworkSchedule(soc.name, objective, policies[s], per_strategy[s], cache.seconds_of(used[s]), host=soc.host)
             for s in per_strategy}
