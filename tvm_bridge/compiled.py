@@ -29,6 +29,7 @@ from tvm_bridge import _compat as compat
 from tvm_bridge.partition import partition_for
 from tvm_bridge.relax_codegen import CodegenSink, OffloadedFunction
 from tvm_bridge.relax_import import BridgeError, ModelLike, load_model, main_function
+from tvm_bridge.toolchain import c_compiler
 
 log = logging.getLogger(__name__)
 
@@ -234,7 +235,10 @@ def compile(model: ModelLike, soc: Union[SoC, str, Path], objective: str = "late
 
     ``soc``: an ``archs.SoC`` or a name/path for ``archs.load``. ``cc_options``: flags for g++
     building the shared library. Timings per step are in ``CompiledModel.timings`` (seconds).
+    Needs a C/C++ compiler (``tvm_bridge.toolchain.c_compiler``: ``BridgeError`` saying what to
+    install when there is none).
     """
+    c_compiler()  # fail before the import and mapping work when nothing can build the result
     timings: dict[str, float] = {}
     start = time.perf_counter()
     mod = load_model(model)
