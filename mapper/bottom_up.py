@@ -78,6 +78,8 @@ class _UpTables(_Tables):
                 step = np.where(self.fits[p][None, :], step + tables[-1], np.inf)
                 tables.append(lat.upward_min(step))
             self.outer.append(tables)
+        # Every operand's whole chain above the smallest tile: (serial, overlapped, energy).
+        self.outer_total = sum(self.outer[o][len(self.cuts_of[o])][:, 0] for o in range(N_OPS))
         self._inner_groups: dict[int, list[int]] = {}
 
     def inner_groups(self, mask: int) -> list[int]:
@@ -167,6 +169,15 @@ def _bound_of(t: _UpTables, P, kernel, mask, serial, overlapped, energy) -> tupl
                 en[rows] += table[2]
     latency = np.maximum(t.compute[kernel], ovl) + ser
     return objective_values(t.objective, latency, en)
+
+
+def _root_bound(t: _UpTables, root: _Nodes) -> tuple[np.ndarray, np.ndarray]:
+    """Bounds of the empty mapping: its kernel call is not chosen yet, so the kernel's compute,
+    overhead and access energy count at their least over every kernel call."""
+    ser = t.outer_total[0] + t.overhead.min()
+    latency = np.maximum(t.compute.min(), t.outer_total[1]) + ser
+    energy = t.outer_total[2] + t.kernel_energy.min()
+    return objective_values(t.objective, np.array([latency]), np.array([energy]))
 
 
 def _capacity_ok(t: _UpTables, nodes: _Nodes) -> np.ndarray:
@@ -473,7 +484,7 @@ def search_bottom_up(problem: Problem, objective: str, incumbent: tuple = (np.in
     best_key: tuple = tuple(incumbent)
     best = None
     root = _root(t)
-    root.primary, root.secondary = _bound(t, root)
+    root.primary, root.secondary = _root_bound(t, root)
     if not np.isfinite(best_key[0]):
         found = _dive(t, root, stats)
         if found is not None:
