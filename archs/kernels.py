@@ -5,6 +5,11 @@ A hook is named in a module's YAML (``compute.kernel: "archs.kernels:ne16"``) an
 tile's extents, spatial unrolling included; ``layer`` gives ``kind``, ``stride``, ``dilation`` and
 ``precision``. It returns cycles per call as a float array of the same length. Sources of every
 formula: ``shared/reference/hardware.md`` (DORY / MATCH target models); estimates are marked.
+
+Every loop of the tile is costed: the published models describe one group of a conv and one
+multiplier slice of a depthwise conv, so the group loop G of conv2d / dense (``mapper.conv2d``
+puts groups in G, K and C per group) and the multiplier loop K of depthwise (channels in G, K =
+multiplier, C = 1) repeat the kernel, except on DIANA, whose rows unroll K and G together.
 """
 
 from __future__ import annotations
@@ -43,16 +48,17 @@ def pulp_nn_cluster(tile: Mapping[LoopDim, np.ndarray], layer: Any) -> np.ndarra
         iterations = _ceil_div(oy, CLUSTER_CORES) * _ceil_div(ox, 2)
         im2col = np.where((fy * fx) == 1, 0, fx * fy * c * 2)
         matmul = 15 + _ceil_div(fx * fy * c, 4) * 14
-        cycles = iterations * (im2col + _ceil_div(k, 4) * matmul)
+        cycles = g * iterations * (im2col + _ceil_div(k, 4) * matmul)  # one PULP-NN call per group
     elif layer.kind == "depthwise":
         iterations = _ceil_div(g, CLUSTER_CORES) * ox
-        cycles = iterations * (_input_rows(tile, layer) * fy + oy * (30 + _ceil_div(fx * fy, 4) * 7))
+        # one depthwise pass per multiplier slice (K)
+        cycles = k * iterations * (_input_rows(tile, layer) * fy + oy * (30 + _ceil_div(fx * fy, 4) * 7))
     elif layer.kind == "dense":
-        cycles = _ceil_div(c, 2) * _ceil_div(k, 4)
+        cycles = g * _ceil_div(c, 2) * _ceil_div(k, 4)
     elif layer.kind == "add":
         cycles = _ceil_div(k * oy * ox * g, CLUSTER_CORES) * CLUSTER_ADD_CYCLES_PER_ELEMENT
     else:  # pool
-        cycles = _ceil_div(oy * ox * g, CLUSTER_CORES) * (fy * fx + CLUSTER_POOL_CYCLES_PER_OUTPUT)
+        cycles = _ceil_div(k * oy * ox * g, CLUSTER_CORES) * (fy * fx + CLUSTER_POOL_CYCLES_PER_OUTPUT)
     return (b * cycles).astype(np.float64)
 
 
@@ -69,7 +75,8 @@ def _ne16_iteration(k: np.ndarray, n_in: np.ndarray, one_by_one: bool, depthwise
 
 
 def ne16(tile: Mapping[LoopDim, np.ndarray], layer: Any) -> np.ndarray:
-    """NE16 published latency model (DORY and MATCH), per output tile OH x OW x K x Cin."""
+    """NE16 published latency model (DORY and MATCH), per output tile OH x OW x K x Cin, repeated
+    per group (conv2d, dense) or per multiplier slice (depthwise)."""
     depthwise = layer.kind == "depthwise"
     one_by_one = layer.kind == "dense" or (layer.sizes[D.FY] == 1 and layer.sizes[D.FX] == 1)
     channels_out = tile[D.G] if depthwise else tile[D.K]
@@ -81,7 +88,8 @@ def ne16(tile: Mapping[LoopDim, np.ndarray], layer: Any) -> np.ndarray:
     bits = layer.precision.weight
     body = _ne16_iteration(np.full_like(channels_out, k_body), n_in, one_by_one, depthwise, bits)
     rem = np.where(k_rem > 0, _ne16_iteration(k_rem, n_in, one_by_one, depthwise, bits), 0)
-    return (tile[D.B] * n_spatial * (n_out * body + rem)).astype(np.float64)
+    repeats = tile[D.K] if depthwise else tile[D.G]
+    return (tile[D.B] * repeats * n_spatial * (n_out * body + rem)).astype(np.float64)
 
 
 # --------------------------------------------------------------------------- DIANA digital
@@ -93,14 +101,15 @@ DIANA_ADD_CYCLES_PER_ROW = 2 + 23
 
 def diana_digital(tile: Mapping[LoopDim, np.ndarray], layer: Any) -> np.ndarray:
     """DIANA 16x16 digital accelerator as MATCH models it: per output row and 16x16 block of
-    (OX, K) outputs, ``C*FY*FX + 2*C*FY + 23`` cycles."""
+    (OX, output channel) outputs, ``C*FY*FX + 2*C*FY + 23`` cycles. The rows unroll K and G
+    together (``diana.yaml``), so output channels are K x G (groups, depthwise multiplier)."""
     b, k, c, oy, ox, fy, fx, g = (tile[d] for d in (D.B, D.K, D.C, D.OY, D.OX, D.FY, D.FX, D.G))
     if layer.kind in ("conv2d", "dense"):
         per_block = c * fy * fx + 2 * c * fy + 23
-        blocks = _ceil_div(ox, DIANA_ARRAY) * _ceil_div(k, DIANA_ARRAY)
+        blocks = _ceil_div(ox, DIANA_ARRAY) * _ceil_div(k * g, DIANA_ARRAY)
     elif layer.kind == "depthwise":
         per_block = fy * fx + 2 * fy + 23
-        blocks = _ceil_div(ox, DIANA_ARRAY) * _ceil_div(g, DIANA_ARRAY)
+        blocks = _ceil_div(ox, DIANA_ARRAY) * _ceil_div(g * k, DIANA_ARRAY)
     else:  # add (pool is not accepted by the digital core)
         per_block = np.full_like(ox, DIANA_ADD_CYCLES_PER_ROW)
         blocks = _ceil_div(ox, DIANA_ARRAY) * _ceil_div(g * k, DIANA_ARRAY)
