@@ -114,3 +114,45 @@ def diana_digital(tile: Mapping[LoopDim, np.ndarray], layer: Any) -> np.ndarray:
         per_block = np.full_like(ox, DIANA_ADD_CYCLES_PER_ROW)
         blocks = _ceil_div(ox, DIANA_ARRAY) * _ceil_div(g * k, DIANA_ARRAY)
     return (b * oy * blocks * per_block).astype(np.float64)
+
+
+# --------------------------------------------------------------------------- RV32 host (plain C)
+#: Cycles per retired instruction of the hosts (GAP9's fabric controller, DIANA's RISC-V host, the
+#: os32 example's host): single-issue in-order RV32 cores, taken as CPI 1 (loads and branches
+#: that stall are not modelled).
+HOST_RV32_CPI = 1.0
+#: Measured host model, retired RV32IMC instructions per kernel call = a * MACs + w * windows +
+#: b * outputs + c per kind (a per MAC; w per kernel-window position = outputs x FY x FX, conv2d
+#: only; b per output element; c per call). Measured by ``python -m
+#: benchmarks.host_model``: plain-C int8 kernels (``benchmarks/c/host_kernels.c``: int32
+#: accumulation, TFLite requantization, run-time loop bounds, no tiling or SIMD) built with
+#: riscv64-unknown-elf-gcc 12.2 ``-march=rv32imc -mabi=ilp32 -O2`` (picolibc), instructions counted
+#: with ``rdinstret`` on ``qemu-system-riscv32 -icount shift=0``, non-negative least squares over a
+#: spread of shapes (``benchmarks/results/host_model.json``). For add, MACs = outputs (a = 0).
+HOST_RV32: dict[str, tuple[float, float, float, float]] = {
+    "conv2d": (5.419, 17.369, 195.37, 0.0),
+    "depthwise": (11.954, 0.0, 211.818, 0.0),
+    "dense": (7.999, 0.0, 58.996, 40.2),
+    "add": (0.0, 0.0, 254.324, 50.3),
+    "pool": (7.261, 0.0, 55.346, 109.5),
+}
+
+
+def host_rv32_instructions(kind: str, macs: np.ndarray, windows: np.ndarray, outputs: np.ndarray) -> np.ndarray:
+    """Retired instructions of one plain-C kernel call of ``kind`` (``HOST_RV32``)."""
+    if kind not in HOST_RV32:
+        raise ValueError(f"host model: unknown layer kind {kind!r}; allowed: {', '.join(HOST_RV32)}")
+    a, w, b, c = HOST_RV32[kind]
+    f64 = np.float64
+    return a * np.asarray(macs, dtype=f64) + w * np.asarray(windows, dtype=f64) + b * np.asarray(outputs, dtype=f64) + c
+
+
+def rv32_host(tile: Mapping[LoopDim, np.ndarray], layer: Any) -> np.ndarray:
+    """RV32IMC host running plain-C int8 kernels (cycles per call): the measured ``HOST_RV32``
+    model x ``HOST_RV32_CPI`` on the tile's MACs (every loop) and output elements."""
+    macs = np.ones_like(tile[D.B])
+    for d in LoopDim:
+        macs = macs * tile[d]
+    outputs = tile[D.B] * tile[D.K] * tile[D.OY] * tile[D.OX] * tile[D.G]
+    windows = outputs * tile[D.FY] * tile[D.FX]
+    return HOST_RV32_CPI * host_rv32_instructions(layer.kind, macs, windows, outputs)
