@@ -6,7 +6,8 @@
 ``benchmarks/c/host_kernels.c`` (conv2d, depthwise, dense, add, average / max pool; int8 in, int32
 accumulation, TFLite requantization) is cross-compiled with ``riscv64-unknown-elf-gcc -march=rv32imc
 -mabi=ilp32 -O2`` (picolibc) and run on ``qemu-system-riscv32 -icount shift=0``, which makes the
-``rdinstret`` CSR count retired instructions exactly; each layer shape runs between two reads.
+``rdinstret`` CSR count retired instructions exactly; each layer shape runs between two reads,
+and its output must equal ``tvm_bridge.quant.reference_layer`` on the same data (checksums).
 Per kind, ``instructions = a * MACs + w * windows + b * outputs + c`` is fitted by non-negative
 least squares on relative errors (``scipy.optimize.nnls``: a model with a negative term could predict fewer cycles
 than MACs / peak on small tiles). ``windows`` = outputs x FY x FX (kernel-window positions, each
@@ -19,6 +20,7 @@ hosts are single-issue in-order RV32 cores); the shipped constants are ``archs.k
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import re
 import sys
@@ -34,6 +36,7 @@ from archs import kernels
 from archs.dims import LoopDim as D
 from archs.dims import Operand
 from benchmarks import rv32
+from tvm_bridge import quant
 
 ROOT = Path(__file__).resolve().parent
 SOURCE = ROOT / "c" / "host_kernels.c"
@@ -99,21 +102,106 @@ def _shapes_header(items: Sequence[tuple[str, mapper.Layer]]) -> str:
             f"#define HOST_MAX_CH {max_ch}\nstatic const shape_t HOST_SHAPES[] = {{\n" + "\n".join(rows) + "\n};\n")
 
 
-def measure(items: Sequence[tuple[str, mapper.Layer]]) -> list[int]:
-    """Retired RV32IMC instructions of each (kind, layer) kernel call, in order."""
+def measure(items: Sequence[tuple[str, mapper.Layer]], check: bool = True) -> list[int]:
+    """Retired RV32IMC instructions of each (kind, layer) kernel call, in order.
+
+    With ``check``, every kernel's output must equal ``tvm_bridge.quant.reference_layer`` (the
+    numpy model of TFLite's reference kernels) on the same data, else ``rv32.Rv32Error``."""
     with tempfile.TemporaryDirectory(prefix="host_model_") as tmp:
         work = Path(tmp)
         (work / "host_shapes.h").write_text(_shapes_header(items))
         elf = rv32.build([SOURCE], work / "host_kernels.elf", flags=("-O2",), include_dirs=(work, HEADER_DIR))
         result = rv32.run(elf)
-    counts: dict[int, int] = {}
+    counts: dict[int, tuple[int, int]] = {}
     for line in result.stdout.splitlines():
         match = re.fullmatch(r"(\w+) (\d+) (\d+) (\d+)", line.strip())
         if match:
-            counts[int(match.group(2))] = int(match.group(3))
+            counts[int(match.group(2))] = (int(match.group(3)), int(match.group(4)))
     if sorted(counts) != list(range(len(items))):
         raise rv32.Rv32Error(f"expected {len(items)} result lines, got {len(counts)}: {result.stdout[:500]!r}")
-    return [counts[i] for i in range(len(items))]
+    if check:
+        expected = reference_checksums(items)
+        wrong = [f"{kind} {layer.name}" for i, (kind, layer) in enumerate(items) if counts[i][1] != expected[i]]
+        if wrong:
+            raise rv32.Rv32Error(f"host kernels differ from tvm_bridge.quant.reference_layer on {', '.join(wrong[:5])}")
+    return [counts[i][0] for i in range(len(items))]
+
+
+# --------------------------------------------------------------------------- reference outputs
+def _harness_data(items: Sequence[tuple[str, mapper.Layer]]) -> dict[str, np.ndarray]:
+    """The harness's input, weight and requantization arrays (its LCG, same order)."""
+    header = _shapes_header(items)
+    sizes = {name: int(re.search(rf"#define HOST_MAX_{name} (\d+)", header).group(1)) for name in ("IN", "W", "CH")}
+    state = 12345
+
+    def draw(n: int) -> np.ndarray:
+        nonlocal state
+        out = np.empty(n, dtype=np.int64)
+        for i in range(n):
+            state = (state * 1664525 + 1013904223) & 0xFFFFFFFF
+            out[i] = (state >> 24) - 256 * ((state >> 24) >= 128)
+        return out
+
+    pairs = draw(2 * sizes["IN"])
+    weights = draw(sizes["W"])
+    per_channel = draw(2 * sizes["CH"]).reshape(-1, 2)  # bias, multiplier
+    channels = np.arange(sizes["CH"])
+    return {"in": pairs[0::2].astype(np.int8), "in2": pairs[1::2].astype(np.int8), "w": weights.astype(np.int8),
+            "bias": (per_channel[:, 0] * 64).astype(np.int32),
+            "mult": (1518500250 + per_channel[:, 1] * 4096).astype(np.int32),
+            "shift": (-7 - channels % 3).astype(np.int32)}
+
+
+def _reference(kind: str, layer: mapper.Layer, data: dict[str, np.ndarray]) -> np.ndarray:
+    """Output of ``layer`` from the harness data, by ``tvm_bridge.quant.reference_layer``."""
+    s = layer.sizes
+    iy, ix = layer.input_size
+    zp = {"input_zp": 3, "output_zp": -2}
+    if kind in ("avg_pool", "max_pool"):
+        q = quant.QuantParams(kind, 3, 3)
+        x = data["in"][:s[D.B] * iy * ix * s[D.G]].reshape(s[D.B], iy, ix, s[D.G])
+        return quant.reference_layer(dataclasses.replace(layer, quant=q), x)
+    if kind == "add":
+        n = s[D.B] * s[D.OY] * s[D.OX] * s[D.G]
+        q = quant.QuantParams("add", **zp, multiplier=np.array([1073741824], np.int32), shift=np.array([-19], np.int32),
+                              input2_zp=-5, input1_multiplier=1073741824, input1_shift=-1,
+                              input2_multiplier=1288490189, input2_shift=-1)
+        shape = (s[D.B], s[D.OY], s[D.OX], s[D.G])
+        return quant.reference_layer(dataclasses.replace(layer, quant=q), data["in"][:n].reshape(shape),
+                                     data["in2"][:n].reshape(shape))
+    cout = s[D.G] * s[D.K]
+    per_channel = {"bias": data["bias"][:cout], "multiplier": data["mult"][:cout], "shift": data["shift"][:cout]}
+    if kind == "dense":
+        q = quant.QuantParams("dense", **zp, weights=data["w"][:s[D.K] * s[D.C]].reshape(s[D.K], s[D.C]), **per_channel)
+        return quant.reference_layer(dataclasses.replace(layer, quant=q), data["in"][:s[D.B] * s[D.C]].reshape(s[D.B], s[D.C]))
+    if kind == "depthwise":
+        w = data["w"][:s[D.FY] * s[D.FX] * cout].reshape(s[D.FY], s[D.FX], cout)
+        q = quant.QuantParams("depthwise", **zp, weights=w, **per_channel)
+        x = data["in"][:s[D.B] * iy * ix * s[D.G]].reshape(s[D.B], iy, ix, s[D.G])
+        return quant.reference_layer(dataclasses.replace(layer, quant=q), x)
+    # conv2d: the reference has no groups; run each group as its own conv and concatenate channels
+    g, k, c = s[D.G], s[D.K], s[D.C]
+    x = data["in"][:s[D.B] * iy * ix * g * c].reshape(s[D.B], iy, ix, g * c)
+    w = data["w"][:cout * s[D.FY] * s[D.FX] * c].reshape(cout, s[D.FY], s[D.FX], c)
+    one = dataclasses.replace(layer, sizes={**s, D.G: 1})
+    outs = []
+    for j in range(g):
+        part = slice(j * k, (j + 1) * k)
+        q = quant.QuantParams("conv2d", **zp, weights=w[part], **{n: v[part] for n, v in per_channel.items()})
+        outs.append(quant.reference_layer(dataclasses.replace(one, quant=q), x[..., j * c:(j + 1) * c]))
+    return np.concatenate(outs, axis=-1)
+
+
+def reference_checksums(items: Sequence[tuple[str, mapper.Layer]]) -> list[int]:
+    """The harness's checksum (h = 31 h + byte, mod 2**32, NHWC order) of each reference output."""
+    data = _harness_data(items)
+    sums = []
+    for kind, layer in items:
+        h = 0
+        for byte in _reference(kind, layer, data).reshape(-1).view(np.uint8):
+            h = (h * 31 + int(byte)) & 0xFFFFFFFF
+        sums.append(h)
+    return sums
 
 
 def features(kind: str, macs: np.ndarray, windows: np.ndarray, outs: np.ndarray) -> np.ndarray:
