@@ -4,6 +4,7 @@
 """
 
 from archs.dims import DIMS, OPERANDS, LoopDim, Operand
+from archs.kernel_hooks import allow_kernel_module, allowed_kernel_modules
 from archs.model import (
     LAYER_KINDS,
     ComputeModel,
@@ -13,11 +14,12 @@ from archs.model import (
     SoC,
     SpatialDim,
 )
-from archs.schema import ArchError, builtin_names, from_dict, from_yaml_text, load
+from archs.schema import ArchError, ArchWarning, builtin_names, from_dict, from_yaml_text, load, to_dict
 from archs.zigzag import from_zigzag
 
 __all__ = [
     "DIMS", "OPERANDS", "LAYER_KINDS", "LoopDim", "Operand", "ComputeModel", "ExecModule", "LayerRule",
-    "MemoryLevel", "SoC", "SpatialDim", "ArchError", "builtin_names", "from_dict", "from_yaml_text", "load",
+    "MemoryLevel", "SoC", "SpatialDim", "ArchError", "ArchWarning", "allow_kernel_module", "allowed_kernel_modules",
+    "builtin_names", "from_dict", "from_yaml_text", "load", "to_dict",
     "from_zigzag",
 ]

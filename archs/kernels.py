@@ -4,7 +4,7 @@ A hook is named in a module's YAML (``compute.kernel: "archs.kernels:ne16"``) an
 ``hook(tile, layer)``: ``tile`` maps each ``LoopDim`` to an int64 array (axis: candidate) of the
 tile's extents, spatial unrolling included; ``layer`` gives ``kind``, ``stride``, ``dilation`` and
 ``precision``. It returns cycles per call as a float array of the same length. Sources of every
-formula: ``shared/reference/hardware.md`` (DORY / MATCH target models); estimates are marked.
+formula: ``docs/hardware_sources.md`` (DORY / MATCH target models); estimates are marked.
 
 Every loop of the tile is costed: the published models describe one group of a conv and one
 multiplier slice of a depthwise conv, so the group loop G of conv2d / dense (``mapper.conv2d``
@@ -34,9 +34,9 @@ def _input_rows(tile: Mapping[LoopDim, np.ndarray], layer: Any) -> np.ndarray:
 
 # --------------------------------------------------------------------------- GAP9 cluster
 #: Estimated cycles per output element per core for an int8 add with two rescales (not in
-#: hardware.md: 2 loads, 2 fixed-point rescales, add, clip, store with 8 cores' SIMD ~ 4 cycles).
+#: docs/hardware_sources.md: 2 loads, 2 fixed-point rescales, add, clip, store with 8 cores' SIMD ~ 4 cycles).
 CLUSTER_ADD_CYCLES_PER_ELEMENT = 4
-#: Estimated fixed cycles per pooled output (accumulator set-up, rescale, store); not in hardware.md.
+#: Estimated fixed cycles per pooled output (accumulator set-up, rescale, store); not in docs/hardware_sources.md.
 CLUSTER_POOL_CYCLES_PER_OUTPUT = 10
 CLUSTER_CORES = 8
 
@@ -94,7 +94,7 @@ def ne16(tile: Mapping[LoopDim, np.ndarray], layer: Any) -> np.ndarray:
 
 # --------------------------------------------------------------------------- DIANA digital
 DIANA_ARRAY = 16  # 16 x 16 PEs: OX x K (depthwise: OX x G)
-#: Estimated per-row cost for element-wise add on the digital array (not in hardware.md): one
+#: Estimated per-row cost for element-wise add on the digital array (not in docs/hardware_sources.md): one
 #: operand pass per element plus the fixed 23-cycle row start-up of the MATCH model.
 DIANA_ADD_CYCLES_PER_ROW = 2 + 23
 

@@ -60,7 +60,7 @@ import yaml
 
 from archs.dims import LoopDim, Operand
 from archs.model import LAYER_KINDS, SoC
-from archs.schema import ArchError, from_dict
+from archs.schema import MAX_YAML_BYTES, ArchError, from_dict
 
 log = logging.getLogger(__name__)
 
@@ -154,6 +154,28 @@ def _duplicate_keys(node: yaml.Node, path: str = "") -> list[tuple[str, str, int
     return found
 
 
+#: Most YAML nodes a ZigZag file may expand to once aliases (``*name``) are resolved.
+MAX_EXPANDED_NODES = 100_000
+
+
+def expanded_yaml_nodes(root: yaml.Node) -> int:
+    """Nodes of the document with every alias expanded (linear in the file: shared nodes counted once each)."""
+    sizes: dict[int, int] = {}
+
+    def size(node: yaml.Node) -> int:
+        if id(node) not in sizes:
+            if isinstance(node, yaml.MappingNode):
+                children = [n for pair in node.value for n in pair]
+            elif isinstance(node, yaml.SequenceNode):
+                children = list(node.value)
+            else:
+                children = []
+            sizes[id(node)] = 1 + sum(size(child) for child in children)
+        return sizes[id(node)]
+
+    return size(root)
+
+
 def _read_yaml(source: Union[PathLike, Any], what: str) -> tuple[Any, str]:
     """Parse a YAML file like ZigZag (``yaml.safe_load``: last duplicate wins) and warn about
     duplicated keys; non-path inputs (already parsed data) are returned as they are."""
@@ -162,9 +184,16 @@ def _read_yaml(source: Union[PathLike, Any], what: str) -> tuple[Any, str]:
     path = Path(source)
     if not path.is_file():
         raise ArchError(str(path), [("", f"no such {what} file")])
+    if path.stat().st_size > MAX_YAML_BYTES:
+        raise ArchError(str(path), [("", f"file is {path.stat().st_size} bytes; {what} files may have at most "
+                                         f"{MAX_YAML_BYTES} bytes (archs.schema.MAX_YAML_BYTES)")])
     text = path.read_text()
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
+        expanded = expanded_yaml_nodes(root) if root is not None else 0
+        if expanded > MAX_EXPANDED_NODES:
+            raise ArchError(str(path), [("", f"its aliases expand to {expanded} YAML nodes; at most {MAX_EXPANDED_NODES} "
+                                             "are allowed (archs.zigzag.MAX_EXPANDED_NODES)")])
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)

@@ -56,6 +56,13 @@ class Schedule:
     host_padding: tuple[int, int, int, int] = (0, 0, 0, 0)
     host_padding_cycles: float = 0.0
     host_padding_energy_pj: float = 0.0
+    # Optimality: proven when the search closed the whole space (every module, every unrolling);
+    # otherwise (time budget) ``optimality_gap`` = (objective - lower_bound) / objective, where no
+    # mapping in the space has an objective value below ``lower_bound``.
+    optimal: bool = True
+    optimality_gap: float = 0.0
+    lower_bound: Optional[float] = None  # of the objective, over the modules searched
+    search_stats: dict[str, Any] = field(default_factory=dict)  # work done (see mapper.tree_search.SearchStats)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

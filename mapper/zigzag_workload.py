@@ -29,6 +29,8 @@ import networkx as nx
 import yaml
 
 from archs.dims import LoopDim, Operand
+from archs.schema import MAX_YAML_BYTES
+from archs.zigzag import MAX_EXPANDED_NODES, expanded_yaml_nodes
 from mapper.graph import layer_graph, ordered_layers
 from mapper.workload import Layer, LayerError, Precision, relevant_dims
 
@@ -246,8 +248,17 @@ def from_zigzag_workload(source: Union[str, Path, Sequence[Mapping[str, Any]]], 
         path = Path(source)
         if not path.is_file():
             raise LayerError(f"{path}: no such workload file")
+        if path.stat().st_size > MAX_YAML_BYTES:
+            raise LayerError(f"{path}: file is {path.stat().st_size} bytes; workload files may have at most {MAX_YAML_BYTES} "
+                             "bytes (archs.schema.MAX_YAML_BYTES)")
+        text = path.read_text()
         try:
-            data = yaml.safe_load(path.read_text())
+            root = yaml.compose(text, Loader=yaml.SafeLoader)
+            expanded = expanded_yaml_nodes(root) if root is not None else 0
+            if expanded > MAX_EXPANDED_NODES:
+                raise LayerError(f"{path}: its aliases expand to {expanded} YAML nodes; at most {MAX_EXPANDED_NODES} are "
+                                 "allowed (archs.zigzag.MAX_EXPANDED_NODES)")
+            data = yaml.safe_load(text)
         except yaml.YAMLError as exc:
             raise LayerError(f"{path}: malformed YAML: {exc}") from exc
         src, default_name = str(path), path.stem

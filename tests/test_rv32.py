@@ -20,7 +20,7 @@ from archs import kernels
 from archs.dims import LoopDim as D
 from benchmarks import host_model, rv32
 from tvm_bridge import quant
-from tvm_bridge.codegen_c import GeneratedLayer, emit_layer, predicted_counters
+from tvm_bridge.c_emitter import GeneratedLayer, emit_layer, predicted_counters
 
 #: What generated layers may need from outside: memcpy / memset (the only libc allowed).
 ALLOWED_UNDEFINED = {"memcpy", "memset"}

@@ -34,20 +34,47 @@ _POOL = ("AveragePool", "MaxPool", "GlobalAveragePool", "GlobalMaxPool")
 _DENSE = ("Gemm", "MatMul", "MatMulInteger", "QLinearMatMul")
 
 
+def _clip(text: str, limit: int = 120) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _load(source: Any):
+    """(shape-inferred ``ModelProto``, name for messages). Weights stored as external data are not
+    read (only their shapes are needed), so a model whose external data files are missing loads."""
     try:
         import onnx
         from onnx import shape_inference
     except ImportError as exc:  # pragma: no cover - exercised only without onnx
         raise LayerError("mapper.from_onnx needs the 'onnx' package (pip install onnx)") from exc
     if isinstance(source, (str, Path)):
+        where, path = str(source), Path(source)
+        if not path.is_file():
+            raise LayerError(f"{where}: no such file")
+        data = path.read_bytes()
+    elif isinstance(source, (bytes, bytearray, memoryview)):
+        where, data = "<onnx bytes>", bytes(source)
+    elif isinstance(source, onnx.ModelProto):
+        where, data = "<onnx model>", None
+    else:
+        raise LayerError(f"mapper.from_onnx: expected an .onnx path, model bytes or an onnx.ModelProto, got "
+                         f"{_clip(type(source).__name__)}")
+    if data is not None:
+        if not data:
+            raise LayerError(f"{where}: not an ONNX model (the file is empty)")
         try:
-            model = onnx.load(str(source))
-        except Exception as exc:  # noqa: BLE001 - onnx raises several types for non-models
-            raise LayerError(f"{source}: not an ONNX model ({exc})") from exc
+            model = onnx.load_model_from_string(data)  # external data is not loaded
+        except Exception as exc:  # noqa: BLE001 - protobuf raises DecodeError and others for non-models
+            raise LayerError(f"{where}: not an ONNX model ({_clip(str(exc))})") from exc
     else:
         model = source
-    return shape_inference.infer_shapes(model), str(source) if isinstance(source, (str, Path)) else "<onnx model>"
+    if model.ir_version < 1 or not model.opset_import or not model.graph.node:
+        raise LayerError(f"{where}: not an ONNX model (ir_version {model.ir_version}, {len(model.opset_import)} opset "
+                         f"imports, {len(model.graph.node)} graph nodes; a model has an IR version, an opset and nodes)")
+    try:
+        inferred = shape_inference.infer_shapes(model)
+    except Exception as exc:  # noqa: BLE001 - onnx raises several types for inconsistent models
+        raise LayerError(f"{where}: ONNX shape inference failed: {type(exc).__name__}: {_clip(str(exc))}") from exc
+    return inferred, where
 
 
 def _shapes(model) -> dict[str, tuple[int, ...]]:
@@ -88,7 +115,10 @@ def _pair(attrs: dict, key: str, default: int = 1) -> tuple[int, int]:
 
 
 def from_onnx(source: Any, name: Optional[str] = None, precision: Optional[Precision] = None) -> nx.DiGraph:
-    """Layer graph of an ONNX model (path or ``onnx.ModelProto``); see the module docstring.
+    """Layer graph of an ONNX model (path, model bytes or ``onnx.ModelProto``); see the module docstring.
+
+    Raises ``LayerError`` naming the file for anything that is not an ONNX model with at least one
+    layer the mapper models. External weight data is never read: only shapes are needed.
 
     Layers get ``precision`` (default int8 operands, 32-bit accumulators: the MCU deployment the
     mapper targets, whatever the model's own data types).
@@ -181,7 +211,11 @@ def from_onnx(source: Any, name: Optional[str] = None, precision: Optional[Preci
                 edges.append((src, label, tensor))
     for entry in skipped:
         log.warning("%s: %s is not a layer the mapper models; it is left out of the graph", where, entry)
-    graph = layer_graph(layers, edges=edges, name=name or (Path(where).stem if where != "<onnx model>" else "onnx"))
+    if not layers:
+        skipped_text = _clip(", ".join(skipped) or "none")
+        raise LayerError(f"{where}: no layer the mapper models (allowed: {', '.join(_CONV + _DENSE + _POOL)}, Add); "
+                         f"ops left out: {skipped_text}")
+    graph = layer_graph(layers, edges=edges, name=name or (Path(where).stem if not where.startswith("<") else "onnx"))
     graph.graph["skipped"] = skipped
     return graph
 

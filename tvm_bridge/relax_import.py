@@ -1,6 +1,6 @@
 """Model import: TFLite and ONNX files (or a user's Relax ``IRModule``) -> Relax ``IRModule``.
 
-Int8 TFLite models come in QDQ form (see ``docs/notes/tvm_bridge.md``). Bad input raises
+Int8 TFLite models come in QDQ form (``tvm_bridge.patterns`` recognises the chains). Bad input raises
 ``BridgeError`` with the file and the reason: not a model file, a float-only model (nothing to run
 in int8 on an accelerator), dynamic shapes (the mapper needs every extent).
 """
@@ -15,7 +15,7 @@ import numpy as np
 import tvm
 from tvm import relax
 
-from tvm_bridge import _compat as C
+from tvm_bridge import _compat as compat
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ class BridgeError(ValueError):
 
 def main_function(mod: tvm.IRModule) -> relax.Function:
     """The ``main`` Relax function of ``mod`` (BridgeError if there is none)."""
-    names = [C.var_name(gv) for gv in mod.get_global_vars()]
+    names = [compat.var_name(gv) for gv in mod.get_global_vars()]
     if "main" not in names:
         raise BridgeError(f"the Relax module has no 'main' function (functions: {', '.join(sorted(names)) or 'none'})")
     func = mod["main"]
@@ -42,9 +42,9 @@ def check_module(mod: tvm.IRModule, source: str = "<module>", require_int8: bool
     """Validate an imported or user-given module: static input shapes, and int8 tensors if required."""
     main = main_function(mod)
     for param in main.params:
-        if C.tensor_shape(param) is None:
-            raise BridgeError(f"{source}: input {C.var_name(param)!r} has a dynamic shape "
-                              f"({C.expr_type(param)}); give static shapes (e.g. shape_dict for ONNX)")
+        if compat.tensor_shape(param) is None:
+            raise BridgeError(f"{source}: input {compat.var_name(param)!r} has a dynamic shape "
+                              f"({compat.expr_type(param)}); give static shapes (e.g. shape_dict for ONNX)")
     if require_int8 and not _has_int8(main):
         raise BridgeError(f"{source}: float-only model (no int8 tensor); the bridge offloads int8-quantized "
                           "layers only: quantize the model to int8 (e.g. TFLite full-integer post-training quantization)")
@@ -52,12 +52,12 @@ def check_module(mod: tvm.IRModule, source: str = "<module>", require_int8: bool
 
 
 def _has_int8(func: relax.Function) -> bool:
-    if any(C.tensor_dtype(p) == "int8" for p in func.params):
+    if any(compat.tensor_dtype(p) == "int8" for p in func.params):
         return True
     found = []
 
     def visit(expr: Any) -> None:
-        if isinstance(expr, relax.Call) and C.op_name(expr) in ("relax.quantize", "relax.dequantize"):
+        if isinstance(expr, relax.Call) and compat.op_name(expr) in ("relax.quantize", "relax.dequantize"):
             found.append(expr)
 
     relax.analysis.post_order_visit(func.body, visit)
