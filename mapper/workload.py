@@ -24,7 +24,8 @@ class LayerError(ValueError):
 
 @dataclass(frozen=True)
 class Precision:
-    """Operand precisions in bits."""
+    """Operand precisions in bits; ``accumulator`` (partial sums) must be >= ``output`` (checked
+    when a ``Layer`` is built)."""
 
     input: int = 8
     weight: int = 8
@@ -113,6 +114,11 @@ class Layer:
             bits = getattr(self.precision, name)
             if not isinstance(bits, int) or not 1 <= bits <= 64:
                 self._fail(f"precision.{name}", f"must be an integer number of bits in 1..64, got {bits}")
+        if self.precision.accumulator < self.precision.output:
+            # The cost model sizes final output tiles at output precision and partial sums at
+            # accumulator precision; its capacity bounds assume partial sums never need fewer bits.
+            self._fail("precision.accumulator", f"{self.precision.accumulator} bits is below the output precision "
+                       f"{self.precision.output} bits; the accumulator must hold at least the output's bits")
 
     # ------------------------------------------------------------------ derived geometry
     @property

@@ -74,7 +74,6 @@ def test_no_import_cycles_in_the_libraries():
     assert _cycles(import_graph(), ("archs", "costmodel", "mapper", "tvm_bridge")) == []
 
 
-@pytest.mark.xfail(strict=True, reason="benchmarks.mlperf_tiny <-> _mlperf_report <-> _mlperf_plots: broken by issue 14")
 def test_no_import_cycles_in_the_benchmarks():
     assert _cycles(import_graph(), LAYERS) == []
 
