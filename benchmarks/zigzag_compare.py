@@ -241,7 +241,9 @@ def main(argv: Optional[list[str]] = None) -> int:
             for layer in chosen:
                 row = compare(target, layer, args.lpf, args.search, Path(tmp))
                 report["rows"].append(row)
-                log.info("%s %s: %s", target, layer.name, {k: v for k, v in row.items() if k != "zigzag_mapping"})
+                print(f"{target} {layer.name}: ZigZag {row.get('zigzag_cycles', row.get('error'))}, reference "
+                      f"{row.get('reference_cycles')}, ours {row.get('ours_cycles', row.get('ours_error'))}", file=sys.stderr,
+                      flush=True)
     print(summary(report))
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(report, indent=1) + "\n")

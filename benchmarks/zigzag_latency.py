@@ -69,8 +69,10 @@ Specification (ZigZag 3.9.1: ``mapping/temporal_mapping.py``, ``spatial_mapping_
 10. **Latency** ``= T + SS + onloading + offloading + systolic drain`` (per systolic array dim,
    its unrolling - 1).
 
-Not covered: IMC arrays, fractional spatial unrollings (ZigZag's "greedy" mappings, the padded
-unrollings of ours), ``cycles_per_op`` other than 1, add and pooling layers.
+Rule 3's unrolling of a loop dim it does not divide (ZigZag's "greedy" mapping, ours padded) is
+spread evenly as ZigZag does: ``size / ceil(size / unrolling)``, truncated to an integer for rules
+4-10, kept fractional for rule 6's utilisation.
+Not covered: IMC arrays, ``cycles_per_op`` other than 1, add and pooling layers.
 """
 
 from __future__ import annotations
@@ -309,6 +311,30 @@ def _spatial_levels(spatial: Mapping[str, Mapping[str, float]], memories: list[d
     return out
 
 
+def _limited(spatial: Mapping[str, Mapping[str, float]], layer: Layer, oa_sizes: Mapping[str, int],
+             decimal: bool) -> dict[str, dict[str, float]]:
+    """Rule 3's unrollings as ZigZag limits them: at most the array dim's size; a loop dim not divided by
+    its unrolling is spread evenly over ``ceil(size / unrolling)`` temporal steps on the first array dim
+    carrying its largest unrolling (``size / steps``, truncated to an integer for the latency)."""
+    out: dict[str, dict[str, float]] = {}
+    for oa, loops in spatial.items():
+        row: dict[str, float] = {}
+        for d, factor in loops.items():
+            size = layer.sizes[LoopDim(d)]
+            if size == 1:
+                continue  # ZigZag drops loop dims of size 1 from the layer
+            factor = min(factor, oa_sizes[oa])
+            biggest = max(other.get(d, 0) for other in spatial.values())
+            first = next(name for name, other in spatial.items() if other.get(d, 0) == biggest)
+            if oa == first:
+                early = math.prod(out[name].get(d, 1) for name in out)
+                steps = math.ceil(size / (factor * early))
+                factor = size / steps / early if decimal else int(size / steps / early)
+            row[d] = factor
+        out[oa] = {d: f for d, f in row.items() if f != 1}
+    return out
+
+
 def _operand_order(layer: Layer) -> list[str]:
     """O, then the inputs in the order of the equation we write for ZigZag (``to_zigzag_workload``)."""
     rhs = to_zigzag_workload([layer])[0]["equation"].split("=", 1)[1]
@@ -357,20 +383,20 @@ def zigzag_latency(hardware: Union[str, Path, Mapping[str, Any]], layer: Layer, 
     to_layer = {mem: op for op, mem in links.items()}
     memories, chains = _memories(data)
     iy, ix = layer.input_size
-    spatial = {str(oa): {str(d): float(f) for d, f in loops.items() if float(f) != 1} for oa, loops in mapping["spatial"].items()}
-    for loops in spatial.values():
-        for d, f in loops.items():
-            if f != int(f):
-                raise ValueError(f"spatial: fractional unrolling {d} {f} is not covered")
+    given = {str(oa): {str(d): float(f) for d, f in loops.items()} for oa, loops in mapping["spatial"].items()}
+    oa_sizes = dict(zip(data["operational_array"]["dimensions"], data["operational_array"]["sizes"]))
+    spatial = _limited(given, layer, oa_sizes, decimal=False)  # what the latency uses
+    fractional = _limited(given, layer, oa_sizes, decimal=True)  # what memory utilisation (rule 6) uses
     ops: dict[str, _Operand] = {}
+    fill: dict[str, _Operand] = {}
     for name in _operand_order(layer):
         levels = [[(str(d), int(f)) for d, f in level if int(f) != 1] for level in mapping["temporal"][name]]
         chain = chains[links[name]]
         if len(levels) != len(chain):
             raise ValueError(f"temporal.{name}: {len(levels)} levels for the {len(chain)} memories {chain}")
         precision = {"O": layer.precision.accumulator, "I": layer.precision.input, "W": layer.precision.weight}[name]
-        ops[name] = _Operand(name, layer, levels, _spatial_levels(spatial, memories, chain), precision,
-                             layer.precision.output, {"IY": iy, "IX": ix})
+        ops[name], fill[name] = (_Operand(name, layer, levels, _spatial_levels(sm, memories, chain), precision,
+                                          layer.precision.output, {"IY": iy, "IX": ix}) for sm in (spatial, fractional))
     totals = {op.total for op in ops.values()}
     if len(totals) != 1:
         raise ValueError(f"temporal: the operands' loops multiply to different totals {sorted(totals)}")
@@ -379,7 +405,7 @@ def zigzag_latency(hardware: Union[str, Path, Mapping[str, Any]], layer: Layer, 
     by_name = {m["name"]: m for m in memories}
 
     # rule 6: double buffering
-    individual = {name: [op.eff[m + 1] / by_name[chains[links[name]][m]]["size"] for m in range(op.n)] for name, op in ops.items()}
+    individual = {name: [op.eff[m + 1] / by_name[chains[links[name]][m]]["size"] for m in range(op.n)] for name, op in fill.items()}
     shared = {name: list(u) for name, u in individual.items()}
     groups = []
     for mem in memories:
@@ -483,8 +509,8 @@ def zigzag_latency(hardware: Union[str, Path, Mapping[str, Any]], layer: Layer, 
     # rule 10
     systolic = (data.get("operational_array") or {}).get("systolic_dimensions") or []
     drain = sum(max(math.ceil(math.prod(spatial[oa].values())) - 1, 0) for oa in systolic if oa in spatial)
-    return ZigZagLatency(latency_cycles=total + ss + onloading + offloading + drain, temporal_cycles=int(total),
-                         stall_slack_cycles=ss, onloading_cycles=onloading, offloading_cycles=offloading,
+    return ZigZagLatency(latency_cycles=float(total + ss + onloading + offloading + drain), temporal_cycles=int(total),
+                         stall_slack_cycles=float(ss), onloading_cycles=float(onloading), offloading_cycles=float(offloading),
                          systolic_drain_cycles=drain, double_buffered=double, port_stall_slack=port_ss)
 
 

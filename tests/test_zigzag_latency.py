@@ -89,3 +89,30 @@ def test_outside_the_specification_is_a_clear_error():
     bad["temporal"]["O"] = [[["C", 2]]]
     with pytest.raises(ValueError, match=r"temporal.O: 1 levels for the 2 memories"):
         zigzag_latency(HW, dense(2), bad)
+
+
+def test_compare_benchmark_names_where_our_space_is_larger():
+    # ZigZag's tpu_like mapping: Conv layers (default entry) unroll K on D1 and C on D2; only Add/Pooling get G.
+    from archs.zigzag import zigzag_example
+    from benchmarks.zigzag_compare import layers, space_note
+
+    mapping_file = zigzag_example("tpu_like", "mapping")
+    module = archs.from_zigzag(zigzag_example("tpu_like"), mapping_file).modules["tpu_like"]
+    by_name = {layer.name: layer for layer in layers()}
+    assert space_note(by_name["mobilenet_dw"], module, mapping_file) == "D1: ours may unroll G (ZigZag's 'default' entry: K)"
+    assert space_note(by_name["resnet8_conv_2d_2"], module, mapping_file) == ""
+    assert {layer.kind for layer in by_name.values()} == {"conv2d", "depthwise", "dense"}
+
+
+def test_readme_zigzag_latency_example_runs():
+    import contextlib
+    import io
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    block = re.search(r"### ZigZag's latency of a mapping.*?```python\n(.*?)```\n\nIt prints.*?:\n\n((?:    [^\n]*\n)+)", text, re.S)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(block.group(1), "README.md", "exec"), {})
+    assert out.getvalue().split() == block.group(2).split()
