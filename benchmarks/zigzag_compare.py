@@ -15,7 +15,9 @@ ResNet-18 layers and one MobileNet depthwise layer; int8 operands, 16-bit partia
 4. says where our search space is larger than ZigZag's for that layer: loop dims our imported
    module may unroll on an array dim that ZigZag's mapping entry for the layer does not give it
    (e.g. a depthwise layer's G, which ZigZag's example files give only to Add and Pooling);
-5. with ``--search``, also runs our search (``mapper.search_module``) and costs our best mapping
+5. with ``--check-every-mapping``, compares the reference with ZigZag on every mapping ZigZag
+   evaluates (latency, stall/slack, onloading, offloading), not only on its choice;
+6. with ``--search``, also runs our search (``mapper.search_module``) and costs our best mapping
    in both models (slow on the 4-D arrays until the search gets a time budget).
 
 ZigZag (``pip install '.[compare]'``) must be importable; it is never imported by tests.
@@ -105,28 +107,58 @@ def space_note(layer: mapper.Layer, module: Any, mapping_file: Path) -> str:
     return "; ".join(notes)
 
 
-def run_zigzag(layer: mapper.Layer, hardware: Path, mapping: Path, lpf: int, tmp: Path) -> tuple[Any, float]:
-    """ZigZag's best CostModelEvaluation for ``layer`` (latency objective) and the seconds it took."""
+def run_zigzag(layer: mapper.Layer, hardware: Path, mapping: Path, lpf: int, tmp: Path,
+               every: Optional[list] = None) -> tuple[Any, float]:
+    """ZigZag's best CostModelEvaluation for ``layer`` (latency objective) and the seconds it took;
+    with ``every`` (a list), every CostModelEvaluation ZigZag builds is appended to it."""
     from zigzag import api
+    from zigzag.stages.evaluation.cost_model_evaluation import CostModelStage
 
     workload = tmp / f"{layer.name}.yaml"
     workload.write_text(yaml.safe_dump(to_zigzag_workload([layer]), sort_keys=False))
+    original = CostModelStage.run
+
+    def collecting(self):  # one CostModelEvaluation per temporal mapping ZigZag evaluates
+        for cme, extra in original(self):
+            every.append(cme)
+            yield cme, extra
+
+    if every is not None:
+        CostModelStage.run = collecting
     start = time.perf_counter()
-    with contextlib.redirect_stdout(io.StringIO()):
-        _, _, cmes = api.get_hardware_performance_zigzag(str(workload), str(hardware), str(mapping), opt="latency",
-                                                         lpf_limit=lpf, dump_folder=str(tmp / "out"),
-                                                         loma_show_progress_bar=False)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            _, _, cmes = api.get_hardware_performance_zigzag(str(workload), str(hardware), str(mapping), opt="latency",
+                                                             lpf_limit=lpf, dump_folder=str(tmp / "out"),
+                                                             loma_show_progress_bar=False)
+    finally:
+        CostModelStage.run = original
     return cmes[0][1][0][0], time.perf_counter() - start
 
 
-def compare(target: str, layer: mapper.Layer, lpf: int, search: bool, tmp: Path) -> dict[str, Any]:
+def check_every_mapping(cmes: list, layer: mapper.Layer, hardware: Path) -> dict[str, Any]:
+    """The reference against ZigZag on every evaluated mapping: latency and its stall/slack, onloading and
+    offloading parts must be equal (relative 1e-9)."""
+    mismatches = []
+    for cme in cmes:
+        links = {str(k): str(v) for k, v in cme.layer.memory_operand_links.data.items()}
+        got = zigzag_latency(hardware, layer, zigzag_mapping_dict(cme), links)
+        theirs = (cme.latency_total2, cme.stall_slack_comb, cme.data_onloading_cycle, cme.data_offloading_cycle)
+        ours = (got.latency_cycles, got.stall_slack_cycles, got.onloading_cycles, got.offloading_cycles)
+        if any(abs(a - b) > 1e-9 * max(1.0, abs(a)) for a, b in zip(theirs, ours)):
+            mismatches.append({"zigzag": [float(x) for x in theirs], "reference": list(ours)})
+    return {"checked": len(cmes), "mismatches": len(mismatches), "first_mismatches": mismatches[:3]}
+
+
+def compare(target: str, layer: mapper.Layer, lpf: int, search: bool, tmp: Path, every: bool = False) -> dict[str, Any]:
     """One row of the report (see the module docstring)."""
     hardware, mapping_file = _files(target)
     module = archs.from_zigzag(hardware, mapping_file).modules[target]
     row: dict[str, Any] = {"target": target, "layer": layer.name, "kind": layer.kind, "macs": layer.macs,
                            "space_note": space_note(layer, module, mapping_file)}
+    evaluated: Optional[list] = [] if every else None
     try:
-        cme, seconds = run_zigzag(layer, hardware, mapping_file, lpf, tmp)
+        cme, seconds = run_zigzag(layer, hardware, mapping_file, lpf, tmp, evaluated)
     except Exception as exc:  # noqa: BLE001 - ZigZag raises many types; recorded, the run goes on
         row["error"] = f"ZigZag failed: {type(exc).__name__}: {str(exc)[:200]}"
         return row
@@ -138,6 +170,8 @@ def compare(target: str, layer: mapper.Layer, lpf: int, search: bool, tmp: Path)
     reference = zigzag_latency(hardware, layer, chosen, links)
     row["reference_cycles"] = reference.latency_cycles
     row["reference_ratio"] = reference.latency_cycles / row["zigzag_cycles"]
+    if evaluated is not None:
+        row["every_mapping"] = check_every_mapping(evaluated, layer, hardware)
     try:
         ours = evaluate_mapping(layer, module, mapping_from_zigzag(chosen, layer, module))
     except ValueError as exc:
@@ -183,6 +217,10 @@ def summary(report: dict[str, Any]) -> str:
                          f"(ZigZag semantics), {r['search_seconds']:.1f} s")
         lines.append(f"{r['target']:<15} {r['layer']:<22} {r['zigzag_cycles']:>11.0f} {r['reference_cycles']:>11.0f} "
                      f"{r['reference_ratio']:>7.3f} {ours} {r['zigzag_seconds']:>6.1f}  {'; '.join(notes)}")
+    checks = [r["every_mapping"] for r in report["rows"] if "every_mapping" in r]
+    if checks:
+        lines.append(f"every mapping ZigZag evaluated: {sum(c['checked'] for c in checks)} checked, "
+                     f"{sum(c['mismatches'] for c in checks)} where the reference differs from ZigZag")
     for key, text in (("reference_ratio", "reference / ZigZag"), ("ours_ratio", "ours / ZigZag")):
         values = [r[key] for r in report["rows"] if key in r]
         if values:
@@ -209,6 +247,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--quick", action="store_true", help="one layer (resnet8_conv_2d_2) per accelerator")
     parser.add_argument("--search", action="store_true", help="also run our search and cost its best in both models")
     parser.add_argument("--lpf", type=int, default=6, help="ZigZag lpf_limit (default 6)")
+    parser.add_argument("--check-every-mapping", action="store_true",
+                        help="compare the reference with ZigZag on every mapping ZigZag evaluates, not only its choice")
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -239,7 +279,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     with tempfile.TemporaryDirectory(prefix="zigzag_compare_") as tmp:
         for target in targets:
             for layer in chosen:
-                row = compare(target, layer, args.lpf, args.search, Path(tmp))
+                row = compare(target, layer, args.lpf, args.search, Path(tmp), args.check_every_mapping)
                 report["rows"].append(row)
                 print(f"{target} {layer.name}: ZigZag {row.get('zigzag_cycles', row.get('error'))}, reference "
                       f"{row.get('reference_cycles')}, ours {row.get('ours_cycles', row.get('ours_error'))}", file=sys.stderr,
