@@ -153,7 +153,8 @@ def check_every_mapping(cmes: list, layer: mapper.Layer, hardware: Path) -> dict
 def compare(target: str, layer: mapper.Layer, lpf: int, search: bool, tmp: Path, every: bool = False) -> dict[str, Any]:
     """One row of the report (see the module docstring)."""
     hardware, mapping_file = _files(target)
-    module = archs.from_zigzag(hardware, mapping_file).modules[target]
+    soc = archs.from_zigzag(hardware, mapping_file)
+    module = soc.modules[soc.name]  # the accelerator (tesla_npu_like.yaml names itself npu_like)
     row: dict[str, Any] = {"target": target, "layer": layer.name, "kind": layer.kind, "macs": layer.macs,
                            "space_note": space_note(layer, module, mapping_file)}
     evaluated: Optional[list] = [] if every else None
@@ -276,16 +277,20 @@ def main(argv: Optional[list[str]] = None) -> int:
     report: dict[str, Any] = {"benchmark": "zigzag_compare", "zigzag_version": getattr(zigzag, "__version__", "?"),
                               "lpf_limit": args.lpf, "commit": _commit(), "python": platform.python_version(),
                               "examples": str(EXAMPLES_DIR), "precision": PRECISION.__dict__, "rows": []}
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="zigzag_compare_") as tmp:
         for target in targets:
             for layer in chosen:
-                row = compare(target, layer, args.lpf, args.search, Path(tmp), args.check_every_mapping)
+                try:
+                    row = compare(target, layer, args.lpf, args.search, Path(tmp), args.check_every_mapping)
+                except Exception as exc:  # noqa: BLE001 - recorded in the row; the other rows still run
+                    row = {"target": target, "layer": layer.name, "error": f"{type(exc).__name__}: {str(exc)[:300]}"}
                 report["rows"].append(row)
+                Path(args.json).write_text(json.dumps(report, indent=1) + "\n")  # so far, in case of an interruption
                 print(f"{target} {layer.name}: ZigZag {row.get('zigzag_cycles', row.get('error'))}, reference "
                       f"{row.get('reference_cycles')}, ours {row.get('ours_cycles', row.get('ours_error'))}", file=sys.stderr,
                       flush=True)
     print(summary(report))
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(report, indent=1) + "\n")
     return 0
 
