@@ -259,7 +259,7 @@ _MEMORY = _fields(
     }
 )
 _SPATIAL = _fields(
-    {"name": (True, _text), "size": (True, _integer(1)), "unroll": (True, _sequence(_enum(LoopDim), non_empty=True))}
+    {"name": (True, _text), "size": (True, _integer(1)), "unroll": (True, _sequence(_enum(LoopDim)))}
 )
 _RULE = _fields(
     {

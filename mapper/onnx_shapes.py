@@ -5,7 +5,8 @@ dilations and padding, with the graph's data dependences. It needs neither TVM n
 parameters, and reads float and QDQ int8 models alike (``DequantizeLinear``/``QuantizeLinear`` and
 other shape-preserving ops are looked through). To compile a model use ``tvm_bridge``.
 
-Layers: ``Conv`` (NCHW; ``group == channels`` -> depthwise), ``ConvInteger``/``QLinearConv``,
+Layers: ``Conv`` (NCHW; ``group == channels`` -> depthwise, other ``group > 1`` -> a grouped
+``conv2d``: G groups of K/G output and C/G input channels), ``ConvInteger``/``QLinearConv``,
 ``Gemm``/``MatMul`` with a 2-D constant weight -> dense, ``Add`` of two same-shape activations,
 ``AveragePool``/``MaxPool``/``GlobalAveragePool``/``GlobalMaxPool`` -> pool. Other compute ops are
 logged and left out of the graph (``graph.graph["skipped"]`` lists them); an op we cannot size is
@@ -169,9 +170,13 @@ def from_onnx(source: Any, name: Optional[str] = None, precision: Optional[Preci
             elif group == c and c_per_group == 1 and k % c == 0:
                 layer = depthwise(label, input_size=(ih, iw), channels=c, kernel=(fy, fx), stride=stride, dilation=dilation,
                                   padding=padding, multiplier=k // c, batch=n)
+            elif group >= 1 and c_per_group * group == c and k % group == 0:
+                layer = conv2d(label, input_size=(ih, iw), in_channels=c, out_channels=k, kernel=(fy, fx), stride=stride,
+                               dilation=dilation, padding=padding, groups=group, batch=n)
             else:
-                raise LayerError(f"{where}: node {label!r} (Conv): group {group} with {c} channels is not supported "
-                                 "(allowed: 1, or one group per input channel)")
+                raise LayerError(f"{where}: node {label!r} (Conv): group {group} does not fit its {c} input channels, weight "
+                                 f"shape {(k, c_per_group, fy, fx)} (allowed: group >= 1 dividing the input and output "
+                                 "channels, weight input channels = input channels / group)")
             data = [x]
         elif op in _DENSE:
             a = node.input[0]

@@ -66,8 +66,6 @@ def test_errors_name_the_node(tmp_path):
     bad.write_bytes(b"not a model")
     with pytest.raises(mapper.LayerError, match="not an ONNX model"):
         mapper.from_onnx(bad)
-    with pytest.raises(mapper.LayerError, match="'dw' .*group 4 with 8 channels is not supported"):
-        mapper.from_onnx(_model(False, group=4))
     with pytest.raises(mapper.LayerError, match="'stem' .*dynamic shapes are not supported"):
         mapper.from_onnx(_model(False, dynamic=True))
 

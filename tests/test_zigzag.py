@@ -150,8 +150,8 @@ def test_memory_operand_links_of_the_mapping_file_are_followed():
 
 def test_bad_mapping_file_and_missing_file(tmp_path):
     bad = tmp_path / "map.yaml"
-    bad.write_text(yaml.safe_dump([{"name": "default", "spatial_mapping": {"D1": ["D0, 8"]}}]))
-    with pytest.raises(ArchError, match=r"map.yaml: \[0\].spatial_mapping.D1\[0\]: unknown loop dim 'D0'"):
+    bad.write_text(yaml.safe_dump([{"name": "default", "spatial_mapping": {"D1": ["K16"]}}]))
+    with pytest.raises(ArchError, match=r"map.yaml: \[0\].spatial_mapping.D1\[0\]: must look like 'K, 16', got 'K16'"):
         archs.from_zigzag(TPU, bad)
     with pytest.raises(ArchError, match="no such accelerator file"):
         archs.from_zigzag(tmp_path / "missing.yaml")
