@@ -8,7 +8,6 @@ import ast
 from pathlib import Path
 
 import networkx as nx
-import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 LAYERS = ("archs", "costmodel", "mapper", "tvm_bridge", "benchmarks")  # each may import only those before it
