@@ -137,14 +137,15 @@ def _worker_zigzag(target: str, workload: str, lpf: int, dump: str) -> dict[str,
     hardware = zigzag_example(target, "hardware")
     mapping = zigzag_example(_MAPPING_FILE.get(target, target), "mapping")
     start = time.perf_counter()
-    _, _, cmes = api.get_hardware_performance_zigzag(workload, str(hardware), str(mapping), opt="latency",
+    api.get_hardware_performance_zigzag(workload, str(hardware), str(mapping), opt="latency",
                                                      lpf_limit=lpf, dump_folder=dump, loma_show_progress_bar=False)
     seconds = time.perf_counter() - start
-    layers = []
-    for entry in cmes:
-        cme = entry[1][0][0] if isinstance(entry, tuple) and isinstance(entry[1], list) else entry[0]
-        layers.append({"layer": str(cme.layer.name), "latency_cycles": float(cme.latency_total2),
-                       "mapping": zigzag_mapping_dict(cme)})
+    import pickle
+
+    with open(Path(dump) / "list_of_cmes.pickle", "rb") as handle:  # every layer's best evaluation, in order
+        evaluations = pickle.load(handle)
+    layers = [{"layer": str(cme.layer.name), "latency_cycles": float(cme.latency_total2),
+               "mapping": zigzag_mapping_dict(cme)} for cme in evaluations]
     return {"seconds": seconds, "layers": layers}
 
 
