@@ -44,7 +44,7 @@ from typing import Optional
 import numpy as np
 
 from archs.dims import DIMS, OPERANDS
-from costmodel.cost import cut_traffic
+from costmodel.cost import _pipelined_cycles, cut_traffic
 from costmodel.problem import Problem
 from mapper.tree_search import (
     SearchStats,
@@ -149,12 +149,19 @@ def _root(t: _UpTables) -> _Nodes:
 def _bound(t: _UpTables, nodes: _Nodes) -> tuple[np.ndarray, np.ndarray]:
     """(primary, secondary) lower bounds of ``nodes`` (their kernel call fixed)."""
     return _bound_of(t, nodes.P, nodes.kernel, nodes.mask, nodes.serial + nodes.open_serial,
-                     nodes.overlapped + nodes.open_overlapped, nodes.energy + nodes.open_energy)
+                     nodes.overlapped + nodes.open_overlapped, nodes.energy + nodes.open_energy,
+                     nodes.db_fetches, nodes.db_event)
 
 
-def _bound_of(t: _UpTables, P, kernel, mask, serial, overlapped, energy) -> tuple[np.ndarray, np.ndarray]:
+def _bound_of(t: _UpTables, P, kernel, mask, serial, overlapped, energy, db_fetches=None,
+              db_event=None) -> tuple[np.ndarray, np.ndarray]:
     """Bounds from a node's tile, kernel call, placed cut points and placed costs (closed exact plus
-    open lower bounds): outward chains for the unplaced cut points, the kernel call's own costs."""
+    open lower bounds): outward chains for the unplaced cut points, the kernel call's own costs.
+
+    The overlapped part of the latency is at least the compute, at least all double-buffered
+    traffic, and at least the pipelined sum of ``evaluate`` over the closed double-buffered cut
+    points' fetches ``db_fetches`` and cycles per fetch ``db_event`` alone (adding events to that
+    sum can only raise it: each call's load grows)."""
     ser = serial + t.overhead[kernel]
     ovl = overlapped.copy()
     en = energy + t.kernel_energy[kernel]
@@ -167,7 +174,12 @@ def _bound_of(t: _UpTables, P, kernel, mask, serial, overlapped, energy) -> tupl
                 ser[rows] += table[0]
                 ovl[rows] += table[1]
                 en[rows] += table[2]
-    latency = np.maximum(t.compute[kernel], ovl) + ser
+    hidden = np.maximum(t.compute[kernel], ovl)
+    if db_fetches is not None and t.db_cuts:
+        n_steps = (t.total // t.point_volume[kernel]).astype(np.float64)
+        compute = t.compute[kernel]
+        hidden = np.maximum(hidden, _pipelined_cycles(n_steps, compute / n_steps, db_fetches.T, db_event.T))
+    latency = hidden + ser
     return objective_values(t.objective, latency, en)
 
 
@@ -367,7 +379,9 @@ def _expand(t: _UpTables, nodes: _Nodes, incumbent: tuple, stats: SearchStats):
                     energy = energy + t.energy_lb[p, Pg]
                     occupancy[:, t.mem[p]] += t.buffer_lb[p, Pg]
                 new_mask = np.full(rows.size, m | group, dtype=np.int64)
-                primary, secondary = _bound_of(t, Pg, v.kernel[rows_m[rows]], new_mask, serial, overlapped, energy)
+                sel = rows_m[rows]
+                primary, secondary = _bound_of(t, Pg, v.kernel[sel], new_mask, serial, overlapped, energy,
+                                               v.db_fetches[sel], v.db_event[sel])
                 ok = _fits(t, Pg, new_mask, occupancy) & can_beat(primary, secondary, incumbent)
                 stats.children += rows.size
                 stats.pruned += int((~ok).sum())
