@@ -493,14 +493,14 @@ def search_bottom_up(problem: Problem, objective: str, incumbent: tuple = (np.in
     call out (best-first, batches of about ``pairs_per_batch`` (node, tile) pairs). Exact unless
     ``deadline`` (a ``time.perf_counter()`` value) passes: then the least bound left is returned as
     a certified lower bound."""
-    t = _UpTables(problem, objective)
+    t = _tables(problem, objective)
     stats = SearchStats()
     best_key: tuple = tuple(incumbent)
     best = None
     root = _root(t)
     root.primary, root.secondary = _root_bound(t, root)
     if not np.isfinite(best_key[0]):
-        found = _dive(t, root, stats)
+        found = _dive(t, root, stats, best_key)
         if found is not None:
             best_key, best = found
     pool = root
@@ -546,9 +546,34 @@ def _result(key: tuple, best, lower: float, complete: bool, stats: SearchStats) 
     return TemporalResult(key, *best, float(lower), complete, stats=stats)
 
 
-def _dive(t: _UpTables, root: _Nodes, stats: SearchStats, width: int = _DIVE_WIDTH):
-    """A first complete mapping: expand only the ``width`` best nodes of each step."""
-    best_key: tuple = (np.inf, np.inf)
+def dive_bottom_up(problem: Problem, objective: str, incumbent: tuple = (np.inf, np.inf)) -> TemporalResult:
+    """A quick mapping strictly better than ``incumbent``, if the narrow dive of ``search_bottom_up``
+    finds one (not a proof: ``complete`` is False, ``lower_bound`` the root's bound)."""
+    t = _tables(problem, objective)
+    stats = SearchStats()
+    root = _root(t)
+    root.primary, root.secondary = _root_bound(t, root)
+    found = _dive(t, root, stats, tuple(incumbent)) if can_beat(root.primary, root.secondary, incumbent)[0] else None
+    if found is None:
+        return _result(incumbent, None, float(root.primary[0]), False, stats)
+    return _result(found[0], found[1], float(root.primary[0]), False, stats)
+
+
+search_bottom_up.dive = dive_bottom_up  # search_module seeds its incumbent with it across unrollings
+
+
+def _tables(problem: Problem, objective: str) -> _UpTables:
+    """The problem's tables, computed once (kept in ``problem.memo``)."""
+    key = ("bottom_up_tables", objective)
+    if key not in problem.memo:
+        problem.memo[key] = _UpTables(problem, objective)
+    return problem.memo[key]
+
+
+def _dive(t: _UpTables, root: _Nodes, stats: SearchStats, incumbent: tuple = (np.inf, np.inf),
+          width: int = _DIVE_WIDTH):
+    """A complete mapping better than ``incumbent``: expand only the ``width`` best nodes of each step."""
+    best_key: tuple = tuple(incumbent)
     best = None
     frontier = root
     while len(frontier):

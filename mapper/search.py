@@ -318,7 +318,12 @@ def enumerate_temporal(problem: Problem, objective: str, incumbent: tuple = (np.
 
 TemporalSearch = Callable[[Problem, str, tuple, Optional[float]], TemporalResult]
 """A temporal search strategy: ``(problem, objective, incumbent, deadline) -> TemporalResult``, the
-best mapping of the problem strictly better than ``incumbent`` (see ``mapper.tree_search``)."""
+best mapping of the problem strictly better than ``incumbent`` (see ``mapper.bottom_up``). It may
+carry a ``dive`` attribute, ``(problem, objective, incumbent) -> TemporalResult``: a quick mapping
+(not proven) that ``search_module`` first runs on the most promising unrollings, to seed the
+incumbent every exact search then prunes with."""
+
+_SEED_DIVES = 16  # unrollings dived into before the exact searches
 
 
 def _single_call(problem: Problem, objective: str) -> TemporalResult:
@@ -378,6 +383,20 @@ def search_module(layer: Layer, module: ExecModule, objective: str = "latency", 
     stats = SearchStats()
     open_bounds: list[float] = []  # lower bounds of what the budget left unexplored
     overflow = None
+    dive = getattr(search, "dive", None)  # optional: a quick mapping per unrolling, to seed the incumbent
+    if dive is not None:
+        for spatial_rank in visit[:_SEED_DIVES]:
+            problem = problems[spatial_rank]
+            if floors[spatial_rank] > incumbent[0] * (1 + _TIE):
+                break
+            if not problem.cut_points or _smallest_overflow(problem) is not None:
+                continue
+            result = dive(problem, objective, incumbent)
+            stats.add(result.stats)
+            if result.segments is not None:
+                incumbent = result.key
+                best = (unrollings[spatial_rank], problem,
+                        *explicit_nest(problem, result.segments, result.leaders, result.cut_groups))
     for n, spatial_rank in enumerate(visit):
         unrolling, problem = unrollings[spatial_rank], problems[spatial_rank]
         if floors[spatial_rank] > incumbent[0] * (1 + _TIE):
