@@ -65,6 +65,7 @@ from typing import Any, Mapping, Optional, Sequence, Union
 import yaml
 
 from archs.dims import LoopDim, Operand
+from archs.kernel_hooks import quote
 from archs.model import LAYER_KINDS, SoC
 from archs.schema import MAX_YAML_BYTES, ArchError, from_dict
 
@@ -295,7 +296,7 @@ def _mapping_info(mapping: Union[PathLike, Sequence[Mapping], None]) -> tuple[di
     for i, entry in enumerate(data):
         path = f"[{i}]"
         if not isinstance(entry, dict):
-            errors.add(path, f"must be a mapping, got {entry!r}")
+            errors.add(path, f"must be a mapping, got {quote(entry)}")
             continue
         _check_keys(entry, _MAPPING_KEYS, ("name",), path, errors)
         entries.append((i, entry))
@@ -309,9 +310,9 @@ def _mapping_info(mapping: Union[PathLike, Sequence[Mapping], None]) -> tuple[di
     if given is not None:
         path = f"[{names.index('default')}].memory_operand_links"
         if not isinstance(given, dict) or set(given) != {"O", "I", "W"}:
-            errors.add(path, f"must map each of O, I, W to a memory operand, got {given!r}")
+            errors.add(path, f"must map each of O, I, W to a memory operand, got {quote(given)}")
         elif sorted(given.values()) != sorted(MEMORY_OPERANDS) or given["O"] != "O":
-            errors.add(path, f"must link O to O and I, W to I1, I2 (in either order), got {given!r}")
+            errors.add(path, f"must link O to O and I, W to I1, I2 (in either order), got {quote(given)}")
         else:
             links = dict(given)
     rules: list[tuple[dict[str, list[str]], dict[str, list[str]]]] = []
@@ -330,7 +331,7 @@ def _mapping_info(mapping: Union[PathLike, Sequence[Mapping], None]) -> tuple[di
 def _check_array(array: Any, errors: _Errors) -> Optional[tuple[list[str], list[int], float]]:
     path = "operational_array"
     if not isinstance(array, dict):
-        errors.add(path, f"must be a mapping, got {array!r}")
+        errors.add(path, f"must be a mapping, got {quote(array)}")
         return None
     _check_keys(array, _ARRAY_KEYS, ("dimensions", "sizes"), path, errors)
     if array.get("is_imc"):
@@ -349,19 +350,19 @@ def _check_array(array: Any, errors: _Errors) -> Optional[tuple[list[str], list[
         energy = 0.0
     ok = True
     if not isinstance(dims, list) or not dims or not all(isinstance(d, str) and _OA_DIM.match(d) for d in dims):
-        errors.add(f"{path}.dimensions", f"must be a non-empty list of D1, D2, ..., got {dims!r}")
+        errors.add(f"{path}.dimensions", f"must be a non-empty list of D1, D2, ..., got {quote(dims)}")
         ok = False
     elif len(set(dims)) != len(dims):
-        errors.add(f"{path}.dimensions", f"lists a dimension twice: {dims!r}")
+        errors.add(f"{path}.dimensions", f"lists a dimension twice: {quote(dims)}")
         ok = False
     if not isinstance(sizes, list) or not all(_is_int(s) and s >= 1 for s in sizes):
-        errors.add(f"{path}.sizes", f"must be a list of integers >= 1, got {sizes!r}")
+        errors.add(f"{path}.sizes", f"must be a list of integers >= 1, got {quote(sizes)}")
         ok = False
     elif ok and len(sizes) != len(dims):
         errors.add(f"{path}.sizes", f"has {len(sizes)} entries for {len(dims)} dimensions")
         ok = False
     if energy is not None and (not _is_number(energy) or energy < 0):
-        errors.add(f"{path}.unit_energy", f"must be a number >= 0 (pJ per MAC), got {energy!r}")
+        errors.add(f"{path}.unit_energy", f"must be a number >= 0 (pJ per MAC), got {quote(energy)}")
         ok = False
     systolic = array.get("systolic_dimensions")
     if systolic:
@@ -372,20 +373,20 @@ def _check_array(array: Any, errors: _Errors) -> Optional[tuple[list[str], list[
 
 def _check_port(port: Any, path: str, held: list[str], errors: _Errors) -> Optional[dict]:
     if not isinstance(port, dict):
-        errors.add(path, f"must be a mapping with {', '.join(_PORT_KEYS)}, got {port!r}")
+        errors.add(path, f"must be a mapping with {', '.join(_PORT_KEYS)}, got {quote(port)}")
         return None
     _check_keys(port, _PORT_KEYS, _PORT_KEYS, path, errors)
     ok = all(k in port for k in _PORT_KEYS)
     name, kind = port.get("name"), port.get("type")
     if "name" in port and not (isinstance(name, str) and _PORT_NAME.match(name)):
-        errors.add(f"{path}.name", f"must look like r_port_1, w_port_1 or rw_port_1, got {name!r}")
+        errors.add(f"{path}.name", f"must look like r_port_1, w_port_1 or rw_port_1, got {quote(name)}")
         ok = False
     if "type" in port and kind not in ("read", "write", "read_write"):
-        errors.add(f"{path}.type", f"must be one of read, write, read_write, got {kind!r}")
+        errors.add(f"{path}.type", f"must be one of read, write, read_write, got {quote(kind)}")
         ok = False
     for key in ("bandwidth_min", "bandwidth_max"):
         if key in port and not (_is_int(port[key]) and port[key] >= 1):
-            errors.add(f"{path}.{key}", f"must be an integer >= 1 (bits per cycle), got {port[key]!r}")
+            errors.add(f"{path}.{key}", f"must be an integer >= 1 (bits per cycle), got {quote(port[key])}")
             ok = False
     if ok and port["bandwidth_min"] > port["bandwidth_max"]:
         errors.add(f"{path}.bandwidth_min", f"must not exceed bandwidth_max ({port['bandwidth_max']}), got {port['bandwidth_min']}")
@@ -393,12 +394,12 @@ def _check_port(port: Any, path: str, held: list[str], errors: _Errors) -> Optio
     directions: list[tuple[str, str]] = []
     allocation = port.get("allocation")
     if "allocation" in port and not isinstance(allocation, list):
-        errors.add(f"{path}.allocation", f"must be a list like ['I1, tl', 'O, fl'], got {allocation!r}")
+        errors.add(f"{path}.allocation", f"must be a list like ['I1, tl', 'O, fl'], got {quote(allocation)}")
         ok = False
     for j, item in enumerate(allocation if isinstance(allocation, list) else []):
         match = _ALLOCATION.match(str(item))
         if not match:
-            errors.add(f"{path}.allocation[{j}]", f"must be '<I1|I2|O>, <fh|tl|fl|th>', got {item!r}")
+            errors.add(f"{path}.allocation[{j}]", f"must be '<I1|I2|O>, <fh|tl|fl|th>', got {quote(item)}")
             ok = False
             continue
         operand, direction = match.groups()
@@ -406,7 +407,7 @@ def _check_port(port: Any, path: str, held: list[str], errors: _Errors) -> Optio
             errors.add(f"{path}.allocation[{j}]", f"operand {operand} is not in this memory's operands {held}")
             ok = False
         if kind == "read" and direction in WRITE_DIRECTIONS or kind == "write" and direction in READ_DIRECTIONS:
-            errors.add(f"{path}.allocation[{j}]", f"a {kind} port cannot carry direction {direction!r}")
+            errors.add(f"{path}.allocation[{j}]", f"a {kind} port cannot carry direction {quote(direction)}")
             ok = False
         directions.append((operand, direction))
     if not ok:
@@ -434,7 +435,7 @@ def _translate_memory(name: str, mem: Any, oa: tuple[list[str], list[int], float
                       errors: _Errors) -> Optional[dict]:
     path = f"memories.{name}"
     if not isinstance(mem, dict):
-        errors.add(path, f"must be a mapping, got {mem!r}")
+        errors.add(path, f"must be a mapping, got {quote(mem)}")
         return None
     _check_keys(mem, _MEMORY_KEYS, ("size", "operands", "ports", "served_dimensions"), path, errors)
     ok = True
@@ -448,29 +449,29 @@ def _translate_memory(name: str, mem: Any, oa: tuple[list[str], list[int], float
                 errors.add(f"{path}.{key}", "required key is missing (pJ per access of one port word)")
                 ok = False
             elif not _is_number(mem[key]) or mem[key] < 0:
-                errors.add(f"{path}.{key}", f"must be a number >= 0 (pJ per access), got {mem[key]!r}")
+                errors.add(f"{path}.{key}", f"must be a number >= 0 (pJ per access), got {quote(mem[key])}")
                 ok = False
     size = mem.get("size")
     if "size" in mem and not (_is_int(size) and size >= 1):
-        errors.add(f"{path}.size", f"must be an integer >= 1 (bits), got {size!r}")
+        errors.add(f"{path}.size", f"must be an integer >= 1 (bits), got {quote(size)}")
         ok = False
     operands = mem.get("operands")
     if "operands" in mem and not (isinstance(operands, list) and operands
                                   and all(o in MEMORY_OPERANDS for o in operands)):
-        errors.add(f"{path}.operands", f"must be a non-empty list of {', '.join(MEMORY_OPERANDS)}, got {operands!r}")
+        errors.add(f"{path}.operands", f"must be a non-empty list of {', '.join(MEMORY_OPERANDS)}, got {quote(operands)}")
         ok = False
     elif isinstance(operands, list) and len(set(operands)) != len(operands):
-        errors.add(f"{path}.operands", f"lists an operand twice: {operands!r}")
+        errors.add(f"{path}.operands", f"lists an operand twice: {quote(operands)}")
         ok = False
     served = mem.get("served_dimensions")
     oa_dims, oa_sizes, _ = oa
     if "served_dimensions" in mem:
         if not isinstance(served, list) or not all(d in oa_dims for d in served):
-            errors.add(f"{path}.served_dimensions", f"must be a list of the array's dimensions {oa_dims}, got {served!r}")
+            errors.add(f"{path}.served_dimensions", f"must be a list of the array's dimensions {oa_dims}, got {quote(served)}")
             ok = False
     double = mem.get("force_double_buffering", False)
     if not isinstance(double, bool):
-        errors.add(f"{path}.force_double_buffering", f"must be true or false, got {double!r}")
+        errors.add(f"{path}.force_double_buffering", f"must be true or false, got {quote(double)}")
         ok = False
     for key in ("area", "latency", "mem_type"):
         if key in mem:
@@ -479,7 +480,7 @@ def _translate_memory(name: str, mem: Any, oa: tuple[list[str], list[int], float
     ports: list[dict] = []
     if "ports" in mem:
         if not isinstance(ports_data, list) or not ports_data:
-            errors.add(f"{path}.ports", f"must be a non-empty list of ports, got {ports_data!r}")
+            errors.add(f"{path}.ports", f"must be a non-empty list of ports, got {quote(ports_data)}")
             ok = False
         else:
             held = operands if isinstance(operands, list) else []
@@ -542,7 +543,7 @@ def _unroll_options(oa_dims: list[str], dataflows: Any, rules: Rules, mapping_so
     if dataflows is None:
         return {d: all_dims for d in oa_dims}
     if not isinstance(dataflows, dict):
-        errors.add("dataflows", f"must map array dims to lists like ['K, 16'], got {dataflows!r}")
+        errors.add("dataflows", f"must map array dims to lists like ['K, 16'], got {quote(dataflows)}")
         return {}
     out: dict[str, list[str]] = {}
     for oa_dim, items in dataflows.items():
@@ -551,13 +552,13 @@ def _unroll_options(oa_dims: list[str], dataflows: Any, rules: Rules, mapping_so
             errors.add(path, f"not one of the array's dimensions {oa_dims}")
             continue
         if not isinstance(items, list):
-            errors.add(path, f"must be a list like ['K, 16'], got {items!r}")
+            errors.add(path, f"must be a list like ['K, 16'], got {quote(items)}")
             continue
         dims: list[str] = []
         for j, item in enumerate(items):
             match = _UNROLLING.match(str(item))
             if not match or match.group(1) not in LoopDim.__members__:
-                errors.add(f"{path}[{j}]", f"must be '<loop dim>, <factor>' with a loop dim of {', '.join(all_dims)}, got {item!r}")
+                errors.add(f"{path}[{j}]", f"must be '<loop dim>, <factor>' with a loop dim of {', '.join(all_dims)}, got {quote(item)}")
                 continue
             if int(match.group(2)) > 1 and match.group(1) not in dims:
                 dims.append(match.group(1))
@@ -590,11 +591,11 @@ def from_zigzag(
     _check_keys(data, _TOP_KEYS, _TOP_KEYS[:3], "", errors)
     name = data.get("name")
     if "name" in data and not (isinstance(name, str) and name):
-        errors.add("name", f"must be a non-empty string, got {name!r}")
+        errors.add("name", f"must be a non-empty string, got {quote(name)}")
     oa = _check_array(data.get("operational_array"), errors) if "operational_array" in data else None
     memories_data = data.get("memories")
     if "memories" in data and not (isinstance(memories_data, dict) and memories_data):
-        errors.add("memories", f"must be a non-empty mapping of memory name to memory, innermost first, got {memories_data!r}")
+        errors.add("memories", f"must be a non-empty mapping of memory name to memory, innermost first, got {quote(memories_data)}")
         memories_data = None
     errors.raise_if_any()
     assert oa is not None and memories_data is not None
@@ -621,7 +622,8 @@ def from_zigzag(
     outer["operands"] = ["I", "W", "O"]
     soc_data = {
         "name": name,
-        "description": f"ZigZag accelerator {name!r} imported from {src}" + (f" with mapping {mapping_source}" if mapping_source else ""),
+        "description": (f"ZigZag accelerator {name!r} imported from {src}"
+                        + (f" with mapping {mapping_source}" if mapping_source else "")),
         "clock_mhz": clock_mhz,
         "host": host_name,
         "modules": [
@@ -649,5 +651,5 @@ def zigzag_example(name: str, kind: str = "hardware") -> Path:
     path = EXAMPLES_DIR / kind / f"{name}.yaml"
     if not path.is_file():
         shipped = sorted(p.stem for p in (EXAMPLES_DIR / kind).glob("*.yaml"))
-        raise ArchError(str(path), [("", f"no shipped ZigZag {kind} example {name!r}; shipped: {', '.join(shipped)}")])
+        raise ArchError(str(path), [("", f"no shipped ZigZag {kind} example {quote(name)}; shipped: {', '.join(shipped)}")])
     return path

@@ -129,3 +129,15 @@ def test_in_memory_computing_is_one_clear_error(tmp_path, imc_type, extra):
     lines = [line for line in str(err.value).splitlines() if str(path) in line]
     assert lines == [f"  {path}: operational_array.is_imc: in-memory-computing arrays ({imc_type}) cannot be translated "
                      "(our cost model has no in-memory-computing model); allowed: false"], str(err.value)
+
+
+def test_errors_quote_long_values_truncated(tmp_path):
+    """A ZigZag file with a 2,000-element list in a checked field: the error names the field and
+    quotes the value cut short, not 2,000 elements."""
+    path = tmp_path / "long.yaml"
+    path.write_text("name: x\noperational_array:\n  dimensions: [" + ", ".join(["D9"] * 2000) + "]\nmemories: {}\n")
+    with pytest.raises(archs.ArchError) as info:
+        archs.from_zigzag(path)
+    message = str(info.value)
+    assert "operational_array.dimensions" in message and "..." in message
+    assert len(message) < 2000
