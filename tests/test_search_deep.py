@@ -195,3 +195,29 @@ def test_network_keeps_mappable_layers_when_one_fails():
     assert result.to_dict()["failures"] == result.failures
     with pytest.raises(mapper.MappingError, match="'pool'"):
         mapper.map_network(net, gap9, modules=["ne16"], strict=True)
+
+
+@pytest.mark.parametrize("module_name", ["3lvl_db", "4lvl_db_hook", "2lvl_db_hook"])
+def test_costs_from_parts_equal_the_reference_cost_model(module_name, monkeypatch):
+    """The search costs complete mappings from the parts it accumulated; those must be exactly what
+    the reference cost model (analyze_segments + evaluate) gives for the same mappings."""
+    import mapper.bottom_up as bottom_up
+    from costmodel.analysis import analyze_segments
+    from costmodel.cost import evaluate
+
+    seen = []
+    original = bottom_up._settle_segment_form
+
+    def recording(t, latency, energy, segment_form, best_key, stats):
+        rows = np.arange(min(latency.size, 64))
+        seen.append((t, latency[rows], energy[rows], segment_form(rows)))
+        return original(t, latency, energy, segment_form, best_key, stats)
+
+    monkeypatch.setattr(bottom_up, "_settle_segment_form", recording)
+    layer = DEEP_LAYERS[0]
+    mapper.search_module(layer, MODULES[module_name], "latency")
+    assert seen
+    for t, latency, energy, (segments, leaders, groups) in seen:
+        cost = evaluate(t.problem, analyze_segments(t.problem, segments, t.ranks.T[:, leaders], groups))
+        assert np.allclose(cost.latency_cycles, latency, rtol=1e-12)
+        assert np.allclose(cost.energy_pj, energy, rtol=1e-12)
