@@ -89,11 +89,17 @@ def _tflite_dynamic_inputs(model: Any) -> list[str]:
 def from_tflite(path: Union[str, Path, bytes]) -> tvm.IRModule:
     """Import a .tflite file (path or bytes) into a Relax ``IRModule`` with one ``main``.
 
-    Raises ``BridgeError`` for a file that is not a TFLite flatbuffer, a float-only model or an input
-    with a dynamic (non-batch) dimension. A dynamic batch (signature -1) is imported as batch 1.
+    Raises ``BridgeError`` for a file that is not a TFLite flatbuffer, a float-only model, an input
+    with a dynamic (non-batch) dimension or an operator nobody can import (the message names the
+    TFLite op). A dynamic batch (signature -1) is imported as batch 1, its SHAPE chains resolved.
+    Ops TVM's frontend lacks or lowers inexactly are handled by ``tflite_rewrite`` (before TVM reads
+    the model) and ``tflite_convert.MatchConverter`` (exact int8 Relax).
     """
     import tflite
     from tvm.relax.frontend.tflite import from_tflite as _from_tflite
+
+    from tvm_bridge.tflite_convert import converter_class
+    from tvm_bridge.tflite_rewrite import RewriteError, rewrite_tflite
 
     data, source = _read(path, "tflite")
     if len(data) < 8 or data[4:8] != _TFLITE_ID:
@@ -110,7 +116,15 @@ def from_tflite(path: Union[str, Path, bytes]) -> tvm.IRModule:
     if dynamic:
         raise BridgeError(f"{source}: dynamic shapes are not supported (inputs {', '.join(dynamic)})")
     try:
-        mod = _from_tflite(model)
+        rewritten = rewrite_tflite(data)
+    except RewriteError as exc:
+        raise BridgeError(f"{source}: {exc}") from exc
+    for note in rewritten.notes:
+        log.debug("%s: %s", source, note)
+    try:
+        if rewritten.data is not data:
+            model = tflite.Model.GetRootAsModel(rewritten.data, 0)
+        mod = _from_tflite(model, op_converter=converter_class(rewritten.input_dilations))
     except Exception as exc:  # noqa: BLE001 - TVM raises OpNotImplemented, AssertionError, TVMError...
         raise BridgeError(f"{source}: TVM's TFLite frontend cannot import it: {type(exc).__name__}: {exc}") from exc
     return check_module(mod, source)

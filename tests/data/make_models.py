@@ -7,12 +7,14 @@
 Every model gets random weights (Keras initialisers, seeded) and full-integer post-training
 quantization (int8 inputs, outputs and activations) calibrated on a seeded representative dataset
 of normal noise, so activations use their int8 range. The one-pattern models each exercise one op
-the TFLite converter emits (ZeroPadding2D -> PAD, Conv1D -> EXPAND_DIMS/SQUEEZE, dilated conv ->
-SPACE_TO_BATCH_ND/BATCH_TO_SPACE_ND where the converter does not fold them, ...). Keras
-UpSampling2D is left out: it converts to TILE version 3, which LiteRT's reference resolver lacks.; ``mobilenet_v2`` and ``mobilenet_v3s`` are small
-variants of ``keras.applications`` (``weights=None``, 10 classes). ``dyn_flatten`` is converted
-with a dynamic batch (SHAPE/STRIDED_SLICE/PACK chain before its RESHAPE). ``softmax_tiny_scale``
-has a softmax input scale of ~1e-8 (LiteRT's reference softmax aborts on it).
+or pattern the TFLite converter emits (ZeroPadding2D -> PAD, Conv1D -> RESHAPE + CONV_2D, dilated
+convs, Resizing -> RESIZE_NEAREST_NEIGHBOR, Conv2DTranspose -> TRANSPOSE_CONV, ...; TF 2.21 folds a
+dilated conv's SPACE_TO_BATCH_ND/BATCH_TO_SPACE_ND and a stride-2 ZeroPadding2D into the CONV_2D).
+Keras UpSampling2D is left out: it converts to TILE version 3, which LiteRT's reference resolver
+lacks. ``mobilenet_v2`` and ``mobilenet_v3s`` are small variants of ``keras.applications``
+(``weights=None``, 10 classes). ``dyn_flatten`` is converted with a dynamic batch (a
+SHAPE/STRIDED_SLICE/PACK chain before its RESHAPE). ``softmax_tiny_scale`` has a softmax input
+scale of ~1e-8 (LiteRT's reference softmax aborts on it).
 """
 
 from __future__ import annotations

@@ -1,0 +1,81 @@
+"""TFLite's int8 semantics of element-wise and data-movement ops, in numpy (no TVM).
+
+An int8 -> int8 element-wise op is a function of 256 input values, so each is given here as a
+256-entry lookup table indexed by ``x + 128``, computed the way LiteRT's reference kernels compute
+it (``tensorflow/lite/kernels/activations.cc``):
+
+- ``LOGISTIC`` / ``TANH``: LiteRT's own lookup table: dequantize in float32, apply the function,
+  ``round(y / output_scale)`` (half away from zero) + output zero point, clamp;
+- ``LEAKY_RELU``: ``(x - zp_in)`` rescaled by ``MultiplyByQuantizedMultiplier`` with the identity
+  multiplier (``in_scale / out_scale``) for ``x >= zp_in``, else the alpha multiplier
+  (``in_scale * alpha / out_scale``, float32 products), + output zero point, clamp.
+
+``nearest_indices`` gives ``RESIZE_NEAREST_NEIGHBOR``'s source index per output row/column.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tvm_bridge.quant import multiply_by_quantized_multiplier, quantize_multiplier
+
+INT8_VALUES = np.arange(-128, 128, dtype=np.int64)
+
+
+def _clamp8(x: np.ndarray) -> np.ndarray:
+    return np.clip(x, -128, 127).astype(np.int8)
+
+
+def _float_lut(fn, in_scale: float, in_zp: int, out_scale: float, out_zp: int) -> np.ndarray:
+    x = np.float32(in_scale) * (INT8_VALUES - in_zp).astype(np.float32)
+    y = fn(x.astype(np.float64)).astype(np.float32)  # float64 then float32: the correctly rounded float32 value
+    inverse = np.float32(1.0) / np.float32(out_scale)
+    scaled = (y * inverse).astype(np.float32)
+    rounded = np.sign(scaled) * np.floor(np.abs(scaled) + np.float32(0.5))  # std::round: half away from zero
+    return _clamp8(rounded.astype(np.int64) + out_zp)
+
+
+def logistic_lut(in_scale: float, in_zp: int, out_scale: float, out_zp: int) -> np.ndarray:
+    """int8 LOGISTIC as a 256-entry table (index ``x + 128``)."""
+    def fn(v):
+        e = np.exp(-v.astype(np.float32).astype(np.float64)).astype(np.float32)
+        return (np.float32(1.0) / (np.float32(1.0) + e)).astype(np.float64)
+    return _float_lut(fn, in_scale, in_zp, out_scale, out_zp)
+
+
+def tanh_lut(in_scale: float, in_zp: int, out_scale: float, out_zp: int) -> np.ndarray:
+    """int8 TANH as a 256-entry table (index ``x + 128``)."""
+    return _float_lut(np.tanh, in_scale, in_zp, out_scale, out_zp)
+
+
+def leaky_relu_lut(in_scale: float, in_zp: int, out_scale: float, out_zp: int, alpha: float) -> np.ndarray:
+    """int8 LEAKY_RELU as a 256-entry table (index ``x + 128``)."""
+    f32 = np.float32
+    identity = quantize_multiplier(float(f32(in_scale) / f32(out_scale)))
+    negative = quantize_multiplier(float(f32(f32(in_scale) * f32(alpha)) / f32(out_scale)))
+    x = INT8_VALUES - in_zp
+    pos = multiply_by_quantized_multiplier(x, np.int64(identity[0]), np.int64(identity[1]))
+    neg = multiply_by_quantized_multiplier(x, np.int64(negative[0]), np.int64(negative[1]))
+    return _clamp8(np.where(x >= 0, pos, neg) + out_zp)
+
+
+def apply_lut(lut: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Look up int8 ``x`` in a 256-entry table."""
+    return lut[np.asarray(x, np.int64) + 128]
+
+
+def nearest_indices(in_size: int, out_size: int, align_corners: bool, half_pixel_centers: bool) -> np.ndarray:
+    """Source index of each output position of TFLite's RESIZE_NEAREST_NEIGHBOR (float32 arithmetic)."""
+    f32 = np.float32
+    if align_corners and out_size > 1:
+        scale = f32(in_size - 1) / f32(out_size - 1)
+    else:
+        scale = f32(in_size) / f32(out_size)
+    offset = f32(0.5) if half_pixel_centers else f32(0.0)
+    pos = (np.arange(out_size, dtype=np.float32) + offset) * scale
+    if align_corners:
+        index = (np.sign(pos) * np.floor(np.abs(pos) + f32(0.5))).astype(np.int64)
+    else:
+        index = np.floor(pos).astype(np.int64)
+    index = np.minimum(index, in_size - 1)
+    return np.maximum(index, 0) if half_pixel_centers else index

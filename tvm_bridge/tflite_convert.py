@@ -1,0 +1,153 @@
+"""``MatchConverter``: TVM's TFLite operator converter with exact int8 versions of the ops it lacks.
+
+TVM 0.27 refuses quantized ops outside its QDQ list and lowers others in float. This subclass
+(passed to ``tvm.relax.frontend.tflite.from_tflite(op_converter=...)``) adds, on int8 tensors:
+
+- data movement (input and output quantization must be equal; exact by construction): ``PAD`` /
+  ``PADV2`` (padding with the zero point, or PADV2's constant), ``EXPAND_DIMS``, ``SQUEEZE``,
+  ``TILE``; ``RESIZE_NEAREST_NEIGHBOR`` as two ``take``s with TFLite's source indices
+  (``int8_ops.nearest_indices``);
+- the input dilation of a rewritten ``TRANSPOSE_CONV`` (``tflite_rewrite``);
+- ``LOGISTIC``, ``TANH``, ``LEAKY_RELU`` as a ``take`` from a 256-entry table with LiteRT's
+  reference results (``int8_ops``), instead of TVM's float lowering.
+
+Anything else is TVM's own conversion; an op nobody handles raises ``OpNotImplemented`` naming
+the TFLite op, which ``frontend.from_tflite`` reports as ``BridgeError``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+import tvm
+from tvm import relax
+from tvm.relax.frontend.tflite.tflite_frontend import OperatorConverter
+
+from tvm_bridge import int8_ops
+from tvm_bridge.tflite_rewrite import InputDilation
+
+_DATA_MOVEMENT = ("PAD", "PADV2", "EXPAND_DIMS", "SQUEEZE", "TILE", "RESIZE_NEAREST_NEIGHBOR")
+
+
+def _quant(wrapper: Any) -> tuple[float, int]:
+    """(scale, zero point) of a per-tensor quantized TFLite tensor wrapper."""
+    q = wrapper.tensor.Quantization()
+    scales = q.ScaleAsNumpy() if q is not None and q.ScaleLength() else np.zeros(0)
+    zps = q.ZeroPointAsNumpy() if q is not None and q.ZeroPointLength() else np.zeros(1, np.int64)
+    if len(scales) != 1:
+        raise tvm.error.OpNotImplemented(f"tensor {wrapper.tensor.Name().decode()!r}: expected per-tensor int8 quantization")
+    return float(scales[0]), int(zps[0])
+
+
+def converter_class(input_dilations: dict[str, InputDilation]) -> type:
+    """A ``MatchConverter`` subclass bound to the rewrite's input dilations (tensor name -> dilation)."""
+
+    class _Bound(MatchConverter):
+        dilations = dict(input_dilations)
+
+    return _Bound
+
+
+class MatchConverter(OperatorConverter):
+    """TVM's converter plus the exact int8 ops listed in the module docstring."""
+
+    _SUPPORTED_QUANTIZED_OPS = OperatorConverter._SUPPORTED_QUANTIZED_OPS | frozenset(_DATA_MOVEMENT)
+    dilations: dict[str, InputDilation] = {}
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        for name in ("PAD", "PADV2", "EXPAND_DIMS", "SQUEEZE", "TILE"):
+            if name in self.convert_map:
+                self.convert_map[name] = self._same_quant(name, self.convert_map[name])
+        self.convert_map["RESIZE_NEAREST_NEIGHBOR"] = self._resize_nearest
+        self.convert_map["TRANSPOSE_CONV"] = self._input_dilation
+        self.convert_map["LOGISTIC"] = self._lut_op("LOGISTIC", lambda op, i, o: int8_ops.logistic_lut(*i, *o))
+        self.convert_map["TANH"] = self._lut_op("TANH", lambda op, i, o: int8_ops.tanh_lut(*i, *o))
+        self.convert_map["LEAKY_RELU"] = self._lut_op("LEAKY_RELU", lambda op, i, o: int8_ops.leaky_relu_lut(
+            *i, *o, self._leaky_alpha(op)))
+
+    # ------------------------------------------------------------------ helpers
+    def _int8(self, wrapper: Any) -> bool:
+        return self.get_tensor_type_str(wrapper.tensor.Type()) == "int8" and wrapper.qnn_params is not None
+
+    def _same_quant(self, name: str, convert: Callable) -> Callable:
+        def wrapped(op: Any) -> Any:
+            inputs, outputs = self.get_input_tensors(op), self.get_output_tensors(op)
+            if self._int8(inputs[0]) and _quant(inputs[0]) != _quant(outputs[0]):
+                raise tvm.error.OpNotImplemented(
+                    f"TFLite {name} {outputs[0].tensor.Name().decode()!r}: int8 input and output quantization differ "
+                    f"({_quant(inputs[0])} vs {_quant(outputs[0])}); only data movement with equal quantization is supported")
+            return convert(op=op)
+        return wrapped
+
+    def _lut_op(self, name: str, table: Callable) -> Callable:
+        fallback = self.convert_map.get(name)
+
+        def convert(op: Any) -> Any:
+            x, out = self.get_input_tensors(op)[0], self.get_output_tensors(op)[0]
+            if not (self._int8(x) and self._int8(out)):
+                return fallback(op=op)
+            lut = table(op, _quant(x), _quant(out))
+            return self._lookup(self.get_expr(x.tensor_idx), lut)
+        return convert
+
+    @staticmethod
+    def _lookup(expr: relax.Expr, lut: np.ndarray) -> relax.Expr:
+        index = relax.op.add(relax.op.astype(expr, "int32"), relax.const(128, "int32"))
+        return relax.op.take(relax.const(np.asarray(lut, np.int8), "int8"), index, axis=0)
+
+    def _leaky_alpha(self, op: Any) -> float:
+        from tflite.LeakyReluOptions import LeakyReluOptions
+
+        opts = LeakyReluOptions()
+        table = op.BuiltinOptions()
+        opts.Init(table.Bytes, table.Pos)
+        return float(np.float32(opts.Alpha()))
+
+    # ------------------------------------------------------------------ ops
+    def _resize_nearest(self, op: Any) -> Any:
+        from tflite.ResizeNearestNeighborOptions import ResizeNearestNeighborOptions
+
+        inputs, out = self.get_input_tensors(op), self.get_output_tensors(op)[0]
+        x = inputs[0]
+        if x.qnn_params is not None and _quant(x) != _quant(out):
+            raise tvm.error.OpNotImplemented(f"TFLite RESIZE_NEAREST_NEIGHBOR {out.tensor.Name().decode()!r}: "
+                                             "input and output quantization differ")
+        opts = ResizeNearestNeighborOptions()
+        table = op.BuiltinOptions()
+        align = half = False
+        if table is not None:
+            opts.Init(table.Bytes, table.Pos)
+            align, half = bool(opts.AlignCorners()), bool(opts.HalfPixelCenters())
+        _, in_h, in_w, _ = (int(d) for d in x.tensor.ShapeAsNumpy())
+        out_h, out_w = (int(v) for v in self.get_tensor_value(inputs[1]))
+        expr = self.get_expr(x.tensor_idx)
+        rows = int8_ops.nearest_indices(in_h, out_h, align, half).astype(np.int32)
+        cols = int8_ops.nearest_indices(in_w, out_w, align, half).astype(np.int32)
+        expr = relax.op.take(expr, relax.const(rows, "int32"), axis=1)
+        return relax.op.take(expr, relax.const(cols, "int32"), axis=2)
+
+    def _input_dilation(self, op: Any) -> Any:
+        out = self.get_output_tensors(op)[0]
+        name = out.tensor.Name().decode()
+        dilation = self.dilations.get(name)
+        if dilation is None:
+            raise tvm.error.OpNotImplemented(f"TFLite TRANSPOSE_CONV {name!r} was not rewritten into a convolution")
+        x = self.get_input_tensors(op)[0]
+        _, zp = _quant(x)
+        _, h, w, c = (int(d) for d in x.tensor.ShapeAsNumpy())
+        sh, sw = dilation.stride
+        expr = relax.op.reshape(self.get_expr(x.tensor_idx), (1, h, 1, w, 1, c))
+        expr = relax.op.nn.pad(expr, [0, 0, 0, 0, 0, sh - 1, 0, 0, 0, sw - 1, 0, 0], pad_value=float(zp))
+        expr = relax.op.reshape(expr, (1, h * sh, w * sw, c))  # stride - 1 trailing zero points
+        top, bottom, left, right = dilation.pads
+        bottom, right = bottom - (sh - 1), right - (sw - 1)
+        pad = [0, 0, max(top, 0), max(bottom, 0), max(left, 0), max(right, 0), 0, 0]
+        if any(pad):
+            expr = relax.op.nn.pad(expr, pad, pad_value=float(zp))
+        if min(top, bottom, left, right) < 0:
+            full_h, full_w = h * sh + max(top, 0) + max(bottom, 0), w * sw + max(left, 0) + max(right, 0)
+            expr = relax.op.strided_slice(expr, axes=[1, 2], begin=[max(-top, 0), max(-left, 0)],
+                                          end=[full_h - max(-bottom, 0), full_w - max(-right, 0)])
+        return expr
