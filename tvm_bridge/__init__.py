@@ -27,6 +27,7 @@ _LAZY = {
     "compile": "tvm_bridge.compiled",
     "CompiledModel": "tvm_bridge.compiled",
     "LiteRTReference": "tvm_bridge.litert_ref",
+    "LiteRTError": "tvm_bridge.litert_ref",
 }
 
 __all__ = sorted(_LAZY)
