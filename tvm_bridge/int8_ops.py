@@ -10,7 +10,9 @@ it (``tensorflow/lite/kernels/activations.cc``):
   multiplier (``in_scale / out_scale``) for ``x >= zp_in``, else the alpha multiplier
   (``in_scale * alpha / out_scale``, float32 products), + output zero point, clamp.
 
-``nearest_indices`` gives ``RESIZE_NEAREST_NEIGHBOR``'s source index per output row/column.
+``mean_multiplier`` / ``mul_multiplier`` / ``activation_range`` give the fixed-point parameters of
+int8 ``MEAN`` and ``MUL`` (``tflite_convert`` emits them as integer Relax). ``nearest_indices``
+gives ``RESIZE_NEAREST_NEIGHBOR``'s source index per output row/column.
 """
 
 from __future__ import annotations
@@ -57,6 +59,36 @@ def leaky_relu_lut(in_scale: float, in_zp: int, out_scale: float, out_zp: int, a
     pos = multiply_by_quantized_multiplier(x, np.int64(identity[0]), np.int64(identity[1]))
     neg = multiply_by_quantized_multiplier(x, np.int64(negative[0]), np.int64(negative[1]))
     return _clamp8(np.where(x >= 0, pos, neg) + out_zp)
+
+
+def mean_multiplier(input_scale: float, output_scale: float, count: int) -> tuple[int, int]:
+    """(multiplier, shift) of int8 MEAN over ``count`` elements: TFLite's ``in_scale / out_scale``
+    multiplier with ``1 / count`` folded in (``reference_ops::QuantizedMeanOrSum``)."""
+    multiplier, shift = quantize_multiplier(float(np.float32(input_scale)) / float(np.float32(output_scale)))
+    fold = min(int(count).bit_length() - 1, 32, 31 + shift)
+    return int((multiplier << fold) // count), shift - fold
+
+
+def mul_multiplier(scale1: float, scale2: float, output_scale: float) -> tuple[int, int]:
+    """(multiplier, shift) of int8 MUL: ``in1_scale * in2_scale / out_scale`` (float32 arithmetic)."""
+    f32 = np.float32
+    return quantize_multiplier(float(f32(f32(scale1) * f32(scale2)) / f32(output_scale)))
+
+
+def activation_range(activation: str, scale: float, zero_point: int) -> tuple[int, int]:
+    """int8 clamp of a fused activation (``NONE``, ``RELU``, ``RELU6``, ``RELU_N1_TO_1``)."""
+    def q(v: float) -> int:
+        return zero_point + int(np.sign(v / scale) * np.floor(abs(np.float32(v) / np.float32(scale)) + 0.5))
+    low, high = -128, 127
+    if activation == "RELU":
+        low = max(low, zero_point)
+    elif activation == "RELU6":
+        low, high = max(low, zero_point), min(high, q(6.0))
+    elif activation == "RELU_N1_TO_1":
+        low, high = max(low, q(-1.0)), min(high, q(1.0))
+    elif activation != "NONE":
+        raise ValueError(f"fused activation {activation!r} (allowed: NONE, RELU, RELU6, RELU_N1_TO_1)")
+    return low, high
 
 
 def apply_lut(lut: np.ndarray, x: np.ndarray) -> np.ndarray:

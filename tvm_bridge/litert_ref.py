@@ -6,13 +6,16 @@ bridge layer graph (``tvm_bridge.layer_graph``), so a layer can be fed LiteRT's 
 compared with LiteRT's output tensor. The optimised (XNNPACK) kernels differ from the reference ones
 by a few LSB, and without ``experimental_preserve_all_tensors`` the arena reuses buffers, so both
 settings are fixed here (``docs/notes/tvm_bridge.md`` sections 4 and 5). The interpreter runs in a
-child process: a LiteRT abort raises ``LiteRTError`` instead of killing the caller.
+child process (``tvm_bridge.litert_worker``): a LiteRT abort raises ``LiteRTError`` instead of killing the caller.
 """
 
 from __future__ import annotations
 
-import multiprocessing
+import os
+import pickle
 import signal
+import subprocess
+import sys
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,16 +35,27 @@ _OP_KINDS: dict[str, tuple[set[str], set[str]]] = {
 }
 
 
-def _stop(process, conn) -> None:
+def _worker_env() -> dict[str, str]:
+    """The environment of the LiteRT child: this one, with the directory holding ``tvm_bridge`` first on
+    PYTHONPATH (so the child runs the same ``tvm_bridge`` as the parent)."""
+    env = dict(os.environ)
+    root = str(Path(__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join([root] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+    return env
+
+
+def _stop(process: subprocess.Popen) -> None:
     try:
-        conn.send(None)
+        pickle.dump(None, process.stdin)
+        process.stdin.close()
     except (OSError, ValueError):
         pass
-    process.join(2)
-    if process.is_alive():
+    try:
+        process.wait(2)
+    except subprocess.TimeoutExpired:
         process.kill()
-        process.join()
-    conn.close()
+        process.wait()
+    process.stdout.close()
 
 
 @dataclass(frozen=True)
@@ -58,32 +72,6 @@ class LiteRTError(RuntimeError):
     """LiteRT failed (raised an error or killed its process, e.g. SIGABRT in a reference kernel)."""
 
 
-def _worker(path: str, conn) -> None:  # runs in the child process
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
-    try:
-        interpreter = Interpreter(path, experimental_op_resolver_type=OpResolverType.BUILTIN_REF,
-                                  experimental_preserve_all_tensors=True)
-        interpreter.allocate_tensors()
-        conn.send(("ok", ([dict(t) for t in interpreter.get_tensor_details()],
-                          interpreter._get_ops_details(),  # private in ai-edge-litert 2.x, index = flatbuffer op index
-                          interpreter.get_input_details()[0], interpreter.get_output_details()[0])))
-    except Exception as exc:  # noqa: BLE001 - reported to the parent
-        conn.send(("error", f"{type(exc).__name__}: {exc}"))
-        return
-    while True:
-        request = conn.recv()
-        if request is None:
-            return
-        x, indices = request
-        try:
-            interpreter.set_tensor(interpreter.get_input_details()[0]["index"], x)
-            interpreter.invoke()
-            conn.send(("ok", {i: interpreter.get_tensor(i).copy() for i in indices}))
-        except Exception as exc:  # noqa: BLE001 - reported to the parent
-            conn.send(("error", f"{type(exc).__name__}: {exc}"))
-
-
 class LiteRTReference:
     """A LiteRT interpreter on the reference kernels, every tensor kept after ``run``.
 
@@ -97,21 +85,21 @@ class LiteRTReference:
         self.path = str(path)
         if not Path(self.path).is_file():
             raise LiteRTError(f"{self.path}: no such model file")
-        context = multiprocessing.get_context("spawn")
-        self._conn, child = context.Pipe()
-        self._process = context.Process(target=_worker, args=(self.path, child), daemon=True)
-        self._process.start()
-        child.close()
-        self._finalizer = weakref.finalize(self, _stop, self._process, self._conn)
+        self._process = subprocess.Popen([sys.executable, "-m", "tvm_bridge.litert_worker", self.path],
+                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=_worker_env())
+        self._finalizer = weakref.finalize(self, _stop, self._process)
         tensors, self.ops, self.input, self.output = self._receive("loading the model")
         self.tensors = {t["index"]: t for t in tensors}
 
     def _receive(self, what: str):
         try:
-            status, value = self._conn.recv()
-        except (EOFError, OSError):
-            self._process.join(5)
-            code = self._process.exitcode
+            status, value = pickle.load(self._process.stdout)
+        except (EOFError, OSError, pickle.UnpicklingError):
+            try:
+                self._process.wait(5)
+            except subprocess.TimeoutExpired:
+                pass
+            code = self._process.poll()
             how = f"signal {signal.Signals(-code).name}" if code is not None and code < 0 else f"exit code {code}"
             self.close()
             raise LiteRTError(f"{self.path}: LiteRT's process died ({how}) while {what}") from None
@@ -120,9 +108,13 @@ class LiteRTReference:
         return value
 
     def _call(self, x: np.ndarray, indices: list[int]) -> dict[int, np.ndarray]:
-        if not self._process.is_alive():
+        if self._process.poll() is not None:
             raise LiteRTError(f"{self.path}: LiteRT's process is not running (closed or died earlier)")
-        self._conn.send((np.asarray(x, dtype=self.input["dtype"]), indices))
+        try:
+            pickle.dump((np.asarray(x, dtype=self.input["dtype"]), indices), self._process.stdin)
+            self._process.stdin.flush()
+        except (BrokenPipeError, OSError):
+            pass  # it died: _receive reports how
         return self._receive("running an inference")
 
     def close(self) -> None:

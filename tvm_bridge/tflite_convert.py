@@ -9,7 +9,9 @@ TVM 0.27 refuses quantized ops outside its QDQ list and lowers others in float. 
   (``int8_ops.nearest_indices``);
 - the input dilation of a rewritten ``TRANSPOSE_CONV`` (``tflite_rewrite``);
 - ``LOGISTIC``, ``TANH``, ``LEAKY_RELU`` as a ``take`` from a 256-entry table with LiteRT's
-  reference results (``int8_ops``), instead of TVM's float lowering.
+  reference results (``int8_ops``), instead of TVM's float lowering;
+- ``MUL`` (with broadcasting and fused activation) and ``MEAN`` as integer Relax with TFLite's
+  fixed-point requantization (``relax_int.IntBuilder``).
 
 Anything else is TVM's own conversion; an op nobody handles raises ``OpNotImplemented`` naming
 the TFLite op, which ``frontend.from_tflite`` reports as ``BridgeError``.
@@ -17,6 +19,7 @@ the TFLite op, which ``frontend.from_tflite`` reports as ``BridgeError``.
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any, Callable
 
 import numpy as np
@@ -25,6 +28,7 @@ from tvm import relax
 from tvm.relax.frontend.tflite.tflite_frontend import OperatorConverter
 
 from tvm_bridge import int8_ops
+from tvm_bridge.relax_int import IntBuilder, i64
 from tvm_bridge.tflite_rewrite import InputDilation
 
 _DATA_MOVEMENT = ("PAD", "PADV2", "EXPAND_DIMS", "SQUEEZE", "TILE", "RESIZE_NEAREST_NEIGHBOR")
@@ -64,6 +68,9 @@ class MatchConverter(OperatorConverter):
         self.convert_map["TRANSPOSE_CONV"] = self._input_dilation
         self.convert_map["LOGISTIC"] = self._lut_op("LOGISTIC", lambda op, i, o: int8_ops.logistic_lut(*i, *o))
         self.convert_map["TANH"] = self._lut_op("TANH", lambda op, i, o: int8_ops.tanh_lut(*i, *o))
+        self._tvm_mul, self._tvm_mean = self.convert_map["MUL"], self.convert_map["MEAN"]
+        self.convert_map["MUL"] = self._mul
+        self.convert_map["MEAN"] = self._mean
         self.convert_map["LEAKY_RELU"] = self._lut_op("LEAKY_RELU", lambda op, i, o: int8_ops.leaky_relu_lut(
             *i, *o, self._leaky_alpha(op)))
 
@@ -95,7 +102,7 @@ class MatchConverter(OperatorConverter):
     @staticmethod
     def _lookup(expr: relax.Expr, lut: np.ndarray) -> relax.Expr:
         index = relax.op.add(relax.op.astype(expr, "int32"), relax.const(128, "int32"))
-        return relax.op.take(relax.const(np.asarray(lut, np.int8), "int8"), index, axis=0)
+        return relax.op.take(relax.const(np.asarray(lut, np.int8), "int8"), index, axis=0, mode="clip")
 
     def _leaky_alpha(self, op: Any) -> float:
         from tflite.LeakyReluOptions import LeakyReluOptions
@@ -106,6 +113,46 @@ class MatchConverter(OperatorConverter):
         return float(np.float32(opts.Alpha()))
 
     # ------------------------------------------------------------------ ops
+    def _finish(self, acc: relax.Expr, out: Any, activation: str = "NONE") -> relax.Expr:
+        scale, zp = _quant(out)
+        low, high = int8_ops.activation_range(activation, scale, zp)
+        return IntBuilder(self.bb).finish(acc, SimpleNamespace(output_zp=zp, act_min=low, act_max=high))
+
+    def _mul(self, op: Any) -> Any:
+        from tflite.MulOptions import MulOptions
+
+        inputs, out = self.get_input_tensors(op), self.get_output_tensors(op)[0]
+        if not (all(self._int8(t) for t in inputs) and self._int8(out)):
+            return self._tvm_mul(op=op)
+        b = IntBuilder(self.bb)
+        (s1, z1), (s2, z2) = _quant(inputs[0]), _quant(inputs[1])
+        x1, x2 = (b.widen(self.get_tensor_expr(t), z, "int64") for t, z in ((inputs[0], z1), (inputs[1], z2)))
+        multiplier, shift = int8_ops.mul_multiplier(s1, s2, _quant(out)[0])
+        acc = b.rescale(b.emit(relax.op.multiply(x1, x2)), multiplier, shift)
+        opts = MulOptions()
+        table = op.BuiltinOptions()
+        activation = 0
+        if table is not None:
+            opts.Init(table.Bytes, table.Pos)
+            activation = opts.FusedActivationFunction()
+        return self._finish(acc, out, self.activation_fn_type[activation])
+
+    def _mean(self, op: Any) -> Any:
+        inputs, out = self.get_input_tensors(op), self.get_output_tensors(op)[0]
+        if not (self._int8(inputs[0]) and self._int8(out)):
+            return self._tvm_mean(op=op)
+        shape = [int(d) for d in inputs[0].tensor.ShapeAsNumpy()]
+        axes = sorted({int(a) % len(shape) for a in np.atleast_1d(self.get_tensor_value(inputs[1]))})
+        count = int(np.prod([shape[a] for a in axes]))
+        (s_in, z_in), (s_out, _) = _quant(inputs[0]), _quant(out)
+        b = IntBuilder(self.bb)
+        total = b.emit(relax.op.sum(b.widen(self.get_expr(inputs[0].tensor_idx), 0, "int64"), axis=axes, keepdims=True))
+        if z_in:
+            total = b.emit(relax.op.subtract(total, i64(z_in * count)))
+        multiplier, shift = int8_ops.mean_multiplier(s_in, s_out, count)
+        result = self._finish(b.rescale(total, multiplier, shift), out)
+        return relax.op.reshape(result, tuple(int(d) for d in out.tensor.ShapeAsNumpy()))
+
     def _resize_nearest(self, op: Any) -> Any:
         from tflite.ResizeNearestNeighborOptions import ResizeNearestNeighborOptions
 
@@ -125,8 +172,8 @@ class MatchConverter(OperatorConverter):
         expr = self.get_expr(x.tensor_idx)
         rows = int8_ops.nearest_indices(in_h, out_h, align, half).astype(np.int32)
         cols = int8_ops.nearest_indices(in_w, out_w, align, half).astype(np.int32)
-        expr = relax.op.take(expr, relax.const(rows, "int32"), axis=1)
-        return relax.op.take(expr, relax.const(cols, "int32"), axis=2)
+        expr = relax.op.take(expr, relax.const(rows, "int32"), axis=1, mode="clip")
+        return relax.op.take(expr, relax.const(cols, "int32"), axis=2, mode="clip")
 
     def _input_dilation(self, op: Any) -> Any:
         out = self.get_output_tensors(op)[0]
