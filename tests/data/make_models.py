@@ -12,7 +12,8 @@ convs, Resizing -> RESIZE_NEAREST_NEIGHBOR, Conv2DTranspose -> TRANSPOSE_CONV, .
 dilated conv's SPACE_TO_BATCH_ND/BATCH_TO_SPACE_ND and a stride-2 ZeroPadding2D into the CONV_2D).
 Keras UpSampling2D is left out: it converts to TILE version 3, which LiteRT's reference resolver
 lacks. ``mobilenet_v2`` and ``mobilenet_v3s`` are small variants of ``keras.applications``
-(``weights=None``, 10 classes). ``dyn_flatten`` is converted with a dynamic batch (a
+(``weights=None``, 10 classes, logits out: with random weights their softmax input scale is tiny
+enough to abort LiteRT). ``dyn_flatten`` is converted with a dynamic batch (a
 SHAPE/STRIDED_SLICE/PACK chain before its RESHAPE). ``softmax_tiny_scale`` has a softmax input
 scale of ~1e-8 (LiteRT's reference softmax aborts on it).
 """
@@ -152,13 +153,15 @@ def dyn_flatten():
 
 def mobilenet_v2():
     keras = _keras()
-    return keras.applications.MobileNetV2(input_shape=(96, 96, 3), alpha=0.35, weights=None, classes=10)
+    return keras.applications.MobileNetV2(input_shape=(96, 96, 3), alpha=0.35, weights=None, classes=10,
+                                          classifier_activation=None)
 
 
 def mobilenet_v3s():
     keras = _keras()
     return keras.applications.MobileNetV3Small(input_shape=(64, 64, 3), alpha=0.75, minimalistic=False, weights=None,
-                                               classes=10, include_preprocessing=False)
+                                               classes=10, include_preprocessing=False,
+                                               classifier_activation=None)
 
 
 MODELS: dict[str, Callable] = {f.__name__: f for f in (
