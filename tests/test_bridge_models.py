@@ -148,3 +148,13 @@ def test_keras_application_bit_exact_on_gap9(model):
     if model == "mobilenet_v3s":
         pytest.xfail(NOT_EXACT["hard_swish"])
     assert _max_diff(model, "gap9", inputs=2) == 0
+
+
+def test_warnings_name_tflite_ops_once_per_kind(caplog):
+    import logging
+
+    with caplog.at_level(logging.WARNING):
+        tvm_bridge.layer_graph(tvm_bridge.from_tflite(DATA / "mobilenet_v3s.tflite"))
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1 and "TFLite HARD_SWISH x19 " in warnings[0]
+    assert not any("relax." in w for w in warnings)

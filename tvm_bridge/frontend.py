@@ -86,6 +86,33 @@ def _tflite_dynamic_inputs(model: Any) -> list[str]:
     return bad
 
 
+def _report_inexact_ops(model: Any, source: str) -> None:
+    """One warning per TFLite op kind (with a count) that runs in TVM's float QDQ lowering, which may
+    differ from LiteRT's integer kernels by an LSB; layers and exactly imported ops are not reported."""
+    from collections import Counter
+
+    from tflite.BuiltinOperator import BuiltinOperator
+
+    from tvm_bridge.tflite_convert import EXACT_OPS, LAYER_OPS
+
+    names = {v: k for k, v in vars(BuiltinOperator).items() if not k.startswith("_")}
+    graph = model.Subgraphs(0)
+    counts: Counter = Counter()
+    for i in range(graph.OperatorsLength()):
+        op = graph.Operators(i)
+        code = model.OperatorCodes(op.OpcodeIndex())
+        name = names.get(max(int(code.BuiltinCode()), int(code.DeprecatedBuiltinCode())), "CUSTOM")
+        if name == "CONV_2D" and op.InputsLength() > 1:
+            x, w = graph.Tensors(op.Inputs(0)), graph.Tensors(op.Inputs(1))
+            if x.ShapeLength() == 4 and w.ShapeLength() == 4 and x.Shape(3) != w.Shape(3):
+                name = "CONV_2D (grouped)"  # not recognised as a layer
+        counts[name] += 1
+    for op, n in sorted(counts.items()):
+        if op not in LAYER_OPS and op not in EXACT_OPS:
+            log.warning("%s: TFLite %s x%d runs in TVM's float QDQ lowering on the host (may differ from LiteRT's "
+                        "integer kernels by 1 LSB)", source, op, n)
+
+
 def from_tflite(path: Union[str, Path, bytes]) -> tvm.IRModule:
     """Import a .tflite file (path or bytes) into a Relax ``IRModule`` with one ``main``.
 
@@ -124,10 +151,11 @@ def from_tflite(path: Union[str, Path, bytes]) -> tvm.IRModule:
     try:
         if rewritten.data is not data:
             model = tflite.Model.GetRootAsModel(rewritten.data, 0)
+        _report_inexact_ops(model, source)
         mod = _from_tflite(model, op_converter=converter_class(rewritten.input_dilations))
     except Exception as exc:  # noqa: BLE001 - TVM raises OpNotImplemented, AssertionError, TVMError...
         raise BridgeError(f"{source}: TVM's TFLite frontend cannot import it: {type(exc).__name__}: {exc}") from exc
-    return check_module(mod, source)
+    return check_module(mod.with_attr("match.tflite", source), source)
 
 
 def from_onnx(model: Union[str, Path, bytes, Any], shape_dict: dict | None = None) -> tvm.IRModule:

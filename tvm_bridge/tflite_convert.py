@@ -31,6 +31,11 @@ from tvm_bridge import int8_ops
 from tvm_bridge.relax_int import IntBuilder, i64
 from tvm_bridge.tflite_rewrite import InputDilation
 
+#: TFLite ops the bridge recognises as layers (conv/depthwise/dense/add/pool chains: offloaded or exact on the host)
+LAYER_OPS = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD", "AVERAGE_POOL_2D", "MAX_POOL_2D"})
+#: TFLite ops imported with exact int8 semantics outside layers (this converter, or exact data movement in TVM)
+EXACT_OPS = frozenset({"PAD", "PADV2", "EXPAND_DIMS", "SQUEEZE", "TILE", "RESIZE_NEAREST_NEIGHBOR", "RESHAPE",
+                       "LOGISTIC", "TANH", "LEAKY_RELU", "MUL", "MEAN", "TRANSPOSE_CONV", "QUANTIZE", "DEQUANTIZE"})
 _DATA_MOVEMENT = ("PAD", "PADV2", "EXPAND_DIMS", "SQUEEZE", "TILE", "RESIZE_NEAREST_NEIGHBOR")
 
 
