@@ -157,3 +157,11 @@ def tensor_type(shape: tuple[int, ...], dtype: str) -> Any:
     if hasattr(relax, "TensorType"):
         return relax.TensorType(shape, dtype)
     return relax.TensorStructInfo(shape, dtype)  # pragma: no cover - TVM 0.25
+
+
+def call_with_args(call: Any, args: list) -> Any:
+    """A copy of Relax call ``call`` with new arguments (``ty_args`` since 0.26, ``sinfo_args`` before)."""
+    extra = getattr(call, "ty_args", None)
+    if extra is None:
+        extra = getattr(call, "sinfo_args", None)
+    return relax.Call(call.op, args, call.attrs, extra)

@@ -39,7 +39,8 @@ def main_function(mod: tvm.IRModule) -> relax.Function:
 
 
 def check_module(mod: tvm.IRModule, source: str = "<module>", require_int8: bool = True) -> tvm.IRModule:
-    """Validate an imported or user-given module: static input shapes, and int8 tensors if required."""
+    """Validate an imported or user-given module (static input shapes, int8 tensors if required) and
+    return it with shared dequantize bindings split (``split_shared_dequantize``)."""
     main = main_function(mod)
     for param in main.params:
         if C.tensor_shape(param) is None:
@@ -48,7 +49,49 @@ def check_module(mod: tvm.IRModule, source: str = "<module>", require_int8: bool
     if require_int8 and not _has_int8(main):
         raise BridgeError(f"{source}: float-only model (no int8 tensor); the bridge offloads int8-quantized "
                           "layers only: quantize the model to int8 (e.g. TFLite full-integer post-training quantization)")
-    return mod
+    return split_shared_dequantize(mod)
+
+
+@relax.expr_functor.mutator
+class _SplitDequantize(relax.PyExprMutator):
+    """Gives every consumer of a shared ``dequantize`` binding its own copy of it."""
+
+    def __init__(self, mod: tvm.IRModule, shared: dict):
+        super().__init__(mod)
+        self.shared = shared
+
+    def visit_call_(self, call: relax.Call) -> relax.Expr:
+        call = super().visit_call_(call)
+        if not any(isinstance(a, relax.Var) and a in self.shared for a in call.args):
+            return call
+        args = [self.builder_.emit(self.shared[a]) if isinstance(a, relax.Var) and a in self.shared else a for a in call.args]
+        return C.call_with_args(call, args)
+
+
+def split_shared_dequantize(mod: tvm.IRModule) -> tvm.IRModule:
+    """``main`` with every ``dequantize`` that feeds several ops duplicated, one per consumer.
+
+    ONNX QDQ graphs share one DequantizeLinear between, e.g., a conv and a residual add; a layer
+    pattern that absorbs it would leave the other consumer reading an undefined variable
+    (TVM's ``FuseOpsByPattern``). Duplicates are cheap (an int8 -> float32 cast) and never change results.
+    """
+    main = main_function(mod)
+    uses: dict = {}
+    values: dict = {}
+    for block in main.body.blocks:
+        for binding in block.bindings:
+            if isinstance(binding.value, relax.Call) and C.op_name(binding.value) == "relax.dequantize":
+                values[binding.var] = binding.value
+            relax.analysis.post_order_visit(binding.value, lambda e: uses.__setitem__(e, uses.get(e, 0) + 1)
+                                            if isinstance(e, relax.Var) else None)
+    shared = {var: value for var, value in values.items() if uses.get(var, 0) > 1}
+    if not shared:
+        return mod
+    gv = mod.get_global_var("main")
+    mutator = _SplitDequantize(mod, shared)
+    mod = tvm.IRModule(dict(mod.functions), attrs=mod.attrs)
+    mod[gv] = mutator.visit_expr(main)
+    return relax.transform.DeadCodeElimination(["main"])(mod)
 
 
 def _has_int8(func: relax.Function) -> bool:
