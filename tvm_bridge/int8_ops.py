@@ -8,7 +8,8 @@ it (``tensorflow/lite/kernels/activations.cc``):
   ``round(y / output_scale)`` (half away from zero) + output zero point, clamp;
 - ``LEAKY_RELU``: ``(x - zp_in)`` rescaled by ``MultiplyByQuantizedMultiplier`` with the identity
   multiplier (``in_scale / out_scale``) for ``x >= zp_in``, else the alpha multiplier
-  (``in_scale * alpha / out_scale``, float32 products), + output zero point, clamp.
+  (``in_scale * alpha / out_scale``, float32 products), + output zero point, clamp;
+- ``HARD_SWISH``: TFLite's int16 fixed-point formulation (``hard_swish_lut``).
 
 ``mean_multiplier`` / ``mul_multiplier`` / ``activation_range`` give the fixed-point parameters of
 int8 ``MEAN`` and ``MUL`` (``tflite_convert`` emits them as integer Relax). ``nearest_indices``
@@ -19,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tvm_bridge.quant import multiply_by_quantized_multiplier, quantize_multiplier
+from tvm_bridge.quant import multiply_by_quantized_multiplier, quantize_multiplier, rounding_divide_by_pot
 
 INT8_VALUES = np.arange(-128, 128, dtype=np.int64)
 
@@ -89,6 +90,55 @@ def activation_range(activation: str, scale: float, zero_point: int) -> tuple[in
     elif activation != "NONE":
         raise ValueError(f"fused activation {activation!r} (allowed: NONE, RELU, RELU6, RELU_N1_TO_1)")
     return low, high
+
+
+def _int16_multiplier(real: float) -> tuple[int, int]:
+    """TFLite ``QuantizeMultiplier`` then ``DownScaleInt32ToInt16Multiplier``: (int16 multiplier, exponent)."""
+    multiplier, exponent = quantize_multiplier(real)
+    if multiplier >= (1 << 31) - 1 - (1 << 15):
+        return (1 << 15) - 1, exponent
+    return (multiplier + (1 << 15)) >> 16, exponent
+
+
+def _srdhm16(a: np.ndarray, b: int) -> np.ndarray:
+    """gemmlowp ``SaturatingRoundingDoublingHighMul`` on int16 values."""
+    ab = np.asarray(a, np.int64) * b
+    nudge = np.where(ab >= 0, 1 << 14, 1 - (1 << 14))
+    total = ab + nudge
+    out = np.where(total < 0, -((-total) >> 15), total >> 15)  # C division by 2**15 truncates toward zero
+    return np.where((np.asarray(a) == -(1 << 15)) & (b == -(1 << 15)), (1 << 15) - 1, out)
+
+
+def _saturate16(x: np.ndarray) -> np.ndarray:
+    return np.clip(x, -(1 << 15), (1 << 15) - 1)
+
+
+def hard_swish_lut(in_scale: float, in_zp: int, out_scale: float, out_zp: int) -> np.ndarray:
+    """int8 HARD_SWISH as a 256-entry table (index ``x + 128``): TFLite's int16 fixed-point kernel
+    (``reference_ops::HardSwish``): input on a 2**7 finer scale, a "relu-ish" factor in [0, 1] from
+    the input rescaled so that 3.0 maps to 2**15, a truncating doubling high multiply, a rounding shift."""
+    f32 = np.float32
+    hires = f32(f32(1.0 / 128.0) * f32(in_scale))
+    out_mult, out_exp = _int16_multiplier(float(f32(hires / f32(out_scale))))
+    relu_mult, relu_exp = _int16_multiplier(float(f32(hires / f32(3.0 / 32768.0))))
+    if out_exp > 0:
+        raise ValueError(f"HARD_SWISH output multiplier exponent {out_exp} > 0 (TFLite rejects it too)")
+    x = (INT8_VALUES - in_zp) * (1 << 7)
+    preshift = _srdhm16(x, out_mult)
+    relu = x
+    if relu_exp > 0:
+        relu = _saturate16(relu * (1 << (relu_exp - 1)))
+    relu = _srdhm16(relu, relu_mult)
+    if relu_exp > 0:
+        relu = _saturate16(relu * 2)
+    if relu_exp < 0:
+        relu = rounding_divide_by_pot(relu, np.int64(-relu_exp))
+    relu = (relu + (1 << 15)) >> 1
+    product = relu * preshift  # SaturatingDoublingHighMul: truncating, no rounding nudge
+    high = np.where(product < 0, -((-product) >> 15), product >> 15)
+    high = np.where((relu == -(1 << 15)) & (preshift == -(1 << 15)), (1 << 15) - 1, high)
+    out = rounding_divide_by_pot(high, np.int64(-out_exp)) + out_zp
+    return _clamp8(out)
 
 
 def apply_lut(lut: np.ndarray, x: np.ndarray) -> np.ndarray:

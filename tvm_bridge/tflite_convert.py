@@ -8,7 +8,7 @@ TVM 0.27 refuses quantized ops outside its QDQ list and lowers others in float. 
   ``TILE``; ``RESIZE_NEAREST_NEIGHBOR`` as two ``take``s with TFLite's source indices
   (``int8_ops.nearest_indices``);
 - the input dilation of a rewritten ``TRANSPOSE_CONV`` (``tflite_rewrite``);
-- ``LOGISTIC``, ``TANH``, ``LEAKY_RELU`` as a ``take`` from a 256-entry table with LiteRT's
+- ``LOGISTIC``, ``TANH``, ``LEAKY_RELU``, ``HARD_SWISH`` as a ``take`` from a 256-entry table with LiteRT's
   reference results (``int8_ops``), instead of TVM's float lowering;
 - ``MUL`` (with broadcasting and fused activation) and ``MEAN`` as integer Relax with TFLite's
   fixed-point requantization (``relax_int.IntBuilder``).
@@ -35,7 +35,7 @@ from tvm_bridge.tflite_rewrite import InputDilation
 LAYER_OPS = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD", "AVERAGE_POOL_2D", "MAX_POOL_2D"})
 #: TFLite ops imported with exact int8 semantics outside layers (this converter, or exact data movement in TVM)
 EXACT_OPS = frozenset({"PAD", "PADV2", "EXPAND_DIMS", "SQUEEZE", "TILE", "RESIZE_NEAREST_NEIGHBOR", "RESHAPE",
-                       "LOGISTIC", "TANH", "LEAKY_RELU", "MUL", "MEAN", "TRANSPOSE_CONV", "QUANTIZE", "DEQUANTIZE"})
+                       "LOGISTIC", "TANH", "LEAKY_RELU", "HARD_SWISH", "MUL", "MEAN", "TRANSPOSE_CONV", "QUANTIZE", "DEQUANTIZE"})
 _DATA_MOVEMENT = ("PAD", "PADV2", "EXPAND_DIMS", "SQUEEZE", "TILE", "RESIZE_NEAREST_NEIGHBOR")
 
 
@@ -72,6 +72,7 @@ class MatchConverter(OperatorConverter):
         self.convert_map["RESIZE_NEAREST_NEIGHBOR"] = self._resize_nearest
         self.convert_map["TRANSPOSE_CONV"] = self._input_dilation
         self.convert_map["LOGISTIC"] = self._lut_op("LOGISTIC", lambda op, i, o: int8_ops.logistic_lut(*i, *o))
+        self.convert_map["HARD_SWISH"] = self._lut_op("HARD_SWISH", lambda op, i, o: int8_ops.hard_swish_lut(*i, *o))
         self.convert_map["TANH"] = self._lut_op("TANH", lambda op, i, o: int8_ops.tanh_lut(*i, *o))
         self._tvm_mul, self._tvm_mean = self.convert_map["MUL"], self.convert_map["MEAN"]
         self.convert_map["MUL"] = self._mul
