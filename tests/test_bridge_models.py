@@ -24,10 +24,6 @@ DATA = Path(__file__).parent / "data"
 FULL_MODELS = ("mobilenet_v2", "mobilenet_v3s")
 ABORTING = "softmax_tiny_scale"
 MODELS = sorted(p.stem for p in DATA.glob("*.tflite") if p.stem not in FULL_MODELS + (ABORTING,))
-#: models whose output is known to differ from LiteRT (op left in TVM's float QDQ lowering)
-NOT_EXACT = {
-    "grouped": "grouped CONV_2D is not recognised as a layer: TVM's float QDQ lowering (1 LSB off)",
-}
 TARGETS = ("gap9", "diana")
 INPUTS = 3
 
@@ -71,15 +67,7 @@ def _release():
 @pytest.mark.parametrize("target", TARGETS)
 @pytest.mark.parametrize("model", MODELS)
 def test_model_bit_exact_with_litert(model, target):
-    if model in NOT_EXACT:
-        pytest.xfail(NOT_EXACT[model])
     assert _max_diff(model, target) == 0
-
-
-@pytest.mark.parametrize("model", sorted(NOT_EXACT))
-def test_known_inexact_models_still_import_and_run_close(model):
-    """The models listed as not exact import, compile and stay within 1 LSB (so the list stays honest)."""
-    assert 0 < _max_diff(model, "gap9") <= 1
 
 
 @pytest.mark.parametrize("model, offloaded", [("transpose_conv", 1), ("pad_conv", 1), ("dyn_flatten", 2),
@@ -120,8 +108,8 @@ def test_mean_multiplier_by_hand():
 
 
 def test_pad_with_different_quantization_names_the_tflite_op(tmp_path):
-    from ai_edge_litert import schema_py_generated as schema
     import flatbuffers
+    from ai_edge_litert import schema_py_generated as schema
 
     model = schema.ModelT.InitFromPackedBuf(bytearray((DATA / "pad_conv.tflite").read_bytes()), 0)
     graph = model.subgraphs[0]

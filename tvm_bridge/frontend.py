@@ -145,10 +145,6 @@ def _report_inexact_ops(model: Any, source: str) -> None:
         op = graph.Operators(i)
         code = model.OperatorCodes(op.OpcodeIndex())
         name = names.get(max(int(code.BuiltinCode()), int(code.DeprecatedBuiltinCode())), "CUSTOM")
-        if name == "CONV_2D" and op.InputsLength() > 1:
-            x, w = graph.Tensors(op.Inputs(0)), graph.Tensors(op.Inputs(1))
-            if x.ShapeLength() == 4 and w.ShapeLength() == 4 and x.Shape(3) != w.Shape(3):
-                name = "CONV_2D (grouped)"  # not recognised as a layer
         counts[name] += 1
     for op, n in sorted(counts.items()):
         if op not in LAYER_OPS and op not in EXACT_OPS:

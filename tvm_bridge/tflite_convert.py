@@ -10,7 +10,8 @@ TVM 0.27 refuses quantized ops outside its QDQ list and lowers others in float. 
 - the input dilation of a rewritten ``TRANSPOSE_CONV`` (``tflite_rewrite``);
 - ``LOGISTIC``, ``TANH``, ``LEAKY_RELU``, ``HARD_SWISH`` as a ``take`` from a 256-entry table with LiteRT's
   reference results (``int8_ops``), instead of TVM's float lowering;
-- ``MUL`` (with broadcasting and fused activation) and ``MEAN`` as integer Relax with TFLite's
+- grouped ``CONV_2D`` (no layer pattern covers it), ``MUL`` (with broadcasting and fused
+  activation) and ``MEAN`` as integer Relax with TFLite's
   fixed-point requantization (``relax_int.IntBuilder``).
 
 Anything else is TVM's own conversion; an op nobody handles raises ``OpNotImplemented`` naming
@@ -28,6 +29,7 @@ from tvm import relax
 from tvm.relax.frontend.tflite.tflite_frontend import OperatorConverter
 
 from tvm_bridge import int8_ops
+from tvm_bridge.quant import conv_multipliers
 from tvm_bridge.relax_int import IntBuilder, i64
 from tvm_bridge.tflite_rewrite import InputDilation
 
@@ -75,6 +77,8 @@ class MatchConverter(OperatorConverter):
         self.convert_map["HARD_SWISH"] = self._lut_op("HARD_SWISH", lambda op, i, o: int8_ops.hard_swish_lut(*i, *o))
         self.convert_map["TANH"] = self._lut_op("TANH", lambda op, i, o: int8_ops.tanh_lut(*i, *o))
         self._tvm_mul, self._tvm_mean = self.convert_map["MUL"], self.convert_map["MEAN"]
+        self._tvm_conv = self.convert_map["CONV_2D"]
+        self.convert_map["CONV_2D"] = self._conv
         self.convert_map["MUL"] = self._mul
         self.convert_map["MEAN"] = self._mean
         self.convert_map["LEAKY_RELU"] = self._lut_op("LEAKY_RELU", lambda op, i, o: int8_ops.leaky_relu_lut(
@@ -142,6 +146,48 @@ class MatchConverter(OperatorConverter):
             opts.Init(table.Bytes, table.Pos)
             activation = opts.FusedActivationFunction()
         return self._finish(acc, out, self.activation_fn_type[activation])
+
+    def _conv(self, op: Any) -> Any:
+        """Grouped int8 CONV_2D (not a layer the bridge recognises) as exact integer Relax; others: TVM's."""
+        from tflite.Conv2DOptions import Conv2DOptions
+        from tflite.Padding import Padding
+
+        inputs, out = self.get_input_tensors(op), self.get_output_tensors(op)[0]
+        x, w = inputs[0], inputs[1]
+        x_shape, w_shape = [int(d) for d in x.tensor.ShapeAsNumpy()], [int(d) for d in w.tensor.ShapeAsNumpy()]
+        if not (self._int8(x) and self._int8(out) and len(x_shape) == 4 and x_shape[3] != w_shape[3]):
+            return self._tvm_conv(op=op)
+        name = out.tensor.Name().decode()
+        groups = x_shape[3] // w_shape[3]
+        if x_shape[3] % w_shape[3] or w_shape[0] % groups:
+            raise tvm.error.OpNotImplemented(f"TFLite CONV_2D {name!r}: {x_shape[3]} input channels, filters of "
+                                             f"{w_shape[3]}: not a grouped convolution")
+        opts = Conv2DOptions()
+        table = op.BuiltinOptions()
+        opts.Init(table.Bytes, table.Pos)
+        stride, dilation = (opts.StrideH(), opts.StrideW()), (opts.DilationHFactor(), opts.DilationWFactor())
+        pads = []
+        for size, k, st, d in zip(x_shape[1:3], w_shape[1:3], stride, dilation):
+            if opts.Padding() == Padding.SAME:
+                total = max(((size + st - 1) // st - 1) * st + (k - 1) * d + 1 - size, 0)
+                pads += [total // 2, total - total // 2]
+            else:
+                pads += [0, 0]
+        q = w.tensor.Quantization()
+        weight_scales = q.ScaleAsNumpy()
+        if np.any(q.ZeroPointAsNumpy() != 0):
+            raise tvm.error.OpNotImplemented(f"TFLite CONV_2D {name!r}: int8 weights with a non-zero zero point")
+        (s_in, z_in), (s_out, _) = _quant(x), _quant(out)
+        multipliers, shifts = conv_multipliers(s_in, np.broadcast_to(weight_scales, (w_shape[0],)), s_out)
+        b = IntBuilder(self.bb)
+        kernel = np.ascontiguousarray(self.get_tensor_value(w).astype(np.int32).transpose(1, 2, 3, 0))  # OHWI -> HWIO
+        acc = b.emit(relax.op.nn.conv2d(b.widen(self.get_expr(x.tensor_idx), z_in), relax.const(kernel, "int32"),
+                                        strides=stride, padding=(pads[0], pads[2], pads[1], pads[3]), dilation=dilation,
+                                        groups=groups, data_layout="NHWC", kernel_layout="HWIO", out_dtype="int32"))
+        if len(inputs) > 2 and inputs[2].tensor_idx >= 0:
+            acc = b.emit(relax.op.add(acc, relax.const(self.get_tensor_value(inputs[2]).astype(np.int32), "int32")))
+        wide = b.emit(relax.op.astype(acc, "int64"))
+        return self._finish(b.rescale(wide, multipliers, shifts), out, self.activation_fn_type[opts.FusedActivationFunction()])
 
     def _mean(self, op: Any) -> Any:
         inputs, out = self.get_input_tensors(op), self.get_output_tensors(op)[0]
