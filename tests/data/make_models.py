@@ -4,7 +4,8 @@
     python3 tests/data/make_models.py          # writes tests/data/*.tflite
     python3 tests/data/make_models.py --only conv1d se_mul --out /tmp/models
 
-Every model gets random weights (Keras initialisers, seeded) and full-integer post-training
+Every model gets random weights (Keras initialisers, seeded; batch-norm statistics set from the
+calibration data so that deep networks keep their activations) and full-integer post-training
 quantization (int8 inputs, outputs and activations) calibrated on a seeded representative dataset
 of normal noise, so activations use their int8 range. The one-pattern models each exercise one op
 or pattern the TFLite converter emits (ZeroPadding2D -> PAD, Conv1D -> RESHAPE + CONV_2D, dilated
@@ -170,6 +171,19 @@ MODELS: dict[str, Callable] = {f.__name__: f for f in (
     dyn_flatten, mobilenet_v2, mobilenet_v3s)}
 
 
+def normalise_batchnorms(model, data: np.ndarray) -> None:
+    """Set every BatchNormalization's moving mean/variance to its input's statistics on ``data`` (in
+    network order), so that a deep random-weight network keeps unit-scale activations instead of
+    vanishing ones (which quantize to scales of ~1e-8)."""
+    keras = _keras()
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            x = np.asarray(keras.Model(model.inputs, layer.input)(data, training=False))
+            axes = tuple(range(x.ndim - 1))
+            layer.moving_mean.assign(x.mean(axis=axes))
+            layer.moving_variance.assign(x.var(axis=axes))
+
+
 def convert(model, seed: int, samples: int = 32) -> bytes:
     """Full-integer (int8 in/out) TFLite flatbuffer of a Keras model, calibrated on normal noise."""
     import tensorflow as tf  # noqa: PLC0415
@@ -177,6 +191,7 @@ def convert(model, seed: int, samples: int = 32) -> bytes:
     shape = [1 if d is None else int(d) for d in model.inputs[0].shape]
     rng = np.random.default_rng(seed)
     data = [rng.normal(0.0, 1.0, size=shape).astype(np.float32) for _ in range(samples)]
+    normalise_batchnorms(model, np.concatenate(data[:8]))
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = lambda: ([d] for d in data)
