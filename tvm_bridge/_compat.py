@@ -131,8 +131,10 @@ def to_runtime_tensor(array: np.ndarray, device: Any = None) -> Any:
     return tvm.nd.array(np.ascontiguousarray(array), device)  # pragma: no cover - TVM < 0.26
 
 
-def compile_relax(mod: Any, target: str = "llvm") -> Any:
-    """Compile a Relax IRModule for the host into a VM executable."""
+def compile_relax(mod: Any, target: str = "llvm", opt_level: Optional[int] = None) -> Any:
+    """Compile a Relax IRModule for the host into a VM executable (``opt_level``: LLVM's, default TVM's)."""
+    if opt_level is not None:
+        target = tvm.target.Target({"kind": target, "opt-level": int(opt_level)})
     if hasattr(tvm, "compile"):
         return tvm.compile(mod, target=target)
     return relax.build(mod, target=target)  # pragma: no cover - TVM < 0.26

@@ -26,6 +26,7 @@ import archs
 from archs.model import SoC
 from mapper.schedule import Schedule
 from tvm_bridge import _compat as C
+from tvm_bridge.build import PrecompiledSource, linker
 from tvm_bridge.codegen import CodegenSink, OffloadedFunction
 from tvm_bridge.frontend import BridgeError, ModelLike, load_model, main_function
 from tvm_bridge.partition import partition_for
@@ -33,6 +34,9 @@ from tvm_bridge.partition import partition_for
 log = logging.getLogger(__name__)
 
 COUNTER_FIELDS = ("bytes_in", "bytes_out", "transfers_in", "transfers_out")
+#: LLVM optimisation level of TVM's host code: 1 builds MobileNetV2 ~3 s faster than TVM's default
+#: with the same run time (the offloaded layers' generated C dominates it)
+HOST_OPT_LEVEL = 1
 DEFAULT_CC_OPTIONS = ("-O3",)  # -O3 vectorises the kernels: ~3x faster runs than -O2, same build time
 
 
@@ -171,9 +175,7 @@ class CompiledModel:
 
     def module_source(self) -> str:
         """The C++ source TVM compiled for the offloaded layers."""
-        from tvm_bridge.codegen import FFI_PRELUDE
-
-        return "\n".join([FFI_PRELUDE] + [p for f in self.functions for p in (f.generated.source, f.wrapper)])
+        return _module_source(self.functions)
 
     # ------------------------------------------------------------------ helpers
     def _offloaded_function(self, name: str) -> OffloadedFunction:
@@ -190,6 +192,13 @@ class CompiledModel:
         return func
 
 
+def _module_source(functions: Sequence[OffloadedFunction]) -> str:
+    """The C++ translation unit ``relax.ext.match`` produces for ``functions`` (same text, same order)."""
+    from tvm_bridge.codegen import FFI_PRELUDE
+
+    return "\n".join([FFI_PRELUDE] + [p for f in functions for p in (f.generated.source, f.wrapper)])
+
+
 def _exact_int(value: float):
     """An integral prediction as int; a fractional one stays float (so it never equals a measured count)."""
     return int(value) if float(value).is_integer() else float(value)
@@ -203,7 +212,9 @@ def compile(model: ModelLike, soc: Union[SoC, str, Path], objective: str = "late
     generate their C code, compile everything for the host and load it.
 
     ``soc``: an ``archs.SoC`` or a name/path for ``archs.load``. ``cc_options``: flags for g++
-    building the shared library. Timings per step are in ``CompiledModel.timings`` (seconds).
+    building the shared library; the generated C++ compiles while LLVM builds the host code and its
+    object is cached by content (``tvm_bridge.build``). Timings per step are in
+    ``CompiledModel.timings`` (seconds; ``cxx_cache_hit`` is 1.0 when the C++ object came from the cache).
     """
     timings: dict[str, float] = {}
     start = time.perf_counter()
@@ -222,15 +233,21 @@ def compile(model: ModelLike, soc: Union[SoC, str, Path], objective: str = "late
     timings["codegen_s"] = time.perf_counter() - start
 
     start = time.perf_counter()
-    executable = C.compile_relax(built, "llvm")
     workdir = Path(tempfile.mkdtemp(prefix="match_bridge_"))
     library = workdir / "model.so"
+    pre = None
     try:
-        executable.export_library(str(library), options=list(cc_options))
+        if sink.functions:  # g++ on the generated C++ runs while LLVM builds the host code
+            pre = PrecompiledSource(_module_source(sink.functions), workdir, list(cc_options))
+        executable = C.compile_relax(built, "llvm", opt_level=HOST_OPT_LEVEL)
+        executable.export_library(str(library), fcompile=linker(pre), options=list(cc_options))
     except Exception:
+        if pre is not None:
+            pre.cancel()
         shutil.rmtree(workdir, ignore_errors=True)
         raise
     timings["build_s"] = time.perf_counter() - start
+    timings["cxx_cache_hit"] = float(bool(pre is not None and pre.cache_hit))
 
     model_ = CompiledModel(part, soc, dict(partition.schedules), dict(partition.offloaded), list(sink.functions), library,
                            workdir, timings)
