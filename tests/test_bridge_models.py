@@ -144,3 +144,15 @@ def test_warnings_name_tflite_ops_once_per_kind(caplog):
         tvm_bridge.layer_graph(tvm_bridge.from_tflite(DATA / "softmax.tflite"))
     warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert len(warnings) == 1 and "TFLite SOFTMAX x1 " in warnings[0]
+
+
+def test_compile_speed_benchmark_writes_json(tmp_path, capsys):
+    import json
+
+    from benchmarks import compile_speed
+
+    rows = compile_speed.main(["--models", "pad_conv", "--targets", "gap9", "--json", str(tmp_path / "c.json")])
+    data = json.loads((tmp_path / "c.json").read_text())
+    assert data["rows"] == rows and rows[0]["model"] == "pad_conv" and rows[0]["offloaded"] == 1
+    assert rows[0]["total_s"] >= rows[0]["build_s"] > 0
+    assert "pad_conv" in capsys.readouterr().out
