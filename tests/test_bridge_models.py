@@ -156,3 +156,18 @@ def test_compile_speed_benchmark_writes_json(tmp_path, capsys):
     assert data["rows"] == rows and rows[0]["model"] == "pad_conv" and rows[0]["offloaded"] == 1
     assert rows[0]["total_s"] >= rows[0]["build_s"] > 0
     assert "pad_conv" in capsys.readouterr().out
+
+
+def test_readme_real_models_example(monkeypatch):
+    import contextlib
+    import io
+    import re
+
+    readme = (DATA.parent.parent / "README.md").read_text()
+    code = re.search(r'```python\n(import numpy as np\nimport archs\nimport tvm_bridge\n\nmodel = "tests/data/se_mul.*?)```',
+                     readme, re.S).group(1)
+    monkeypatch.chdir(DATA.parent.parent)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(code, "README.md", "exec"), {})
+    assert out.getvalue().splitlines() == ["True", "True"]
