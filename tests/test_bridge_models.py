@@ -171,3 +171,11 @@ def test_readme_real_models_example(monkeypatch):
     with contextlib.redirect_stdout(out):
         exec(compile(code, "README.md", "exec"), {})
     assert out.getvalue().splitlines() == ["True", "True"]
+
+
+@pytest.mark.parametrize("model", ["dense_rank3", "grouped", "se_mul", "leaky_relu", "hard_swish", "resize_nearest", "pad_conv"])
+def test_no_float_lowering_left_outside_layers(model):
+    """Ops outside the recognised layers are imported as integer Relax: after fusing the layer
+    patterns, no float tensor is left in ``main``."""
+    fused = tvm_bridge.layer_graph.__globals__["recognise"](tvm_bridge.from_tflite(DATA / f"{model}.tflite"))
+    assert "float32" not in fused["main"].script()

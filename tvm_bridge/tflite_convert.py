@@ -10,7 +10,7 @@ TVM 0.27 refuses quantized ops outside its QDQ list and lowers others in float. 
 - the input dilation of a rewritten ``TRANSPOSE_CONV`` (``tflite_rewrite``);
 - ``LOGISTIC``, ``TANH``, ``LEAKY_RELU``, ``HARD_SWISH`` as a ``take`` from a 256-entry table with LiteRT's
   reference results (``int8_ops``), instead of TVM's float lowering;
-- grouped ``CONV_2D`` (no layer pattern covers it), ``MUL`` (with broadcasting and fused
+- grouped ``CONV_2D`` and ``FULLY_CONNECTED`` on a rank > 2 input (no layer pattern covers them), ``MUL`` (with broadcasting and fused
   activation) and ``MEAN`` as integer Relax with TFLite's
   fixed-point requantization (``relax_int.IntBuilder``).
 
@@ -29,7 +29,7 @@ from tvm import relax
 from tvm.relax.frontend.tflite.tflite_frontend import OperatorConverter
 
 from tvm_bridge import int8_ops
-from tvm_bridge.quant import conv_multipliers
+from tvm_bridge.quant import conv_multipliers, dense_multiplier
 from tvm_bridge.relax_int import IntBuilder, i64
 from tvm_bridge.tflite_rewrite import InputDilation
 
@@ -77,7 +77,8 @@ class MatchConverter(OperatorConverter):
         self.convert_map["HARD_SWISH"] = self._lut_op("HARD_SWISH", lambda op, i, o: int8_ops.hard_swish_lut(*i, *o))
         self.convert_map["TANH"] = self._lut_op("TANH", lambda op, i, o: int8_ops.tanh_lut(*i, *o))
         self._tvm_mul, self._tvm_mean = self.convert_map["MUL"], self.convert_map["MEAN"]
-        self._tvm_conv = self.convert_map["CONV_2D"]
+        self._tvm_conv, self._tvm_fc = self.convert_map["CONV_2D"], self.convert_map["FULLY_CONNECTED"]
+        self.convert_map["FULLY_CONNECTED"] = self._fully_connected
         self.convert_map["CONV_2D"] = self._conv
         self.convert_map["MUL"] = self._mul
         self.convert_map["MEAN"] = self._mean
@@ -188,6 +189,36 @@ class MatchConverter(OperatorConverter):
             acc = b.emit(relax.op.add(acc, relax.const(self.get_tensor_value(inputs[2]).astype(np.int32), "int32")))
         wide = b.emit(relax.op.astype(acc, "int64"))
         return self._finish(b.rescale(wide, multipliers, shifts), out, self.activation_fn_type[opts.FusedActivationFunction()])
+
+    def _fully_connected(self, op: Any) -> Any:
+        """int8 FULLY_CONNECTED on a rank > 2 input (not a layer the bridge recognises) as exact integer
+        Relax: rows flattened, int32 matmul, bias, single-rounding requantization; others: TVM's."""
+        from tflite.FullyConnectedOptions import FullyConnectedOptions
+
+        inputs, out = self.get_input_tensors(op), self.get_output_tensors(op)[0]
+        x, w = inputs[0], inputs[1]
+        x_shape = [int(d) for d in x.tensor.ShapeAsNumpy()]
+        q = w.tensor.Quantization()
+        if not (self._int8(x) and self._int8(out) and len(x_shape) > 2 and q is not None and q.ScaleLength() >= 1
+                and self.get_tensor_type_str(w.tensor.Type()) == "int8" and not np.any(q.ZeroPointAsNumpy())):
+            return self._tvm_fc(op=op)
+        weights = self.get_tensor_value(w).astype(np.int32)  # [units, depth]
+        (s_in, z_in), (s_out, _) = _quant(x), _quant(out)
+        pairs = [dense_multiplier(s_in, float(scale), s_out) for scale in q.ScaleAsNumpy()]  # per tensor or per unit
+        multiplier, shift = np.array([m for m, _ in pairs], np.int64), np.array([sh for _, sh in pairs], np.int64)
+        b = IntBuilder(self.bb)
+        rows = relax.op.reshape(self.get_expr(x.tensor_idx), (int(np.prod(x_shape)) // weights.shape[1], weights.shape[1]))
+        acc = b.emit(relax.op.matmul(b.widen(b.emit(rows), z_in), relax.const(np.ascontiguousarray(weights.T), "int32"),
+                                     out_dtype="int32"))
+        if len(inputs) > 2 and inputs[2].tensor_idx >= 0:
+            acc = b.emit(relax.op.add(acc, relax.const(self.get_tensor_value(inputs[2]).astype(np.int32), "int32")))
+        opts = FullyConnectedOptions()
+        table = op.BuiltinOptions()
+        opts.Init(table.Bytes, table.Pos)
+        wide = b.emit(relax.op.astype(acc, "int64"))
+        result = self._finish(b.rescale(wide, multiplier, shift, single=True), out,
+                              self.activation_fn_type[opts.FusedActivationFunction()])
+        return relax.op.reshape(result, tuple(int(d) for d in out.tensor.ShapeAsNumpy()))
 
     def _mean(self, op: Any) -> Any:
         inputs, out = self.get_input_tensors(op), self.get_output_tensors(op)[0]
