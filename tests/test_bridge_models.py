@@ -179,3 +179,14 @@ def test_no_float_lowering_left_outside_layers(model):
     patterns, no float tensor is left in ``main``."""
     fused = tvm_bridge.layer_graph.__globals__["recognise"](tvm_bridge.from_tflite(DATA / f"{model}.tflite"))
     assert "float32" not in fused["main"].script()
+
+
+def test_host_build_failure_is_a_bridge_error(monkeypatch):
+    import tvm_bridge.compiled as compiled_module
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("InternalError: CodeGenVM cannot emit this Relax operator directly")
+
+    monkeypatch.setattr(compiled_module.C, "compile_relax", broken)
+    with pytest.raises(tvm_bridge.BridgeError, match="TVM cannot build the host code.*CodeGenVM"):
+        tvm_bridge.compile(DATA / "pad_conv.tflite", archs.load("gap9"))

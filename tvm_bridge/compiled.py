@@ -239,7 +239,12 @@ def compile(model: ModelLike, soc: Union[SoC, str, Path], objective: str = "late
     try:
         if sink.functions:  # g++ on the generated C++ runs while LLVM builds the host code
             pre = PrecompiledSource(_module_source(sink.functions), workdir, list(cc_options))
-        executable = C.compile_relax(built, "llvm", opt_level=HOST_OPT_LEVEL)
+        try:
+            executable = C.compile_relax(built, "llvm", opt_level=HOST_OPT_LEVEL)
+        except Exception as exc:  # noqa: BLE001 - TVM raises InternalError/TVMError for ops it cannot lower
+            last = str(exc).strip().splitlines()[-1][:300] if str(exc).strip() else ""
+            raise BridgeError(f"TVM cannot build the host code of this model ({type(exc).__name__}: {last}); "
+                              "an op left on the host has no lowering (see the import warnings)") from exc
         executable.export_library(str(library), fcompile=linker(pre), options=list(cc_options))
     except Exception:
         if pre is not None:
