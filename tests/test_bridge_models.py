@@ -71,7 +71,8 @@ def test_model_bit_exact_with_litert(model, target):
 
 
 @pytest.mark.parametrize("model, offloaded", [("transpose_conv", 1), ("pad_conv", 1), ("dyn_flatten", 2),
-                                               ("resize_nearest", 2), ("conv1d", 1)])
+                                               ("resize_nearest", 2), ("conv1d", 1),
+                                               ("space_to_batch", 1)])
 def test_rewritten_ops_reach_the_accelerator(model, offloaded):
     """TRANSPOSE_CONV becomes an offloaded convolution; PAD, RESHAPE with a dynamic-batch shape chain,
     RESIZE_NEAREST_NEIGHBOR and Conv1D's RESHAPEs leave the convolutions around them offloadable."""

@@ -5,7 +5,8 @@ TVM 0.27 refuses quantized ops outside its QDQ list and lowers others in float. 
 
 - data movement (input and output quantization must be equal; exact by construction): ``PAD`` /
   ``PADV2`` (padding with the zero point, or PADV2's constant), ``EXPAND_DIMS``, ``SQUEEZE``,
-  ``TILE``; ``RESIZE_NEAREST_NEIGHBOR`` as two ``take``s with TFLite's source indices
+  ``TILE``, ``SPACE_TO_BATCH_ND`` / ``BATCH_TO_SPACE_ND`` (4-D, padding with the zero point);
+  ``RESIZE_NEAREST_NEIGHBOR`` as two ``take``s with TFLite's source indices
   (``int8_ops.nearest_indices``);
 - the input dilation of a rewritten ``TRANSPOSE_CONV`` (``tflite_rewrite``);
 - ``LOGISTIC``, ``TANH``, ``LEAKY_RELU``, ``HARD_SWISH`` as a ``take`` from a 256-entry table with LiteRT's
@@ -37,8 +38,10 @@ from tvm_bridge.tflite_rewrite import InputDilation
 LAYER_OPS = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD", "AVERAGE_POOL_2D", "MAX_POOL_2D"})
 #: TFLite ops imported with exact int8 semantics outside layers (this converter, or exact data movement in TVM)
 EXACT_OPS = frozenset({"PAD", "PADV2", "EXPAND_DIMS", "SQUEEZE", "TILE", "RESIZE_NEAREST_NEIGHBOR", "RESHAPE",
+                       "SPACE_TO_BATCH_ND", "BATCH_TO_SPACE_ND",
                        "LOGISTIC", "TANH", "LEAKY_RELU", "HARD_SWISH", "MUL", "MEAN", "TRANSPOSE_CONV", "QUANTIZE", "DEQUANTIZE"})
-_DATA_MOVEMENT = ("PAD", "PADV2", "EXPAND_DIMS", "SQUEEZE", "TILE", "RESIZE_NEAREST_NEIGHBOR")
+_DATA_MOVEMENT = ("PAD", "PADV2", "EXPAND_DIMS", "SQUEEZE", "TILE", "RESIZE_NEAREST_NEIGHBOR", "SPACE_TO_BATCH_ND",
+                  "BATCH_TO_SPACE_ND")
 
 
 def _quant(wrapper: Any) -> tuple[float, int]:
@@ -72,6 +75,8 @@ class MatchConverter(OperatorConverter):
             if name in self.convert_map:
                 self.convert_map[name] = self._same_quant(name, self.convert_map[name])
         self.convert_map["RESIZE_NEAREST_NEIGHBOR"] = self._resize_nearest
+        self.convert_map["SPACE_TO_BATCH_ND"] = self._space_to_batch
+        self.convert_map["BATCH_TO_SPACE_ND"] = self._batch_to_space
         self.convert_map["TRANSPOSE_CONV"] = self._input_dilation
         self.convert_map["LOGISTIC"] = self._lut_op("LOGISTIC", lambda op, i, o: int8_ops.logistic_lut(*i, *o))
         self.convert_map["HARD_SWISH"] = self._lut_op("HARD_SWISH", lambda op, i, o: int8_ops.hard_swish_lut(*i, *o))
@@ -257,6 +262,43 @@ class MatchConverter(OperatorConverter):
         cols = int8_ops.nearest_indices(in_w, out_w, align, half).astype(np.int32)
         expr = relax.op.take(expr, relax.const(rows, "int32"), axis=1, mode="clip")
         return relax.op.take(expr, relax.const(cols, "int32"), axis=2, mode="clip")
+
+    def _block_op(self, op: Any, name: str) -> tuple:
+        inputs, out = self.get_input_tensors(op), self.get_output_tensors(op)[0]
+        x = inputs[0]
+        shape = [int(d) for d in x.tensor.ShapeAsNumpy()]
+        block = [int(v) for v in np.atleast_1d(self.get_tensor_value(inputs[1]))]
+        amounts = np.asarray(self.get_tensor_value(inputs[2]), np.int64).reshape(-1, 2)
+        if len(shape) != 4 or len(block) != 2:
+            raise tvm.error.OpNotImplemented(f"TFLite {name} {out.tensor.Name().decode()!r}: only 4-D NHWC tensors with a "
+                                             f"2-D block are supported (shape {shape[:6]}, block {block[:4]})")
+        zp = _quant(x)[1] if x.qnn_params is not None else 0
+        if x.qnn_params is not None and _quant(x) != _quant(out):
+            raise tvm.error.OpNotImplemented(f"TFLite {name} {out.tensor.Name().decode()!r}: input and output quantization differ")
+        return self.get_expr(x.tensor_idx), shape, block, amounts, zp
+
+    def _space_to_batch(self, op: Any) -> Any:
+        """SPACE_TO_BATCH_ND: pad with the zero point, then block-interleave into the batch (exact)."""
+        expr, (n, h, w, c), (bh, bw), pads, zp = self._block_op(op, "SPACE_TO_BATCH_ND")
+        if pads.any():
+            expr = relax.op.nn.pad(expr, [0, 0, int(pads[0, 0]), int(pads[0, 1]), int(pads[1, 0]), int(pads[1, 1]), 0, 0],
+                                   pad_value=float(zp))
+        hp, wp = h + int(pads[0].sum()), w + int(pads[1].sum())
+        expr = relax.op.reshape(expr, (n, hp // bh, bh, wp // bw, bw, c))
+        expr = relax.op.permute_dims(expr, [2, 4, 0, 1, 3, 5])
+        return relax.op.reshape(expr, (bh * bw * n, hp // bh, wp // bw, c))
+
+    def _batch_to_space(self, op: Any) -> Any:
+        """BATCH_TO_SPACE_ND: the inverse interleave, then the crops (exact)."""
+        expr, (nb, h, w, c), (bh, bw), crops, _ = self._block_op(op, "BATCH_TO_SPACE_ND")
+        n = nb // (bh * bw)
+        expr = relax.op.reshape(expr, (bh, bw, n, h, w, c))
+        expr = relax.op.permute_dims(expr, [2, 3, 0, 4, 1, 5])
+        expr = relax.op.reshape(expr, (n, h * bh, w * bw, c))
+        if crops.any():
+            expr = relax.op.strided_slice(expr, axes=[1, 2], begin=[int(crops[0, 0]), int(crops[1, 0])],
+                                          end=[h * bh - int(crops[0, 1]), w * bw - int(crops[1, 1])])
+        return expr
 
     def _input_dilation(self, op: Any) -> Any:
         out = self.get_output_tensors(op)[0]

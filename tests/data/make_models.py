@@ -63,6 +63,19 @@ def conv1d():
     return _model((32, 8), lambda x: keras.layers.Conv1D(16, 3, padding="same", activation="relu")(x))
 
 
+def space_to_batch():
+    """SPACE_TO_BATCH_ND -> conv -> tanh -> BATCH_TO_SPACE_ND: the tanh keeps the converter from folding
+    the pair into a dilated CONV_2D."""
+    import tensorflow as tf  # noqa: PLC0415
+    keras = _keras()
+
+    def body(x):
+        y = keras.layers.Lambda(lambda t: tf.space_to_batch_nd(t, [2, 2], [[2, 2], [2, 2]]))(x)
+        y = keras.layers.Activation("tanh")(_conv(y, 8, padding="valid"))
+        return keras.layers.Lambda(lambda t: tf.batch_to_space(t, [2, 2], [[0, 0], [0, 0]]))(y)
+    return _model((12, 12, 8), body)
+
+
 def dilated():
     return _model((16, 16, 8), lambda x: _conv(x, dilation_rate=2, activation="relu"))
 
@@ -166,7 +179,7 @@ def mobilenet_v3s():
 
 
 MODELS: dict[str, Callable] = {f.__name__: f for f in (
-    pad_conv, pad_stride2, conv1d, conv1d_dilated, dilated, resize_nearest, transpose_conv, concat, leaky_relu,
+    pad_conv, pad_stride2, conv1d, conv1d_dilated, dilated, space_to_batch, resize_nearest, transpose_conv, concat, leaky_relu,
     gap_mean, se_mul, hard_swish, sigmoid, tanh, grouped, dense_rank3, softmax, softmax_tiny_scale,
     dyn_flatten, mobilenet_v2, mobilenet_v3s)}
 
