@@ -191,3 +191,10 @@ def test_host_build_failure_is_a_bridge_error(monkeypatch):
     monkeypatch.setattr(compiled_module.C, "compile_relax", broken)
     with pytest.raises(tvm_bridge.BridgeError, match="TVM cannot build the host code.*CodeGenVM"):
         tvm_bridge.compile(DATA / "pad_conv.tflite", archs.load("gap9"))
+
+
+def test_zero_point_pad_folded_into_the_conv():
+    text = tvm_bridge.from_tflite(DATA / "pad_conv.tflite")["main"].script()
+    assert "R.nn.pad" not in text and "padding=[1, 0, 2, 1]" in text  # ZeroPadding2D(((1, 2), (0, 1)))
+    layer = next(iter(tvm_bridge.layer_graph(tvm_bridge.from_tflite(DATA / "pad_conv.tflite")).nodes.values()))["layer"]
+    assert layer.input_size == (12, 12) and sum(layer.padding) == 4

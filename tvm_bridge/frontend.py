@@ -40,7 +40,8 @@ def main_function(mod: tvm.IRModule) -> relax.Function:
 
 def check_module(mod: tvm.IRModule, source: str = "<module>", require_int8: bool = True) -> tvm.IRModule:
     """Validate an imported or user-given module (static input shapes, int8 tensors if required) and
-    return it with shared dequantize bindings split (``split_shared_dequantize``)."""
+    return it with shared dequantize bindings split (``split_shared_dequantize``) and zero-point pads
+    folded into the convs they feed (``fold_zero_point_pads``)."""
     main = main_function(mod)
     for param in main.params:
         if C.tensor_shape(param) is None:
@@ -49,7 +50,7 @@ def check_module(mod: tvm.IRModule, source: str = "<module>", require_int8: bool
     if require_int8 and not _has_int8(main):
         raise BridgeError(f"{source}: float-only model (no int8 tensor); the bridge offloads int8-quantized "
                           "layers only: quantize the model to int8 (e.g. TFLite full-integer post-training quantization)")
-    return split_shared_dequantize(mod)
+    return fold_zero_point_pads(split_shared_dequantize(mod))
 
 
 @relax.expr_functor.mutator
@@ -92,6 +93,49 @@ def split_shared_dequantize(mod: tvm.IRModule) -> tvm.IRModule:
     mod = tvm.IRModule(dict(mod.functions), attrs=mod.attrs)
     mod[gv] = mutator.visit_expr(main)
     return relax.transform.DeadCodeElimination(["main"])(mod)
+
+
+@relax.expr_functor.mutator
+class _FoldPad(relax.PyExprMutator):
+    """``conv2d(dequantize(pad(x, zero point)))`` -> ``conv2d(dequantize(x))`` with the pad in its padding."""
+
+    def visit_call_(self, call: relax.Call) -> relax.Expr:
+        call = super().visit_call_(call)
+        if C.op_name(call) != "relax.nn.conv2d" or not isinstance(call.args[0], relax.Var):
+            return call
+        dq = self.lookup_binding(call.args[0])
+        if dq is None or C.op_name(dq) != "relax.dequantize" or not isinstance(dq.args[0], relax.Var):
+            return call
+        pad = self.lookup_binding(dq.args[0])
+        if pad is None or C.op_name(pad) != "relax.nn.pad" or str(pad.attrs.pad_mode) != "constant":
+            return call
+        if not C.is_constant(dq.args[2]) or C.constant_value(dq.args[2]).size != 1:
+            return call
+        if float(pad.attrs.pad_value) != float(C.constant_value(dq.args[2]).reshape(-1)[0]):
+            return call  # not the zero point: an exact int8 pad on the host
+        layout, widths = str(call.attrs.data_layout), [int(v) for v in pad.attrs.pad_width]
+        if len(widths) != 2 * len(layout) or any(widths[2 * i:2 * i + 2] != [0, 0] for i, axis in enumerate(layout)
+                                                  if axis not in "HW") or min(widths) < 0:
+            return call
+        h, w = layout.index("H"), layout.index("W")
+        top, left, bottom, right = (int(v) for v in call.attrs.padding)
+        padding = [top + widths[2 * h], left + widths[2 * w], bottom + widths[2 * h + 1], right + widths[2 * w + 1]]
+        x = self.builder_.emit(C.call_with_args(dq, [pad.args[0]] + list(dq.args[1:])))
+        a = call.attrs
+        out_dtype = str(a.out_dtype) if a.out_dtype is not None else ""
+        return relax.op.nn.conv2d(x, call.args[1], strides=a.strides, padding=padding, dilation=a.dilation,
+                                  groups=int(a.groups), data_layout=layout, kernel_layout=str(a.kernel_layout),
+                                  out_layout=str(a.out_layout), out_dtype=None if out_dtype in ("", "None", "void") else out_dtype)
+
+
+def fold_zero_point_pads(mod: tvm.IRModule) -> tvm.IRModule:
+    """``main`` with every pad by the zero point that feeds a (dequantized) conv2d folded into the conv's
+    padding, so the conv keeps its real padding (and can be offloaded with it). Exact: a padded
+    zero point dequantizes to 0.0, which is what conv padding adds."""
+    gv = mod.get_global_var("main")
+    new = tvm.IRModule(dict(mod.functions), attrs=mod.attrs)
+    new[gv] = _FoldPad(mod).visit_expr(mod[gv])
+    return relax.transform.DeadCodeElimination(["main"])(new)
 
 
 def _has_int8(func: relax.Function) -> bool:
