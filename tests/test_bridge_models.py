@@ -136,15 +136,37 @@ def test_keras_application_bit_exact_on_gap9(model):
     assert _max_diff(model, "gap9", inputs=2) == 0
 
 
-def test_warnings_name_tflite_ops_once_per_kind(caplog):
+def _with_opcode(path, old: str, new: str, out):
+    """A copy of a TFLite model with every ``old`` builtin operator replaced by ``new`` (same tensors)."""
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.ModelT.InitFromPackedBuf(bytearray(path.read_bytes()), 0)
+    for code in model.operatorCodes:
+        if code.builtinCode == getattr(schema.BuiltinOperator, old):
+            code.builtinCode = code.deprecatedBuiltinCode = getattr(schema.BuiltinOperator, new)
+    builder = flatbuffers.Builder(4096)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    out.write_bytes(bytes(builder.Output()))
+    return out
+
+
+def test_warnings_name_tflite_ops_once_per_kind(caplog, tmp_path):
     import logging
 
     with caplog.at_level(logging.WARNING):
         tvm_bridge.layer_graph(tvm_bridge.from_tflite(DATA / "mobilenet_v3s.tflite"))  # every op exact: silent
-        assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
         tvm_bridge.layer_graph(tvm_bridge.from_tflite(DATA / "softmax.tflite"))
+        assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+        # ABS: imported by TVM in float (dequantize, abs, quantize), not exact: one warning naming it
+        tvm_bridge.layer_graph(tvm_bridge.from_tflite(_with_opcode(DATA / "tanh.tflite", "TANH", "ABS", tmp_path / "abs.tflite")))
     warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
-    assert len(warnings) == 1 and "TFLite SOFTMAX x1 " in warnings[0]
+    assert len(warnings) == 1 and "TFLite ABS x1 " in warnings[0]
+
+
+def test_op_nobody_imports_is_a_bridge_error_naming_it(tmp_path):
+    with pytest.raises(tvm_bridge.BridgeError, match="'ELU'"):
+        tvm_bridge.from_tflite(_with_opcode(DATA / "tanh.tflite", "TANH", "ELU", tmp_path / "elu.tflite"))
 
 
 def test_compile_speed_benchmark_writes_json(tmp_path, capsys):

@@ -11,6 +11,9 @@ it (``tensorflow/lite/kernels/activations.cc``):
   (``in_scale * alpha / out_scale``, float32 products), + output zero point, clamp;
 - ``HARD_SWISH``: TFLite's int16 fixed-point formulation (``hard_swish_lut``).
 
+``softmax_tables`` gives int8 ``SOFTMAX``'s gemmlowp fixed-point exponentials per difference from the
+row maximum (the reciprocal of their sum is computed per row in integer Relax by ``tflite_convert``).
+
 ``mean_multiplier`` / ``mul_multiplier`` / ``activation_range`` give the fixed-point parameters of
 int8 ``MEAN`` and ``MUL`` (``tflite_convert`` emits them as integer Relax). ``nearest_indices``
 gives ``RESIZE_NEAREST_NEIGHBOR``'s source index per output row/column.
@@ -21,6 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from tvm_bridge.quant import multiply_by_quantized_multiplier, quantize_multiplier, rounding_divide_by_pot
+from tvm_bridge.quant import saturating_rounding_doubling_high_mul as srdhm
 
 INT8_VALUES = np.arange(-128, 128, dtype=np.int64)
 
@@ -139,6 +143,53 @@ def hard_swish_lut(in_scale: float, in_zp: int, out_scale: float, out_zp: int) -
     high = np.where((relu == -(1 << 15)) & (preshift == -(1 << 15)), (1 << 15) - 1, high)
     out = rounding_divide_by_pot(high, np.int64(-out_exp)) + out_zp
     return _clamp8(out)
+
+
+_I32_MAX = (1 << 31) - 1
+
+
+def _sat32(x: np.ndarray) -> np.ndarray:
+    return np.clip(x, -(1 << 31), _I32_MAX)
+
+
+def _exp_on_interval(a: np.ndarray) -> np.ndarray:
+    """gemmlowp ``exp_on_interval_between_negative_one_quarter_and_0_excl`` (Q0.31 raw values)."""
+    x = a + (1 << 28)
+    x2 = srdhm(x, x)
+    x3, x4 = srdhm(x2, x), srdhm(x2, x2)
+    inner = rounding_divide_by_pot(srdhm(rounding_divide_by_pot(x4, np.int64(2)) + x3, 715827883) + x2, np.int64(1))
+    return 1895147668 + srdhm(1895147668, x + inner)
+
+
+def exp_on_negative_values(a: np.ndarray) -> np.ndarray:
+    """gemmlowp ``exp_on_negative_values`` of Q5.26 raw values <= 0; Q0.31 raw results."""
+    a = np.asarray(a, np.int64)
+    quarter = 1 << 24
+    shifted = (a & (quarter - 1)) - quarter
+    result = _exp_on_interval(_sat32(shifted * 32))
+    remainder = shifted - a
+    for exponent, multiplier in ((-2, 1672461947), (-1, 1302514674), (0, 790015084), (1, 290630308), (2, 39332535),
+                                 (3, 720401), (4, 242)):
+        result = np.where((remainder & (1 << (26 + exponent))) != 0, srdhm(result, multiplier), result)
+    return np.where(a == 0, _I32_MAX, result)
+
+
+def softmax_tables(beta: float, input_scale: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """int8 SOFTMAX's per-difference values, indexed by ``x - row max + 255`` (TFLite's
+    ``reference_ops::Softmax``): the Q0.31 exponential, its Q12 rescale summed over the row, and
+    whether the difference is above ``diff_min`` (else the output is -128).
+
+    Raises ValueError when the input scale is so small that TFLite's ``PreprocessSoftmaxScaling``
+    would need a right shift (LiteRT aborts on such a model)."""
+    real = min(float(np.float32(beta)) * float(np.float32(input_scale)) * (1 << 26), (1 << 31) - 1.0)
+    multiplier, shift = quantize_multiplier(real)
+    if shift < 0:
+        raise ValueError(f"softmax beta * input scale = {real / (1 << 26):.3g} is too small (TFLite needs a left shift)")
+    diff_min = -int(np.floor(1.0 * ((1 << 5) - 1) * (1 << 26) / (1 << shift)))
+    diffs = np.arange(-255, 1, dtype=np.int64)
+    ok = diffs >= diff_min
+    exps = exp_on_negative_values(np.where(ok, srdhm(diffs * (1 << shift), multiplier), 0))
+    return np.where(ok, exps, 0), np.where(ok, rounding_divide_by_pot(exps, np.int64(12)), 0), ok
 
 
 def apply_lut(lut: np.ndarray, x: np.ndarray) -> np.ndarray:

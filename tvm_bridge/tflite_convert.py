@@ -11,7 +11,8 @@ TVM 0.27 refuses quantized ops outside its QDQ list and lowers others in float. 
 - the input dilation of a rewritten ``TRANSPOSE_CONV`` (``tflite_rewrite``);
 - ``LOGISTIC``, ``TANH``, ``LEAKY_RELU``, ``HARD_SWISH`` as a ``take`` from a 256-entry table with LiteRT's
   reference results (``int8_ops``), instead of TVM's float lowering;
-- grouped ``CONV_2D`` and ``FULLY_CONNECTED`` on a rank > 2 input (no layer pattern covers them), ``MUL`` (with broadcasting and fused
+- ``SOFTMAX`` (gemmlowp fixed point, as LiteRT's reference kernel), grouped ``CONV_2D`` and
+  ``FULLY_CONNECTED`` on a rank > 2 input (no layer pattern covers them), ``MUL`` (with broadcasting and fused
   activation) and ``MEAN`` as integer Relax with TFLite's
   fixed-point requantization (``relax_int.IntBuilder``).
 
@@ -39,7 +40,8 @@ LAYER_OPS = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD",
 #: TFLite ops imported with exact int8 semantics outside layers (this converter, or exact data movement in TVM)
 EXACT_OPS = frozenset({"PAD", "PADV2", "EXPAND_DIMS", "SQUEEZE", "TILE", "RESIZE_NEAREST_NEIGHBOR", "RESHAPE",
                        "SPACE_TO_BATCH_ND", "BATCH_TO_SPACE_ND",
-                       "LOGISTIC", "TANH", "LEAKY_RELU", "HARD_SWISH", "MUL", "MEAN", "TRANSPOSE_CONV", "QUANTIZE", "DEQUANTIZE"})
+                       "LOGISTIC", "TANH", "LEAKY_RELU", "HARD_SWISH", "MUL", "MEAN", "SOFTMAX", "TRANSPOSE_CONV",
+                       "QUANTIZE", "DEQUANTIZE"})
 _DATA_MOVEMENT = ("PAD", "PADV2", "EXPAND_DIMS", "SQUEEZE", "TILE", "RESIZE_NEAREST_NEIGHBOR", "SPACE_TO_BATCH_ND",
                   "BATCH_TO_SPACE_ND")
 
@@ -87,6 +89,8 @@ class MatchConverter(OperatorConverter):
         self.convert_map["CONV_2D"] = self._conv
         self.convert_map["MUL"] = self._mul
         self.convert_map["MEAN"] = self._mean
+        self._tvm_softmax = self.convert_map["SOFTMAX"]
+        self.convert_map["SOFTMAX"] = self._softmax
         self.convert_map["LEAKY_RELU"] = self._lut_op("LEAKY_RELU", lambda op, i, o: int8_ops.leaky_relu_lut(
             *i, *o, self._leaky_alpha(op)))
 
@@ -224,6 +228,59 @@ class MatchConverter(OperatorConverter):
         result = self._finish(b.rescale(wide, multiplier, shift, single=True), out,
                               self.activation_fn_type[opts.FusedActivationFunction()])
         return relax.op.reshape(result, tuple(int(d) for d in out.tensor.ShapeAsNumpy()))
+
+    def _softmax(self, op: Any) -> Any:
+        """int8 SOFTMAX (output scale 1/256, zero point -128) with TFLite's gemmlowp fixed-point
+        arithmetic: per-difference exponentials from ``int8_ops.softmax_tables``, then per row the
+        reciprocal of their sum (``GetReciprocal``: 3 Newton-Raphson steps in Q2.29) in int64 Relax."""
+        from tflite.SoftmaxOptions import SoftmaxOptions
+
+        x, out = self.get_input_tensors(op)[0], self.get_output_tensors(op)[0]
+        if not (self._int8(x) and self._int8(out)) or _quant(out)[1] != -128 or _quant(out)[0] != np.float32(1 / 256):
+            return self._tvm_softmax(op=op)
+        opts = SoftmaxOptions()
+        table = op.BuiltinOptions()
+        opts.Init(table.Bytes, table.Pos)
+        try:
+            exps, rescaled, ok = int8_ops.softmax_tables(opts.Beta(), _quant(x)[0])
+        except ValueError as exc:
+            raise tvm.error.OpNotImplemented(f"TFLite SOFTMAX {out.tensor.Name().decode()!r}: {exc}") from None
+        b = IntBuilder(self.bb)
+        e, r = b.emit, relax.op
+
+        def srdhm(a, c):
+            ab = e(r.multiply(a, c))
+            t = e(r.add(ab, e(r.where(r.greater_equal(ab, i64(0)), i64(1 << 30), i64(1 - (1 << 30))))))
+            return e(r.where(r.greater_equal(t, i64(0)), r.right_shift(t, i64(31)), r.negative(r.right_shift(r.negative(t), i64(31)))))
+
+        def sat32(v):
+            return e(r.clip(v, -(1 << 31), (1 << 31) - 1))
+
+        wide = b.widen(self.get_expr(x.tensor_idx), 0, "int64")
+        index = e(r.add(e(r.subtract(wide, e(r.max(wide, axis=-1, keepdims=True)))), i64(255)))
+        exp = e(r.take(relax.const(exps, "int64"), index, axis=0, mode="clip"))
+        total = e(r.sum(e(r.take(relax.const(rescaled, "int64"), index, axis=0, mode="clip")), axis=-1, keepdims=True))
+        powers = relax.const(np.int64(1) << np.arange(32, dtype=np.int64), "int64")
+        bits = e(r.sum(e(r.astype(r.greater_equal(e(r.expand_dims(total, -1)), powers), "int64")), axis=-1))
+        headroom = e(r.subtract(i64(32), bits))
+        shifted = e(r.subtract(e(r.bitwise_and(e(r.left_shift(total, headroom)), i64(0xFFFFFFFF))), i64(1 << 31)))
+        s = e(r.add(shifted, i64((1 << 31) - 1)))  # RoundingHalfSum(shifted, One)
+        half = e(r.where(r.greater_equal(s, i64(0)), r.right_shift(r.add(s, i64(1)), i64(1)),
+                         r.negative(r.right_shift(r.add(r.negative(s), i64(1)), i64(1)))))
+        recip = e(r.add(i64(1515870810), srdhm(half, i64(-1010580540))))
+        for _ in range(3):
+            step = srdhm(recip, e(r.subtract(i64(1 << 29), srdhm(half, recip))))
+            recip = e(r.add(recip, sat32(e(r.multiply(step, i64(4))))))
+        scale = sat32(e(r.multiply(recip, i64(2))))
+        value = srdhm(scale, exp)
+        exponent = e(r.add(e(r.subtract(i64(12), headroom)), i64(23)))  # num_bits_over_unit + 31 - 8
+        mask = e(r.subtract(e(r.left_shift(i64(1), exponent)), i64(1)))
+        threshold = e(r.add(e(r.right_shift(mask, i64(1))), e(r.astype(r.less(value, i64(0)), "int64"))))
+        rounded = e(r.add(e(r.right_shift(value, exponent)),
+                          e(r.astype(r.greater(e(r.bitwise_and(value, mask)), threshold), "int64"))))
+        result = e(r.clip(e(r.subtract(rounded, i64(128))), -128, 127))
+        valid = e(r.take(relax.const(ok), index, axis=0, mode="clip"))
+        return r.astype(r.where(valid, result, i64(-128)), "int8")
 
     def _mean(self, op: Any) -> Any:
         inputs, out = self.get_input_tensors(op), self.get_output_tensors(op)[0]
