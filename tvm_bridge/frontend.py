@@ -132,6 +132,11 @@ def fold_zero_point_pads(mod: tvm.IRModule) -> tvm.IRModule:
     """``main`` with every pad by the zero point that feeds a (dequantized) conv2d folded into the conv's
     padding, so the conv keeps its real padding (and can be offloaded with it). Exact: a padded
     zero point dequantizes to 0.0, which is what conv padding adds."""
+    pads = []
+    relax.analysis.post_order_visit(main_function(mod).body, lambda e: pads.append(e) if isinstance(e, relax.Call)
+                                    and C.op_name(e) == "relax.nn.pad" else None)
+    if not pads:
+        return mod  # nothing to fold: the module as it is
     gv = mod.get_global_var("main")
     new = tvm.IRModule(dict(mod.functions), attrs=mod.attrs)
     new[gv] = _FoldPad(mod).visit_expr(mod[gv])
