@@ -4,8 +4,8 @@
 every offloaded layer and links. ``PrecompiledSource`` starts that g++ ``-c`` in a child process as
 soon as the C++ source is known (before ``tvm.compile`` runs LLVM), so the two overlap on two
 cores, and keeps the object in a cache keyed by the SHA-256 of the source, the flags and the
-compiler's version (``$MATCH_BRIDGE_CACHE``, default ``~/.cache/match-mapper/objects``; ``off``
-disables it), so an unchanged model rebuilds without compiling C++ at all. ``link`` is the
+compiler's version (``$MATCH_BRIDGE_CACHE``, default ``~/.cache/match-mapper/objects``, at most
+``CACHE_ENTRIES`` objects; ``off`` disables it), so an unchanged model rebuilds without compiling C++ at all. ``link`` is the
 ``fcompile`` for ``export_library``: it swaps TVM's copy of that source for the object if the texts
 are identical (else it compiles the source as ``export_library`` would) and links.
 """
@@ -52,6 +52,16 @@ def cache_dir() -> Optional[Path]:
     return Path(setting) if setting else Path.home() / ".cache" / "match-mapper" / "objects"
 
 
+#: objects kept in the cache (the least recently written beyond this are deleted)
+CACHE_ENTRIES = 256
+
+
+def _prune(directory: Path, keep: int = CACHE_ENTRIES) -> None:
+    entries = sorted(directory.glob("*.o"), key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in entries[keep:]:
+        old.unlink(missing_ok=True)
+
+
 class PrecompiledSource:
     """``g++ -c`` of one C++ source, started at construction in a child process (or found in the cache)."""
 
@@ -87,6 +97,7 @@ class PrecompiledSource:
                 os.close(fd)
                 shutil.copyfile(self.object, tmp)
                 os.replace(tmp, self.cached)  # atomic: concurrent builds never see half an object
+                _prune(self.cached.parent)
         return self.object
 
     def cancel(self) -> None:
