@@ -196,7 +196,8 @@ def test_readme_real_models_example(monkeypatch):
     assert out.getvalue().splitlines() == ["True", "True"]
 
 
-@pytest.mark.parametrize("model", ["dense_rank3", "grouped", "se_mul", "leaky_relu", "hard_swish", "resize_nearest", "pad_conv"])
+@pytest.mark.parametrize("model", ["dense_rank3", "grouped", "se_mul", "leaky_relu", "hard_swish", "resize_nearest", "pad_conv",
+                                   "add_broadcast", "softmax", "space_to_batch", "transpose_conv"])
 def test_no_float_lowering_left_outside_layers(model):
     """Ops outside the recognised layers are imported as integer Relax: after fusing the layer
     patterns, no float tensor is left in ``main``."""

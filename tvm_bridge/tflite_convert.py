@@ -12,8 +12,8 @@ TVM 0.27 refuses quantized ops outside its QDQ list and lowers others in float. 
 - ``LOGISTIC``, ``TANH``, ``LEAKY_RELU``, ``HARD_SWISH`` as a ``take`` from a 256-entry table with LiteRT's
   reference results (``int8_ops``), instead of TVM's float lowering;
 - ``SOFTMAX`` (gemmlowp fixed point, as LiteRT's reference kernel), grouped ``CONV_2D`` and
-  ``FULLY_CONNECTED`` on a rank > 2 input (no layer pattern covers them), ``MUL`` (with broadcasting and fused
-  activation) and ``MEAN`` as integer Relax with TFLite's
+  ``FULLY_CONNECTED`` on a rank > 2 input (no layer pattern covers them), ``MUL`` and ``ADD`` (with broadcasting
+  or a constant operand, fused activation) and ``MEAN`` as integer Relax with TFLite's
   fixed-point requantization (``relax_int.IntBuilder``).
 
 Anything else is TVM's own conversion; an op nobody handles raises ``OpNotImplemented`` naming
@@ -31,7 +31,7 @@ from tvm import relax
 from tvm.relax.frontend.tflite.tflite_frontend import OperatorConverter
 
 from tvm_bridge import int8_ops
-from tvm_bridge.quant import conv_multipliers, dense_multiplier
+from tvm_bridge.quant import ADD_LEFT_SHIFT, add_multipliers, conv_multipliers, dense_multiplier
 from tvm_bridge.relax_int import IntBuilder, i64
 from tvm_bridge.tflite_rewrite import InputDilation
 
@@ -88,6 +88,8 @@ class MatchConverter(OperatorConverter):
         self.convert_map["FULLY_CONNECTED"] = self._fully_connected
         self.convert_map["CONV_2D"] = self._conv
         self.convert_map["MUL"] = self._mul
+        self._tvm_add = self.convert_map["ADD"]
+        self.convert_map["ADD"] = self._add
         self.convert_map["MEAN"] = self._mean
         self._tvm_softmax = self.convert_map["SOFTMAX"]
         self.convert_map["SOFTMAX"] = self._softmax
@@ -281,6 +283,35 @@ class MatchConverter(OperatorConverter):
         result = e(r.clip(e(r.subtract(rounded, i64(128))), -128, 127))
         valid = e(r.take(relax.const(ok), index, axis=0, mode="clip"))
         return r.astype(r.where(valid, result, i64(-128)), "int8")
+
+    def _add(self, op: Any) -> Any:
+        """int8 ADD with broadcasting or a constant operand (the add layer pattern takes neither) as
+        exact integer Relax (TFLite: inputs << 20, rescaled, summed, rescaled); others: TVM's."""
+        from tflite.AddOptions import AddOptions
+
+        inputs, out = self.get_input_tensors(op), self.get_output_tensors(op)[0]
+        if not (all(self._int8(t) for t in inputs) and self._int8(out)):
+            return self._tvm_add(op=op)
+        shapes = [tuple(int(d) for d in t.tensor.ShapeAsNumpy()) for t in inputs]
+        constant = any(not self.has_expr(t.tensor_idx) for t in inputs)
+        if shapes[0] == shapes[1] and not constant:
+            return self._tvm_add(op=op)
+        b = IntBuilder(self.bb)
+        (s1, z1), (s2, z2), (s_out, _) = _quant(inputs[0]), _quant(inputs[1]), _quant(out)
+        p = add_multipliers(s1, s2, s_out)
+        terms = []
+        for t, zp, m, sh in ((inputs[0], z1, p["input1_multiplier"], p["input1_shift"]),
+                             (inputs[1], z2, p["input2_multiplier"], p["input2_shift"])):
+            shifted = b.emit(relax.op.left_shift(b.widen(self.get_tensor_expr(t), zp, "int64"), i64(ADD_LEFT_SHIFT)))
+            terms.append(b.rescale(shifted, m, sh))
+        total = b.rescale(b.emit(relax.op.add(*terms)), p["output_multiplier"], p["output_shift"])
+        opts = AddOptions()
+        table = op.BuiltinOptions()
+        activation = 0
+        if table is not None:
+            opts.Init(table.Bytes, table.Pos)
+            activation = opts.FusedActivationFunction()
+        return self._finish(total, out, self.activation_fn_type[activation])
 
     def _mean(self, op: Any) -> Any:
         inputs, out = self.get_input_tensors(op), self.get_output_tensors(op)[0]

@@ -123,6 +123,17 @@ def se_mul():
     return _model((12, 12, 8), body)
 
 
+def add_broadcast():
+    """ADD with broadcasting (a per-channel mean added back) and ADD/MUL with constants (Rescaling)."""
+    keras = _keras()
+
+    def body(x):
+        y = _conv(x, 16)
+        y = keras.layers.Add()([y, keras.layers.GlobalAveragePooling2D(keepdims=True)(y)])
+        return keras.layers.Rescaling(0.5, offset=0.25)(y)
+    return _model((12, 12, 8), body)
+
+
 def hard_swish():
     keras = _keras()
     return _model((12, 12, 8), lambda x: keras.layers.Activation("hard_swish")(_conv(x)))
@@ -204,7 +215,7 @@ EXTRA: dict[str, Callable] = {f.__name__: f for f in (mobilenet_v1, mobilenet_v3
 
 MODELS: dict[str, Callable] = {f.__name__: f for f in (
     pad_conv, pad_stride2, conv1d, conv1d_dilated, dilated, space_to_batch, resize_nearest, transpose_conv, concat, leaky_relu,
-    gap_mean, se_mul, hard_swish, sigmoid, tanh, grouped, dense_rank3, softmax, softmax_tiny_scale,
+    gap_mean, se_mul, add_broadcast, hard_swish, sigmoid, tanh, grouped, dense_rank3, softmax, softmax_tiny_scale,
     dyn_flatten, mobilenet_v2, mobilenet_v3s)}
 
 
