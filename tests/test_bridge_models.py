@@ -197,7 +197,7 @@ def test_readme_real_models_example(monkeypatch):
 
 
 @pytest.mark.parametrize("model", ["dense_rank3", "grouped", "se_mul", "leaky_relu", "hard_swish", "resize_nearest", "pad_conv",
-                                   "add_broadcast", "softmax", "space_to_batch", "transpose_conv"])
+                                   "add_broadcast", "softmax", "space_to_batch", "transpose_conv", "concat"])
 def test_no_float_lowering_left_outside_layers(model):
     """Ops outside the recognised layers are imported as integer Relax: after fusing the layer
     patterns, no float tensor is left in ``main``."""

@@ -5,7 +5,8 @@ TVM 0.27 refuses quantized ops outside its QDQ list and lowers others in float. 
 
 - data movement (input and output quantization must be equal; exact by construction): ``PAD`` /
   ``PADV2`` (padding with the zero point, or PADV2's constant), ``EXPAND_DIMS``, ``SQUEEZE``,
-  ``TILE``, ``SPACE_TO_BATCH_ND`` / ``BATCH_TO_SPACE_ND`` (4-D, padding with the zero point);
+  ``TILE``, ``SPACE_TO_BATCH_ND`` / ``BATCH_TO_SPACE_ND`` (4-D, padding with the zero point),
+  ``CONCATENATION``;
   ``RESIZE_NEAREST_NEIGHBOR`` as two ``take``s with TFLite's source indices
   (``int8_ops.nearest_indices``);
 - the input dilation of a rewritten ``TRANSPOSE_CONV`` (``tflite_rewrite``);
@@ -39,7 +40,7 @@ from tvm_bridge.tflite_rewrite import InputDilation
 LAYER_OPS = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "ADD", "AVERAGE_POOL_2D", "MAX_POOL_2D"})
 #: TFLite ops imported with exact int8 semantics outside layers (this converter, or exact data movement in TVM)
 EXACT_OPS = frozenset({"PAD", "PADV2", "EXPAND_DIMS", "SQUEEZE", "TILE", "RESIZE_NEAREST_NEIGHBOR", "RESHAPE",
-                       "SPACE_TO_BATCH_ND", "BATCH_TO_SPACE_ND",
+                       "SPACE_TO_BATCH_ND", "BATCH_TO_SPACE_ND", "CONCATENATION",
                        "LOGISTIC", "TANH", "LEAKY_RELU", "HARD_SWISH", "MUL", "MEAN", "SOFTMAX", "TRANSPOSE_CONV",
                        "QUANTIZE", "DEQUANTIZE"})
 _DATA_MOVEMENT = ("PAD", "PADV2", "EXPAND_DIMS", "SQUEEZE", "TILE", "RESIZE_NEAREST_NEIGHBOR", "SPACE_TO_BATCH_ND",
@@ -88,6 +89,8 @@ class MatchConverter(OperatorConverter):
         self.convert_map["FULLY_CONNECTED"] = self._fully_connected
         self.convert_map["CONV_2D"] = self._conv
         self.convert_map["MUL"] = self._mul
+        self._tvm_concat = self.convert_map["CONCATENATION"]
+        self.convert_map["CONCATENATION"] = self._concat
         self._tvm_add = self.convert_map["ADD"]
         self.convert_map["ADD"] = self._add
         self.convert_map["MEAN"] = self._mean
@@ -283,6 +286,26 @@ class MatchConverter(OperatorConverter):
         result = e(r.clip(e(r.subtract(rounded, i64(128))), -128, 127))
         valid = e(r.take(relax.const(ok), index, axis=0, mode="clip"))
         return r.astype(r.where(valid, result, i64(-128)), "int8")
+
+    def _concat(self, op: Any) -> Any:
+        """int8 CONCATENATION with every input quantized like the output (TFLite requires it for int8):
+        a plain int8 concat, plus the fused activation's clamp; others: TVM's."""
+        from tflite.ConcatenationOptions import ConcatenationOptions
+
+        inputs, out = self.get_input_tensors(op), self.get_output_tensors(op)[0]
+        if not (self._int8(out) and all(self._int8(t) and _quant(t) == _quant(out) for t in inputs)):
+            return self._tvm_concat(op=op)
+        opts = ConcatenationOptions()
+        table = op.BuiltinOptions()
+        opts.Init(table.Bytes, table.Pos)
+        joined = relax.op.concat([self.get_tensor_expr(t) for t in inputs], axis=int(opts.Axis()))
+        activation = self.activation_fn_type[opts.FusedActivationFunction()]
+        if activation == "NONE":
+            return joined
+        scale, zp = _quant(out)
+        low, high = int8_ops.activation_range(activation, scale, zp)
+        return IntBuilder(self.bb).finish(self.bb.emit(relax.op.astype(joined, "int32")),
+                                          SimpleNamespace(output_zp=zp, act_min=low, act_max=high), add_zero_point=False)
 
     def _add(self, op: Any) -> Any:
         """int8 ADD with broadcasting or a constant operand (the add layer pattern takes neither) as
