@@ -151,6 +151,56 @@ def _with_opcode(path, old: str, new: str, out):
     return out
 
 
+def _conv1d_with_expand_dims_and_squeeze(out):
+    """conv1d.tflite with its two RESHAPEs replaced by EXPAND_DIMS (axis 1) and SQUEEZE (dims [1])."""
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.ModelT.InitFromPackedBuf(bytearray((DATA / "conv1d.tflite").read_bytes()), 0)
+    graph = model.subgraphs[0]
+
+    def opcode(builtin: int) -> int:
+        code = schema.OperatorCodeT()
+        code.builtinCode = code.deprecatedBuiltinCode = builtin
+        code.version = 1
+        model.operatorCodes.append(code)
+        return len(model.operatorCodes) - 1
+
+    axis_buffer = schema.BufferT()
+    axis_buffer.data = np.frombuffer(np.int32(1).tobytes(), np.uint8)
+    model.buffers.append(axis_buffer)
+    axis = schema.TensorT()
+    axis.name, axis.shape, axis.type, axis.buffer = b"expand_axis", np.zeros(0, np.int32), schema.TensorType.INT32, len(model.buffers) - 1
+    graph.tensors.append(axis)
+    reshapes = [op for op in graph.operators if model.operatorCodes[op.opcodeIndex].builtinCode == schema.BuiltinOperator.RESHAPE]
+    expand, squeeze = reshapes
+    expand.opcodeIndex = opcode(schema.BuiltinOperator.EXPAND_DIMS)
+    expand.inputs = np.asarray([expand.inputs[0], len(graph.tensors) - 1], np.int32)
+    expand.builtinOptionsType, expand.builtinOptions = schema.BuiltinOptions.ExpandDimsOptions, schema.ExpandDimsOptionsT()
+    squeeze.opcodeIndex, squeeze.inputs = opcode(schema.BuiltinOperator.SQUEEZE), np.asarray([squeeze.inputs[0]], np.int32)
+    options = schema.SqueezeOptionsT()
+    options.squeezeDims = np.asarray([1], np.int32)
+    squeeze.builtinOptionsType, squeeze.builtinOptions = schema.BuiltinOptions.SqueezeOptions, options
+    builder = flatbuffers.Builder(4096)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    out.write_bytes(bytes(builder.Output()))
+    return out
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_expand_dims_and_squeeze_bit_exact(tmp_path, target):
+    path = _conv1d_with_expand_dims_and_squeeze(tmp_path / "conv1d_expand.tflite")
+    ref = tvm_bridge.LiteRTReference(path)
+    assert [op["op_name"] for op in ref.ops] == ["EXPAND_DIMS", "CONV_2D", "SQUEEZE"]
+    compiled = tvm_bridge.compile(path, archs.load(target))
+    assert sum(compiled.offloaded.values()) == 1
+    rng = np.random.default_rng(3)
+    for _ in range(3):
+        x = ref.random_input(rng)
+        np.testing.assert_array_equal(compiled.run(x), ref.invoke(x))
+    ref.close()
+
+
 def test_warnings_name_tflite_ops_once_per_kind(caplog, tmp_path):
     import logging
 

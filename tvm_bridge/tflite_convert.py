@@ -74,6 +74,7 @@ class MatchConverter(OperatorConverter):
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
+        self.convert_map["EXPAND_DIMS"] = self._expand_dims  # TVM 0.27's passes relax's expand_dims 3 arguments
         for name in ("PAD", "PADV2", "EXPAND_DIMS", "SQUEEZE", "TILE"):
             if name in self.convert_map:
                 self.convert_map[name] = self._same_quant(name, self.convert_map[name])
@@ -351,6 +352,14 @@ class MatchConverter(OperatorConverter):
         multiplier, shift = int8_ops.mean_multiplier(s_in, s_out, count)
         result = self._finish(b.rescale(total, multiplier, shift), out)
         return relax.op.reshape(result, tuple(int(d) for d in out.tensor.ShapeAsNumpy()))
+
+    def _expand_dims(self, op: Any) -> Any:
+        inputs = self.get_input_tensors(op)
+        rank = len(inputs[0].tensor.ShapeAsNumpy())
+        axis = int(np.asarray(self.get_tensor_value(inputs[1])).reshape(-1)[0])
+        if not -rank - 1 <= axis <= rank:
+            raise tvm.error.OpNotImplemented(f"TFLite EXPAND_DIMS: axis {axis} out of range for rank {rank}")
+        return relax.op.expand_dims(self.get_tensor_expr(inputs[0]), axis % (rank + 1))
 
     def _resize_nearest(self, op: Any) -> Any:
         from tflite.ResizeNearestNeighborOptions import ResizeNearestNeighborOptions
