@@ -11,11 +11,11 @@ of normal noise, so activations use their int8 range. The one-pattern models eac
 or pattern the TFLite converter emits (ZeroPadding2D -> PAD, Conv1D -> RESHAPE + CONV_2D, dilated
 convs, Resizing -> RESIZE_NEAREST_NEIGHBOR, Conv2DTranspose -> TRANSPOSE_CONV, ...; TF 2.21 folds a
 dilated conv's SPACE_TO_BATCH_ND/BATCH_TO_SPACE_ND and a stride-2 ZeroPadding2D into the CONV_2D).
-Keras UpSampling2D is left out: it converts to TILE version 3, which LiteRT's reference resolver
-lacks. ``mobilenet_v2`` and ``mobilenet_v3s`` are small variants of ``keras.applications``
-(``weights=None``, 10 classes, logits out: with random weights their softmax input scale is tiny
-enough to abort LiteRT). ``dyn_flatten`` is converted with a dynamic batch (a
-SHAPE/STRIDED_SLICE/PACK chain before its RESHAPE). ``softmax_tiny_scale`` has a softmax input
+Keras UpSampling2D (RESHAPE + TILE) gets its TILE opcode version lowered from 3 to 2 so that
+LiteRT's reference resolver loads it. ``mobilenet_v2`` and ``mobilenet_v3s`` are small variants of
+``keras.applications`` (``weights=None``, 10 classes, logits out: a random-weight softmax input
+can get a scale small enough to abort LiteRT). ``dyn_flatten`` is converted with a dynamic batch
+(a SHAPE/STRIDED_SLICE/PACK chain before its RESHAPE). ``softmax_tiny_scale`` has a softmax input
 scale of ~1e-8 (LiteRT's reference softmax aborts on it).
 """
 
@@ -79,6 +79,27 @@ def space_to_batch():
 
 def dilated():
     return _model((16, 16, 8), lambda x: _conv(x, dilation_rate=2, activation="relu"))
+
+
+def upsample():
+    """UpSampling2D: RESHAPE + TILE chains (the TILE opcode version is lowered, see ``tile_version_2``)."""
+    keras = _keras()
+    return _model((8, 8, 8), lambda x: _conv(keras.layers.UpSampling2D(2)(_conv(x, 8)), 8))
+
+
+def tile_version_2(data: bytes) -> bytes:
+    """The model with its TILE opcodes marked version 2: TF 2.21 writes version 3, which LiteRT 2.x's
+    reference resolver does not register, although its TILE kernel runs int8 (the op is unchanged)."""
+    import flatbuffers  # noqa: PLC0415
+    from ai_edge_litert import schema_py_generated as schema  # noqa: PLC0415
+
+    model = schema.ModelT.InitFromPackedBuf(bytearray(data), 0)
+    for code in model.operatorCodes:
+        if code.builtinCode == schema.BuiltinOperator.TILE:
+            code.version = min(code.version, 2)
+    builder = flatbuffers.Builder(len(data) + 1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
 
 
 def conv1d_dilated():
@@ -214,7 +235,7 @@ def resnet50():
 EXTRA: dict[str, Callable] = {f.__name__: f for f in (mobilenet_v1, mobilenet_v3l, efficientnet_b0, resnet50)}
 
 MODELS: dict[str, Callable] = {f.__name__: f for f in (
-    pad_conv, pad_stride2, conv1d, conv1d_dilated, dilated, space_to_batch, resize_nearest, transpose_conv, concat, leaky_relu,
+    pad_conv, pad_stride2, conv1d, conv1d_dilated, dilated, space_to_batch, upsample, resize_nearest, transpose_conv, concat, leaky_relu,
     gap_mean, se_mul, add_broadcast, hard_swish, sigmoid, tanh, grouped, dense_rank3, softmax, softmax_tiny_scale,
     dyn_flatten, mobilenet_v2, mobilenet_v3s)}
 
@@ -264,6 +285,8 @@ def main() -> None:
         keras.backend.clear_session()  # tensor/layer names restart: same bytes with or without --only
         keras.utils.set_random_seed(seed)
         data = convert({**MODELS, **EXTRA}[name](), seed)
+        if name == "upsample":
+            data = tile_version_2(data)
         (args.out / f"{name}.tflite").write_bytes(data)
         print(f"{name}.tflite: {len(data)} bytes")
 
