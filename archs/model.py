@@ -42,7 +42,8 @@ class MemoryLevel:
 
 @dataclass(frozen=True)
 class SpatialDim:
-    """One dimension of a PE array: ``size`` PEs along it, unrolling one of the ``unroll`` loop dims."""
+    """One dimension of a PE array: ``size`` PEs along it, unrolling one of the ``unroll`` loop dims
+    (an empty ``unroll``: the dimension always idles, e.g. a ZigZag mapping that unrolls nothing there)."""
 
     name: str
     size: int

@@ -1,18 +1,29 @@
 """YAML -> validated ``SoC``: parse (duplicate keys rejected), validate every field, then build.
 
 All errors of a file are collected and raised at once as one ``ArchError`` naming the file, the key
-path (``modules[1].memories[0].size_bytes``) and what is allowed.
+path (``modules[1].memories[0].size_bytes``), what was given (quoted, truncated to
+``kernel_hooks.MAX_QUOTE`` characters) and what is allowed. Numbers must be finite (NaN and
+infinities are rejected, magnitudes up to ``MAX_NUMBER``); integers are at most ``MAX_INT`` (2^53);
+bits in ``accepts[].precision`` are integers in 1..64, as a layer allows;
+booleans are not accepted where integers are expected. Files larger than ``MAX_YAML_BYTES`` are
+refused (a hardware description is a few kilobytes; PyYAML needs seconds per megabyte).
+
+Legal but suspicious descriptions load with an ``ArchWarning``: an inner memory larger than the next
+memory holding the same operand above it, and a kernel hook whose cycles imply more MACs per cycle
+than the module's declared peak (checked on probe tiles, see ``archs.kernel_hooks``). Kernel hooks
+are restricted to modules under ``archs`` and to modules allowed with ``archs.allow_kernel_module``.
 """
 
 from __future__ import annotations
 
-import importlib
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Optional
 
 import yaml
 
-from archs.dims import LoopDim, Operand
+from archs.dims import DIMS, LoopDim, Operand
+from archs.kernel_hooks import ProbePrecision, probe_hook, quote, resolve_kernel_hook
 from archs.model import (
     LAYER_KINDS,
     PADDING_RULES,
@@ -26,6 +37,14 @@ from archs.model import (
 )
 
 BUILTIN_DIR = Path(__file__).resolve().parent
+#: Largest hardware-description file ``load`` / ``from_yaml_text`` accept (bytes).
+MAX_YAML_BYTES = 256 * 1024
+#: Largest number of bits a precision may name (as ``mapper.Layer`` allows).
+MAX_BITS = 64
+#: Largest integer field value (exact in float64 and int64 arithmetic of the cost model).
+MAX_INT = 2**53
+#: Largest magnitude of a number field (finite: NaN and infinities are rejected).
+MAX_NUMBER = 1e300
 
 
 class ArchError(ValueError):
@@ -38,6 +57,10 @@ class ArchError(ValueError):
         super().__init__("invalid hardware description\n  " + "\n  ".join(lines))
 
 
+class ArchWarning(UserWarning):
+    """A hardware description that loads but is probably wrong; the message names the file and key path."""
+
+
 class _UniqueKeyLoader(yaml.SafeLoader):
     """SafeLoader that rejects duplicate mapping keys instead of keeping the last one."""
 
@@ -46,9 +69,15 @@ def _construct_unique_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, 
     seen: dict[Any, int] = {}
     for key_node, _ in node.value:
         key = loader.construct_object(key_node, deep=deep)
+        try:
+            hash(key)
+        except TypeError:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"a mapping key must be a scalar, got {quote(key)}", key_node.start_mark
+            ) from None
         if key in seen:
             raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r} (first on line {seen[key] + 1})", key_node.start_mark
+                None, None, f"duplicate key {quote(key)} (first on line {seen[key] + 1})", key_node.start_mark
             )
         seen[key] = key_node.start_mark.line
     return loader.construct_mapping(node, deep=deep)
@@ -63,13 +92,20 @@ Checker = Callable[[Any, str, list], Any]
 
 
 def _fail(errors: list, path: str, message: str, value: Any) -> None:
-    errors.append((path, f"{message}, got {value!r}"))
+    errors.append((path, f"{message}, got {quote(value)}"))
 
 
-def _integer(minimum: int) -> Checker:
+def _integer(minimum: int, maximum: Optional[int] = None) -> Checker:
+    allowed = f"an integer >= {minimum}" if maximum is None else f"an integer in {minimum}..{maximum}"
+    too_large = f"an integer <= 2^53 ({MAX_INT})" if maximum is None else allowed
+    maximum = MAX_INT if maximum is None else maximum
+
     def check(value: Any, path: str, errors: list) -> Optional[int]:
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            _fail(errors, path, f"must be an integer >= {minimum}", value)
+            _fail(errors, path, f"must be {allowed}", value)
+            return None
+        if value > maximum:
+            _fail(errors, path, f"must be {too_large}", value)
             return None
         return value
 
@@ -78,9 +114,9 @@ def _integer(minimum: int) -> Checker:
 
 def _number(minimum: float, strict: bool = False) -> Checker:
     def check(value: Any, path: str, errors: list) -> Optional[float]:
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        if not ok or value < minimum or (strict and value == minimum):
-            _fail(errors, path, f"must be a number {'>' if strict else '>='} {minimum}", value)
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and abs(value) <= MAX_NUMBER
+        if not ok or value < minimum or (strict and value == minimum):  # NaN fails abs(value) <= MAX_NUMBER
+            _fail(errors, path, f"must be a finite number {'>' if strict else '>='} {minimum}", value)
             return None
         return float(value)
 
@@ -135,7 +171,8 @@ def _sequence(item: Checker, non_empty: bool = False) -> Checker:
 
 
 def _pair(value: Any, path: str, errors: list) -> Optional[tuple[int, int]]:
-    if not (isinstance(value, list) and len(value) == 2 and all(isinstance(v, int) and v >= 1 for v in value)):
+    if not (isinstance(value, list) and len(value) == 2
+            and all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in value)):
         _fail(errors, path, "must be a [FY, FX] pair of positive integers", value)
         return None
     return (value[0], value[1])
@@ -148,11 +185,11 @@ def _dim_map(value_check: Checker) -> Checker:
             return None
         out = []
         for key, v in value.items():
-            dim = _enum(LoopDim)(key, f"{path}.{key}", errors)
-            val = value_check(v, f"{path}.{key}", errors)
+            dim = _enum(LoopDim)(key, _join(path, key), errors)
+            val = value_check(v, _join(path, key), errors)
             if dim is not None and val is not None:
                 out.append((dim, val))
-        return tuple(out)
+        return tuple(sorted(out, key=lambda item: DIMS.index(item[0])))  # canonical order, whatever the file's
 
     return check
 
@@ -164,12 +201,12 @@ def _precision_map(value: Any, path: str, errors: list) -> Optional[tuple]:
     out = []
     for role, bits in value.items():
         if role not in PRECISION_ROLES:
-            _fail(errors, f"{path}.{role}", f"unknown role; allowed: {', '.join(PRECISION_ROLES)}", role)
+            _fail(errors, _join(path, str(role)), f"unknown role; allowed: {', '.join(PRECISION_ROLES)}", role)
             continue
-        allowed = _sequence(_integer(1), non_empty=True)(bits, f"{path}.{role}", errors)
+        allowed = _sequence(_integer(1, MAX_BITS), non_empty=True)(bits, _join(path, role), errors)
         if allowed is not None:
             out.append((role, tuple(allowed)))
-    return tuple(out)
+    return tuple(sorted(out, key=lambda item: PRECISION_ROLES.index(item[0])))
 
 
 def _fields(spec: dict[str, tuple[bool, Checker]]) -> Checker:
@@ -200,8 +237,11 @@ def _fields(spec: dict[str, tuple[bool, Checker]]) -> Checker:
     return check
 
 
-def _join(path: str, key: str) -> str:
-    return f"{path}.{key}" if path else str(key)
+def _join(path: str, key: Any) -> str:
+    """``path.key`` with the key truncated (a YAML key can be any scalar of any length)."""
+    text = key if isinstance(key, str) else quote(key)
+    text = text if len(text) <= 40 else text[:37] + "..."
+    return f"{path}.{text}" if path else text
 
 
 _MEMORY = _fields(
@@ -219,7 +259,7 @@ _MEMORY = _fields(
     }
 )
 _SPATIAL = _fields(
-    {"name": (True, _text), "size": (True, _integer(1)), "unroll": (True, _sequence(_enum(LoopDim), non_empty=True))}
+    {"name": (True, _text), "size": (True, _integer(1)), "unroll": (True, _sequence(_enum(LoopDim)))}
 )
 _RULE = _fields(
     {
@@ -262,36 +302,24 @@ _SOC = _fields(
 )
 
 
-def resolve_kernel_hook(reference: str) -> Callable[..., Any]:
-    """Import ``"package.module:function"`` and return the function; ValueError says why not."""
-    module_name, sep, function_name = reference.partition(":")
-    if not sep or not module_name or not function_name:
-        raise ValueError("must look like 'package.module:function'")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ValueError(f"cannot import module {module_name!r} ({exc})") from exc
-    hook = getattr(module, function_name, None)
-    if not callable(hook):
-        raise ValueError(f"module {module_name!r} has no function {function_name!r}")
-    return hook
-
-
-def _semantic_checks(data: dict, errors: list) -> None:
-    """Cross-field rules that a per-field schema cannot express."""
+def _semantic_checks(data: dict, errors: list, notes: list) -> None:
+    """Cross-field rules that a per-field schema cannot express; ``notes`` receives warnings."""
     names = [m["name"] for m in data["modules"]]
+    first: dict[str, int] = {}
     for i, name in enumerate(names):
-        if names.index(name) != i:
-            errors.append((f"modules[{i}].name", f"duplicate module name {name!r}"))
-    if data["host"] not in names:
-        errors.append(("host", f"names no module; modules are: {', '.join(names)}"))
+        if first.setdefault(name, i) != i:
+            errors.append((f"modules[{i}].name", f"duplicate module name {quote(name)}"))
+    if data["host"] not in first:
+        listed = ", ".join(names)
+        listed = listed if len(listed) <= 200 else listed[:197] + "..."
+        errors.append(("host", f"names no module; modules are: {listed}; got {quote(data['host'])}"))
     for i, module in enumerate(data["modules"]):
         path = f"modules[{i}]"
         memories = module["memories"]
-        mem_names = [m["name"] for m in memories]
+        first_mem: dict[str, int] = {}
         for j, mem in enumerate(memories):
-            if mem_names.index(mem["name"]) != j:
-                errors.append((f"{path}.memories[{j}].name", f"duplicate memory name {mem['name']!r}"))
+            if first_mem.setdefault(mem["name"], j) != j:
+                errors.append((f"{path}.memories[{j}].name", f"duplicate memory name {quote(mem['name'])}"))
             if len(set(mem["operands"])) != len(mem["operands"]):
                 errors.append((f"{path}.memories[{j}].operands", "lists an operand twice"))
         outermost = set(memories[-1]["operands"])
@@ -310,14 +338,55 @@ def _semantic_checks(data: dict, errors: list) -> None:
         seen_dims: set[str] = set()
         for j, dim in enumerate(module.get("spatial") or []):
             if dim["name"] in seen_dims:
-                errors.append((f"{path}.spatial[{j}].name", f"duplicate spatial dim {dim['name']!r}"))
+                errors.append((f"{path}.spatial[{j}].name", f"duplicate spatial dim {quote(dim['name'])}"))
             seen_dims.add(dim["name"])
+        _memory_order_notes(memories, path, notes)
         kernel = module["compute"].get("kernel")
         if kernel is not None:
             try:
-                resolve_kernel_hook(kernel)
+                hook = resolve_kernel_hook(kernel)
             except ValueError as exc:
                 errors.append((f"{path}.compute.kernel", str(exc)))
+                continue
+            error, warning = probe_hook(hook, _probe_kinds(module.get("accepts")), module["compute"]["macs_per_cycle"])
+            if error:
+                errors.append((f"{path}.compute.kernel", f"{quote(kernel)} {error}"))
+            if warning:
+                notes.append((f"{path}.compute.kernel", warning))
+
+
+def _memory_order_notes(memories: list[dict], path: str, notes: list) -> None:
+    """Warn where an inner memory is larger than the next memory above it holding the same operand."""
+    pairs: dict[tuple[int, int], list[str]] = {}
+    for operand in Operand:
+        chain = [j for j, mem in enumerate(memories) if operand in mem["operands"]]
+        for inner, outer in zip(chain, chain[1:]):
+            if memories[inner]["size_bytes"] > memories[outer]["size_bytes"]:
+                pairs.setdefault((inner, outer), []).append(operand.value)
+    for (inner, outer), operands in pairs.items():
+        notes.append((f"{path}.memories[{inner}].size_bytes",
+                      f"memory {quote(memories[inner]['name'])} ({memories[inner]['size_bytes']} bytes) is larger than "
+                      f"{quote(memories[outer]['name'])} ({memories[outer]['size_bytes']} bytes) above it, which holds "
+                      f"{', '.join(operands)} too; only the outer size can be used for those operands"))
+
+
+def _probe_kinds(rules: Optional[list[dict]]) -> list[tuple[str, tuple[int, int], int, ProbePrecision]]:
+    """(kind, kernel, stride, precision) probes of the layers a module accepts (the host: every kind)."""
+    rules = rules if rules is not None else [{"kind": kind} for kind in ("conv2d", "depthwise", "dense")]
+    probes = []
+    for rule in rules:
+        kind = rule["kind"]
+        if kind not in ("conv2d", "depthwise", "dense"):
+            continue
+        kernels = [(1, 1)] if kind == "dense" else (rule.get("kernel_sizes") or [(1, 1), (3, 3)])
+        stride = (rule.get("strides") or [1])[0]
+        bits = {role: allowed[0] for role, allowed in (rule.get("precision") or ())}
+        precision = ProbePrecision(**bits)
+        for kernel in kernels:
+            probe = (kind, tuple(kernel), stride, precision)
+            if probe not in probes:
+                probes.append(probe)
+    return probes
 
 
 def _build(data: dict, source: str) -> SoC:
@@ -383,16 +452,72 @@ def _build(data: dict, source: str) -> SoC:
 def from_dict(data: Any, source: str = "<dict>") -> SoC:
     """Validate a parsed hardware description and build the ``SoC``; raises ``ArchError``."""
     errors: list[tuple[str, str]] = []
+    notes: list[tuple[str, str]] = []
     checked = _SOC(data, "", errors)
     if checked is not None and not errors:
-        _semantic_checks(checked, errors)
+        _semantic_checks(checked, errors, notes)
     if errors or checked is None:
         raise ArchError(source, errors or [("", "invalid description")])
+    for path, message in notes:
+        warnings.warn(ArchWarning(f"{source}: {path}: {message}"), stacklevel=2)
     return _build(checked, source)
 
 
+def to_dict(soc: SoC) -> dict[str, Any]:
+    """The hardware description of ``soc`` as plain data (YAML/JSON-ready): ``from_dict(to_dict(soc)) == soc``.
+
+    Kernel hooks are written as their ``"module:function"`` reference (re-resolved, and so
+    allowlist-checked, by ``from_dict``).
+    """
+    modules = []
+    for m in soc.modules.values():
+        memories = [{"name": mem.name, "size_bytes": mem.size_bytes,
+                     "operands": [o.value for o in Operand if o in mem.operands],
+                     "read_bytes_per_cycle": mem.read_bytes_per_cycle, "write_bytes_per_cycle": mem.write_bytes_per_cycle,
+                     "transfer_fixed_cycles": mem.transfer_fixed_cycles, "double_buffering": mem.double_buffering,
+                     "read_energy_pj_per_byte": mem.read_energy_pj_per_byte,
+                     "write_energy_pj_per_byte": mem.write_energy_pj_per_byte, "accumulates": mem.accumulates}
+                    for mem in m.memories]
+        compute: dict[str, Any] = {"macs_per_cycle": m.compute.macs_per_cycle, "energy_pj_per_mac": m.compute.energy_pj_per_mac}
+        if m.compute.kernel:
+            compute["kernel"] = m.compute.kernel
+        module: dict[str, Any] = {
+            "name": m.name,
+            "spatial": [{"name": d.name, "size": d.size, "unroll": [u.value for u in d.unroll]} for d in m.spatial],
+            "memories": memories, "compute": compute, "allow_padded_unrolling": m.allow_padded_unrolling,
+            "tile_overhead_cycles": m.tile_overhead_cycles}
+        if not m.is_host:
+            module["accepts"] = [_rule_to_dict(r) for r in m.accepts]
+        modules.append(module)
+    out: dict[str, Any] = {"name": soc.name, "clock_mhz": soc.clock_mhz, "host": soc.host, "modules": modules}
+    if soc.description:
+        out["description"] = soc.description
+    return out
+
+
+def _rule_to_dict(rule: LayerRule) -> dict[str, Any]:
+    out: dict[str, Any] = {"kind": rule.kind, "padding": rule.padding}
+    if rule.kernel_sizes is not None:
+        out["kernel_sizes"] = [list(k) for k in rule.kernel_sizes]
+    for key in ("strides", "dilations"):
+        if getattr(rule, key) is not None:
+            out[key] = list(getattr(rule, key))
+    for key in ("channel_multiple", "max_sizes"):
+        if getattr(rule, key):
+            out[key] = {d.value: n for d, n in getattr(rule, key)}
+    if rule.precision:
+        out["precision"] = {role: list(bits) for role, bits in rule.precision}
+    return out
+
+
 def from_yaml_text(text: str, source: str = "<string>") -> SoC:
-    """Parse YAML text (duplicate keys rejected) and build the ``SoC``."""
+    """Parse YAML text (duplicate keys rejected; at most ``MAX_YAML_BYTES``) and build the ``SoC``."""
+    if not isinstance(text, str):
+        raise ArchError(source, [("", f"expected YAML text (str), got {type(text).__name__}")])
+    size = len(text.encode("utf-8", errors="replace"))
+    if size > MAX_YAML_BYTES:
+        raise ArchError(source, [("", f"file is {size} bytes; a hardware description may have at most {MAX_YAML_BYTES} "
+                                      "bytes (archs.schema.MAX_YAML_BYTES)")])
     try:
         data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - SafeLoader subclass
     except yaml.YAMLError as exc:
@@ -418,4 +543,12 @@ def load(name_or_path: str | Path) -> SoC:
         raise ArchError(
             str(name_or_path), [("", f"no such file or built-in SoC; built-ins are: {', '.join(builtin_names())}")]
         )
-    return from_yaml_text(path.read_text(), source=str(path))
+    size = path.stat().st_size
+    if size > MAX_YAML_BYTES:
+        raise ArchError(str(path), [("", f"file is {size} bytes; a hardware description may have at most {MAX_YAML_BYTES} "
+                                         "bytes (archs.schema.MAX_YAML_BYTES)")])
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ArchError(str(path), [("", f"cannot read the file as text: {quote(str(exc))}")]) from exc
+    return from_yaml_text(text, source=str(path))

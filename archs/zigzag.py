@@ -22,20 +22,26 @@ Translation (ZigZag -> ours; units in brackets):
   write link per memory. ``bandwidth_min`` (access granularity) is not modelled.
 - Energy: ``r_cost``/``w_cost`` are pJ per access of one port word (``bandwidth_max`` bits), so
   ``read/write_energy_pj_per_byte = cost [pJ] / (bandwidth_max [bit] / 8)`` of that same port.
-  ``operational_array.unit_energy`` [pJ per MAC] -> ``compute.energy_pj_per_mac``.
+  ``operational_array.unit_energy`` [pJ per MAC] -> ``compute.energy_pj_per_mac`` (optional, as in
+  ZigZag's schema: absent = 0 pJ per MAC, with a warning).
 - Array: ``dimensions``/``sizes`` -> ``SpatialDim``s (``macs_per_cycle`` = product of the sizes).
-  The loop dims each array dim may unroll come from, in this order: the ``mapping`` file (union of
-  the loop dims its ``default`` and operator-type entries unroll or hint on that array dim;
-  per-layer entries are skipped), else the hardware's ``dataflows``, else every loop dim (ZigZag's
-  own default hint). Our search tries every divisor up to the array size of the listed dims (one
-  loop dim per array dim), a superset of a fixed ZigZag spatial mapping.
+  The loop dims each array dim may unroll come from, in this order: the ``mapping`` file, read as
+  ZigZag 3.9.1 reads it (per ``default`` and operator-type entry: the entry's ``spatial_mapping`` for
+  that array dim, an empty one meaning idle; else its ``spatial_mapping_hint``; else every loop dim;
+  the union over those entries; per-layer entries are skipped; loop dim names that are not ours,
+  such as the ``D0``/``D1``/``D2`` of ZigZag's GEMM examples, are dropped with a warning, as ZigZag
+  drops them for layers without such dims; hints for array dims the accelerator does not have are
+  ignored with a warning), else the hardware's ``dataflows``, else every loop dim (ZigZag's own
+  default hint). Our search tries every divisor up to the array size of the listed dims (one loop
+  dim per array dim), a superset of a fixed ZigZag spatial mapping.
 - ``force_double_buffering`` -> ``double_buffering``; the innermost memory holding outputs is
   marked ``accumulates`` (partial sums at accumulator precision, ZigZag's ``O`` precision).
 - Ignored (no counterpart, logged at debug level): ``area``, ``unit_area``, ``latency`` (unused by
   ZigZag 3.9.1's latency model too), ``mem_type``, ``input_precision``; ``systolic_dimensions``
   (ZigZag adds a systolic drain of a few cycles per layer) is ignored with a warning.
-- Errors: in-memory computing arrays (``is_imc``), CACTI cost extraction
-  (``auto_cost_extraction: true``), a last memory that does not hold all three operands, ports
+- Errors: in-memory computing arrays (``is_imc``: one error naming it, whatever else the file lacks), CACTI cost extraction
+  (``auto_cost_extraction: true``), a mapping file's ``spatial_mapping`` for an array dim the
+  accelerator does not have (ZigZag fails on it too) or keyed other than D1..D4, a last memory that does not hold all three operands, ports
   without read or write allocations, and anything the 3.9.1 format rejects (unknown keys such as
   ZigZag 2.x ``r_bw``/``min_r_granularity``, bad types, bad port names or allocations).
 
@@ -59,8 +65,9 @@ from typing import Any, Mapping, Optional, Sequence, Union
 import yaml
 
 from archs.dims import LoopDim, Operand
+from archs.kernel_hooks import quote
 from archs.model import LAYER_KINDS, SoC
-from archs.schema import ArchError, from_dict
+from archs.schema import MAX_YAML_BYTES, ArchError, from_dict
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +87,9 @@ _PORT_NAME = re.compile(r"^[r]?[w]?_port_\d+$")
 _ALLOCATION = re.compile(r"^(I[12]|O), (fh|tl|fl|th)$")
 _OA_DIM = re.compile(r"^D\d$")
 _UNROLLING = re.compile(r"^([A-Z]+\d*), *(\d+)$")
+_HINT = re.compile(r"^[A-Z]+\d*")
+#: Array dims a ZigZag 3.9.1 mapping file may name (its mapping schema lists exactly these).
+MAPPING_OA_DIMS: tuple[str, ...] = ("D1", "D2", "D3", "D4")
 #: Keys of the ZigZag 2.x format, rejected by 3.x: named in the error with their replacement.
 _LEGACY_KEYS = {
     "r_bw": "ports[].bandwidth_max", "w_bw": "ports[].bandwidth_max", "r_port": "ports", "w_port": "ports",
@@ -110,6 +120,12 @@ class _Errors:
     def raise_if_any(self) -> None:
         if self.items:
             raise ArchError(self.source, self.items)
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    """``repr(value)``, cut to ``limit`` characters for error messages."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _is_int(value: Any) -> bool:
@@ -154,6 +170,28 @@ def _duplicate_keys(node: yaml.Node, path: str = "") -> list[tuple[str, str, int
     return found
 
 
+#: Most YAML nodes a ZigZag file may expand to once aliases (``*name``) are resolved.
+MAX_EXPANDED_NODES = 100_000
+
+
+def expanded_yaml_nodes(root: yaml.Node) -> int:
+    """Nodes of the document with every alias expanded (linear in the file: shared nodes counted once each)."""
+    sizes: dict[int, int] = {}
+
+    def size(node: yaml.Node) -> int:
+        if id(node) not in sizes:
+            if isinstance(node, yaml.MappingNode):
+                children = [n for pair in node.value for n in pair]
+            elif isinstance(node, yaml.SequenceNode):
+                children = list(node.value)
+            else:
+                children = []
+            sizes[id(node)] = 1 + sum(size(child) for child in children)
+        return sizes[id(node)]
+
+    return size(root)
+
+
 def _read_yaml(source: Union[PathLike, Any], what: str) -> tuple[Any, str]:
     """Parse a YAML file like ZigZag (``yaml.safe_load``: last duplicate wins) and warn about
     duplicated keys; non-path inputs (already parsed data) are returned as they are."""
@@ -162,9 +200,16 @@ def _read_yaml(source: Union[PathLike, Any], what: str) -> tuple[Any, str]:
     path = Path(source)
     if not path.is_file():
         raise ArchError(str(path), [("", f"no such {what} file")])
+    if path.stat().st_size > MAX_YAML_BYTES:
+        raise ArchError(str(path), [("", f"file is {path.stat().st_size} bytes; {what} files may have at most "
+                                         f"{MAX_YAML_BYTES} bytes (archs.schema.MAX_YAML_BYTES)")])
     text = path.read_text()
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
+        expanded = expanded_yaml_nodes(root) if root is not None else 0
+        if expanded > MAX_EXPANDED_NODES:
+            raise ArchError(str(path), [("", f"its aliases expand to {expanded} YAML nodes; at most {MAX_EXPANDED_NODES} "
+                                             "are allowed (archs.zigzag.MAX_EXPANDED_NODES)")])
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
@@ -177,10 +222,71 @@ def _read_yaml(source: Union[PathLike, Any], what: str) -> tuple[Any, str]:
 
 
 # --------------------------------------------------------------------------- mapping file
-def _mapping_info(mapping: Union[PathLike, Sequence[Mapping], None]) -> tuple[dict[str, str], dict[str, list[str]], str]:
-    """(memory_operand_links, loop dims per array dim, source) from a ZigZag mapping file."""
+#: Per mapping entry (``default`` and operator types): (array dim -> loop dims its ``spatial_mapping`` unrolls,
+#: array dim -> loop dims its ``spatial_mapping_hint`` names); only loop dims we know, see ``_entry_dims``.
+Rules = list[tuple[dict[str, list[str]], dict[str, list[str]]]]
+
+
+def _entry_dims(entry: Mapping, key: str, i: int, source: str, errors: _Errors) -> dict[str, list[str]]:
+    """Array dim -> loop dims that ``entry[key]`` (``spatial_mapping`` or ``spatial_mapping_hint``) names.
+
+    Read as ZigZag 3.9.1 reads it: keys must be D1..D4 (its mapping schema); ``spatial_mapping`` items
+    look like ``'K, 16'`` (a factor of 1 unrolls nothing). A loop dim name that is not one of ours
+    (e.g. ``D0`` of ZigZag's GEMM examples, whose workloads name their loops D0, D1, D2) is dropped
+    with a warning: ZigZag drops unrollings of loop dims a layer does not have, and none of our layers
+    has such a dim. An array dim whose ``spatial_mapping`` is left empty idles, as in ZigZag.
+    """
+    value = entry.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        errors.add(f"[{i}].{key}", f"must map array dims (D1, D2, ...) to lists, got {_short(value)}")
+        return {}
+    out: dict[str, list[str]] = {}
+    for oa_dim, items in value.items():
+        path = f"[{i}].{key}.{oa_dim}"
+        if oa_dim not in MAPPING_OA_DIMS:
+            errors.add(path, f"unknown array dimension; allowed: {', '.join(MAPPING_OA_DIMS)} (ZigZag's mapping schema)")
+            continue
+        if not isinstance(items, list):
+            errors.add(path, f"must be a list, got {_short(items)}")
+            continue
+        dims: list[str] = []
+        foreign: list[str] = []
+        for j, item in enumerate(items):
+            if key == "spatial_mapping":
+                match = _UNROLLING.match(str(item))
+                if not match:
+                    errors.add(f"{path}[{j}]", f"must look like 'K, 16', got {_short(item)}")
+                    continue
+                dim, factor = match.group(1), int(match.group(2))
+                if factor <= 1:
+                    continue  # "C, 1": nothing unrolled
+            else:
+                dim = str(item)
+                if not _HINT.match(dim):
+                    errors.add(f"{path}[{j}]", f"must be a loop dim name like 'K', got {_short(item)}")
+                    continue
+            if dim not in LoopDim.__members__:
+                foreign.append(dim)
+            elif dim not in dims:
+                dims.append(dim)
+        if foreign:
+            log.warning("%s: %s names loop dim(s) %s, which none of our layers has (ours: %s); ZigZag drops them for "
+                        "layers without them, and so do we%s", source, path, foreign, ", ".join(LoopDim.__members__),
+                        "" if dims or key != "spatial_mapping" else f": array dim {oa_dim} idles under this entry")
+        if key == "spatial_mapping" and len(dims) > 1:
+            log.warning("%s: %s mixes %s on one array dim; our model unrolls one loop dim per array dim, "
+                        "so they are searched as alternatives", source, path, dims)
+        out[str(oa_dim)] = dims
+    return out
+
+
+def _mapping_info(mapping: Union[PathLike, Sequence[Mapping], None]) -> tuple[dict[str, str], Rules, str]:
+    """(memory_operand_links, unroll rules of the default and operator-type entries, source) from a
+    ZigZag mapping file."""
     if mapping is None:
-        return dict(DEFAULT_LINKS), {}, ""
+        return dict(DEFAULT_LINKS), [], ""
     data, source = _read_yaml(mapping, "mapping")
     errors = _Errors(source)
     if not isinstance(data, list) or not data:
@@ -190,7 +296,7 @@ def _mapping_info(mapping: Union[PathLike, Sequence[Mapping], None]) -> tuple[di
     for i, entry in enumerate(data):
         path = f"[{i}]"
         if not isinstance(entry, dict):
-            errors.add(path, f"must be a mapping, got {entry!r}")
+            errors.add(path, f"must be a mapping, got {quote(entry)}")
             continue
         _check_keys(entry, _MAPPING_KEYS, ("name",), path, errors)
         entries.append((i, entry))
@@ -204,106 +310,83 @@ def _mapping_info(mapping: Union[PathLike, Sequence[Mapping], None]) -> tuple[di
     if given is not None:
         path = f"[{names.index('default')}].memory_operand_links"
         if not isinstance(given, dict) or set(given) != {"O", "I", "W"}:
-            errors.add(path, f"must map each of O, I, W to a memory operand, got {given!r}")
+            errors.add(path, f"must map each of O, I, W to a memory operand, got {quote(given)}")
         elif sorted(given.values()) != sorted(MEMORY_OPERANDS) or given["O"] != "O":
-            errors.add(path, f"must link O to O and I, W to I1, I2 (in either order), got {given!r}")
+            errors.add(path, f"must link O to O and I, W to I1, I2 (in either order), got {quote(given)}")
         else:
             links = dict(given)
-    unroll: dict[str, list[str]] = {}
+    rules: list[tuple[dict[str, list[str]], dict[str, list[str]]]] = []
     for i, entry in entries:
         name = entry.get("name")
         if name != "default" and name not in OPERATOR_TYPES:
             log.debug("%s: mapping entry %r is for one layer; not used for the module's unroll options", source, name)
             continue
-        for key in ("spatial_mapping", "spatial_mapping_hint"):
-            value = entry.get(key)
-            if value is None:
-                continue
-            if not isinstance(value, dict):
-                errors.add(f"[{i}].{key}", f"must map array dims (D1, D2, ...) to lists, got {value!r}")
-                continue
-            for oa_dim, items in value.items():
-                path = f"[{i}].{key}.{oa_dim}"
-                if not isinstance(items, list):
-                    errors.add(path, f"must be a list, got {items!r}")
-                    continue
-                dims = []
-                for j, item in enumerate(items):
-                    if key == "spatial_mapping":
-                        match = _UNROLLING.match(str(item))
-                        if not match:
-                            errors.add(f"{path}[{j}]", f"must look like 'K, 16', got {item!r}")
-                            continue
-                        dim, factor = match.group(1), int(match.group(2))
-                        if factor <= 1:
-                            continue  # "C, 1": nothing unrolled
-                    else:
-                        dim = str(item)
-                    if dim not in LoopDim.__members__:
-                        errors.add(f"{path}[{j}]", f"unknown loop dim {dim!r}; allowed: {', '.join(LoopDim.__members__)}")
-                        continue
-                    dims.append(dim)
-                if key == "spatial_mapping" and len(dims) > 1:
-                    log.warning("%s: %s mixes %s on one array dim; our model unrolls one loop dim per array dim, "
-                                "so they are searched as alternatives", source, path, dims)
-                row = unroll.setdefault(str(oa_dim), [])
-                row += [d for d in dims if d not in row]
+        rules.append((_entry_dims(entry, "spatial_mapping", i, source, errors),
+                      _entry_dims(entry, "spatial_mapping_hint", i, source, errors)))
     errors.raise_if_any()
-    return links, unroll, source
+    return links, rules, source
 
 
 # --------------------------------------------------------------------------- validation + translation
 def _check_array(array: Any, errors: _Errors) -> Optional[tuple[list[str], list[int], float]]:
     path = "operational_array"
     if not isinstance(array, dict):
-        errors.add(path, f"must be a mapping, got {array!r}")
+        errors.add(path, f"must be a mapping, got {quote(array)}")
         return None
-    _check_keys(array, _ARRAY_KEYS, ("dimensions", "sizes", "unit_energy"), path, errors)
+    _check_keys(array, _ARRAY_KEYS, ("dimensions", "sizes"), path, errors)
     if array.get("is_imc"):
-        errors.add(f"{path}.is_imc", "in-memory-computing arrays cannot be translated (no cost model for them); allowed: false")
+        kind = array.get("imc_type")
+        errors.add(f"{path}.is_imc", f"in-memory-computing arrays{f' ({kind})' if isinstance(kind, str) else ''} cannot "
+                   "be translated (our cost model has no in-memory-computing model); allowed: false")
+        return None
     for key in ("imc_type", "adc_resolution", "bit_serial_precision"):
         if array.get(key) not in (None, 0):
             errors.add(f"{path}.{key}", "in-memory-computing parameters cannot be translated; allowed: absent or null")
     dims, sizes, energy = array.get("dimensions"), array.get("sizes"), array.get("unit_energy")
+    if energy is None:
+        # optional in ZigZag's schema (IMC arrays derive it); a digital array without it has no MAC energy
+        log.warning("%s: %s.unit_energy not given: MACs are costed at 0 pJ (energies exclude compute; "
+                    "latencies are unaffected)", errors.source, path)
+        energy = 0.0
     ok = True
     if not isinstance(dims, list) or not dims or not all(isinstance(d, str) and _OA_DIM.match(d) for d in dims):
-        errors.add(f"{path}.dimensions", f"must be a non-empty list of D1, D2, ..., got {dims!r}")
+        errors.add(f"{path}.dimensions", f"must be a non-empty list of D1, D2, ..., got {quote(dims)}")
         ok = False
     elif len(set(dims)) != len(dims):
-        errors.add(f"{path}.dimensions", f"lists a dimension twice: {dims!r}")
+        errors.add(f"{path}.dimensions", f"lists a dimension twice: {quote(dims)}")
         ok = False
     if not isinstance(sizes, list) or not all(_is_int(s) and s >= 1 for s in sizes):
-        errors.add(f"{path}.sizes", f"must be a list of integers >= 1, got {sizes!r}")
+        errors.add(f"{path}.sizes", f"must be a list of integers >= 1, got {quote(sizes)}")
         ok = False
     elif ok and len(sizes) != len(dims):
         errors.add(f"{path}.sizes", f"has {len(sizes)} entries for {len(dims)} dimensions")
         ok = False
     if energy is not None and (not _is_number(energy) or energy < 0):
-        errors.add(f"{path}.unit_energy", f"must be a number >= 0 (pJ per MAC), got {energy!r}")
+        errors.add(f"{path}.unit_energy", f"must be a number >= 0 (pJ per MAC), got {quote(energy)}")
         ok = False
     systolic = array.get("systolic_dimensions")
     if systolic:
         log.warning("%s: operational_array.systolic_dimensions %s ignored: our model has no systolic drain "
                     "(ZigZag adds a few cycles per layer for it)", errors.source, systolic)
-    return (dims, sizes, float(energy)) if ok and energy is not None else None
+    return (dims, sizes, float(energy)) if ok else None
 
 
 def _check_port(port: Any, path: str, held: list[str], errors: _Errors) -> Optional[dict]:
     if not isinstance(port, dict):
-        errors.add(path, f"must be a mapping with {', '.join(_PORT_KEYS)}, got {port!r}")
+        errors.add(path, f"must be a mapping with {', '.join(_PORT_KEYS)}, got {quote(port)}")
         return None
     _check_keys(port, _PORT_KEYS, _PORT_KEYS, path, errors)
     ok = all(k in port for k in _PORT_KEYS)
     name, kind = port.get("name"), port.get("type")
     if "name" in port and not (isinstance(name, str) and _PORT_NAME.match(name)):
-        errors.add(f"{path}.name", f"must look like r_port_1, w_port_1 or rw_port_1, got {name!r}")
+        errors.add(f"{path}.name", f"must look like r_port_1, w_port_1 or rw_port_1, got {quote(name)}")
         ok = False
     if "type" in port and kind not in ("read", "write", "read_write"):
-        errors.add(f"{path}.type", f"must be one of read, write, read_write, got {kind!r}")
+        errors.add(f"{path}.type", f"must be one of read, write, read_write, got {quote(kind)}")
         ok = False
     for key in ("bandwidth_min", "bandwidth_max"):
         if key in port and not (_is_int(port[key]) and port[key] >= 1):
-            errors.add(f"{path}.{key}", f"must be an integer >= 1 (bits per cycle), got {port[key]!r}")
+            errors.add(f"{path}.{key}", f"must be an integer >= 1 (bits per cycle), got {quote(port[key])}")
             ok = False
     if ok and port["bandwidth_min"] > port["bandwidth_max"]:
         errors.add(f"{path}.bandwidth_min", f"must not exceed bandwidth_max ({port['bandwidth_max']}), got {port['bandwidth_min']}")
@@ -311,12 +394,12 @@ def _check_port(port: Any, path: str, held: list[str], errors: _Errors) -> Optio
     directions: list[tuple[str, str]] = []
     allocation = port.get("allocation")
     if "allocation" in port and not isinstance(allocation, list):
-        errors.add(f"{path}.allocation", f"must be a list like ['I1, tl', 'O, fl'], got {allocation!r}")
+        errors.add(f"{path}.allocation", f"must be a list like ['I1, tl', 'O, fl'], got {quote(allocation)}")
         ok = False
     for j, item in enumerate(allocation if isinstance(allocation, list) else []):
         match = _ALLOCATION.match(str(item))
         if not match:
-            errors.add(f"{path}.allocation[{j}]", f"must be '<I1|I2|O>, <fh|tl|fl|th>', got {item!r}")
+            errors.add(f"{path}.allocation[{j}]", f"must be '<I1|I2|O>, <fh|tl|fl|th>', got {quote(item)}")
             ok = False
             continue
         operand, direction = match.groups()
@@ -324,7 +407,7 @@ def _check_port(port: Any, path: str, held: list[str], errors: _Errors) -> Optio
             errors.add(f"{path}.allocation[{j}]", f"operand {operand} is not in this memory's operands {held}")
             ok = False
         if kind == "read" and direction in WRITE_DIRECTIONS or kind == "write" and direction in READ_DIRECTIONS:
-            errors.add(f"{path}.allocation[{j}]", f"a {kind} port cannot carry direction {direction!r}")
+            errors.add(f"{path}.allocation[{j}]", f"a {kind} port cannot carry direction {quote(direction)}")
             ok = False
         directions.append((operand, direction))
     if not ok:
@@ -352,7 +435,7 @@ def _translate_memory(name: str, mem: Any, oa: tuple[list[str], list[int], float
                       errors: _Errors) -> Optional[dict]:
     path = f"memories.{name}"
     if not isinstance(mem, dict):
-        errors.add(path, f"must be a mapping, got {mem!r}")
+        errors.add(path, f"must be a mapping, got {quote(mem)}")
         return None
     _check_keys(mem, _MEMORY_KEYS, ("size", "operands", "ports", "served_dimensions"), path, errors)
     ok = True
@@ -366,29 +449,29 @@ def _translate_memory(name: str, mem: Any, oa: tuple[list[str], list[int], float
                 errors.add(f"{path}.{key}", "required key is missing (pJ per access of one port word)")
                 ok = False
             elif not _is_number(mem[key]) or mem[key] < 0:
-                errors.add(f"{path}.{key}", f"must be a number >= 0 (pJ per access), got {mem[key]!r}")
+                errors.add(f"{path}.{key}", f"must be a number >= 0 (pJ per access), got {quote(mem[key])}")
                 ok = False
     size = mem.get("size")
     if "size" in mem and not (_is_int(size) and size >= 1):
-        errors.add(f"{path}.size", f"must be an integer >= 1 (bits), got {size!r}")
+        errors.add(f"{path}.size", f"must be an integer >= 1 (bits), got {quote(size)}")
         ok = False
     operands = mem.get("operands")
     if "operands" in mem and not (isinstance(operands, list) and operands
                                   and all(o in MEMORY_OPERANDS for o in operands)):
-        errors.add(f"{path}.operands", f"must be a non-empty list of {', '.join(MEMORY_OPERANDS)}, got {operands!r}")
+        errors.add(f"{path}.operands", f"must be a non-empty list of {', '.join(MEMORY_OPERANDS)}, got {quote(operands)}")
         ok = False
     elif isinstance(operands, list) and len(set(operands)) != len(operands):
-        errors.add(f"{path}.operands", f"lists an operand twice: {operands!r}")
+        errors.add(f"{path}.operands", f"lists an operand twice: {quote(operands)}")
         ok = False
     served = mem.get("served_dimensions")
     oa_dims, oa_sizes, _ = oa
     if "served_dimensions" in mem:
         if not isinstance(served, list) or not all(d in oa_dims for d in served):
-            errors.add(f"{path}.served_dimensions", f"must be a list of the array's dimensions {oa_dims}, got {served!r}")
+            errors.add(f"{path}.served_dimensions", f"must be a list of the array's dimensions {oa_dims}, got {quote(served)}")
             ok = False
     double = mem.get("force_double_buffering", False)
     if not isinstance(double, bool):
-        errors.add(f"{path}.force_double_buffering", f"must be true or false, got {double!r}")
+        errors.add(f"{path}.force_double_buffering", f"must be true or false, got {quote(double)}")
         ok = False
     for key in ("area", "latency", "mem_type"):
         if key in mem:
@@ -397,7 +480,7 @@ def _translate_memory(name: str, mem: Any, oa: tuple[list[str], list[int], float
     ports: list[dict] = []
     if "ports" in mem:
         if not isinstance(ports_data, list) or not ports_data:
-            errors.add(f"{path}.ports", f"must be a non-empty list of ports, got {ports_data!r}")
+            errors.add(f"{path}.ports", f"must be a non-empty list of ports, got {quote(ports_data)}")
             ok = False
         else:
             held = operands if isinstance(operands, list) else []
@@ -430,18 +513,37 @@ def _translate_memory(name: str, mem: Any, oa: tuple[list[str], list[int], float
     }
 
 
-def _unroll_options(oa_dims: list[str], dataflows: Any, mapping_unroll: dict[str, list[str]], mapping_source: str,
+def _unroll_options(oa_dims: list[str], dataflows: Any, rules: Rules, mapping_source: str,
                     errors: _Errors) -> dict[str, list[str]]:
+    """Loop dims each array dim may unroll. With a mapping file, per array dim the union over its
+    ``default`` and operator-type entries of what ZigZag would let that entry unroll there: the
+    entry's ``spatial_mapping`` for that dim (empty: idle), else its hint (if it names a loop dim of
+    ours), else every loop dim (ZigZag's default hint). Hints for array dims the accelerator does not
+    have are ignored (as ZigZag does, with a warning); a ``spatial_mapping`` for one is an error (ZigZag
+    fails on it with a ``KeyError``)."""
     all_dims = [d.value for d in LoopDim]
     if mapping_source:
-        for oa_dim in mapping_unroll:
-            if oa_dim not in oa_dims:
-                raise ArchError(mapping_source, [(oa_dim, f"array dimension not in the accelerator's {oa_dims}")])
-        return {d: mapping_unroll.get(d) or all_dims for d in oa_dims}
+        for i, (fixed, hinted) in enumerate(rules):
+            extra = [d for d in fixed if d not in oa_dims]
+            if extra:
+                raise ArchError(mapping_source, [("spatial_mapping", f"unrolls array dimension(s) {extra}, which the "
+                                                  f"accelerator does not have (its dimensions: {oa_dims})")])
+            ignored = [d for d in hinted if d not in oa_dims]
+            if ignored:
+                log.warning("%s: spatial_mapping_hint for array dimension(s) %s ignored: the accelerator has %s (ZigZag "
+                            "ignores them too)", mapping_source, ignored, oa_dims)
+        out: dict[str, list[str]] = {}
+        for oa_dim in oa_dims:
+            row: list[str] = []
+            for fixed, hinted in rules:
+                dims = fixed[oa_dim] if oa_dim in fixed else hinted.get(oa_dim) or all_dims
+                row += [d for d in dims if d not in row]
+            out[oa_dim] = row
+        return out
     if dataflows is None:
         return {d: all_dims for d in oa_dims}
     if not isinstance(dataflows, dict):
-        errors.add("dataflows", f"must map array dims to lists like ['K, 16'], got {dataflows!r}")
+        errors.add("dataflows", f"must map array dims to lists like ['K, 16'], got {quote(dataflows)}")
         return {}
     out: dict[str, list[str]] = {}
     for oa_dim, items in dataflows.items():
@@ -450,13 +552,13 @@ def _unroll_options(oa_dims: list[str], dataflows: Any, mapping_unroll: dict[str
             errors.add(path, f"not one of the array's dimensions {oa_dims}")
             continue
         if not isinstance(items, list):
-            errors.add(path, f"must be a list like ['K, 16'], got {items!r}")
+            errors.add(path, f"must be a list like ['K, 16'], got {quote(items)}")
             continue
         dims: list[str] = []
         for j, item in enumerate(items):
             match = _UNROLLING.match(str(item))
             if not match or match.group(1) not in LoopDim.__members__:
-                errors.add(f"{path}[{j}]", f"must be '<loop dim>, <factor>' with a loop dim of {', '.join(all_dims)}, got {item!r}")
+                errors.add(f"{path}[{j}]", f"must be '<loop dim>, <factor>' with a loop dim of {', '.join(all_dims)}, got {quote(item)}")
                 continue
             if int(match.group(2)) > 1 and match.group(1) not in dims:
                 dims.append(match.group(1))
@@ -480,7 +582,7 @@ def from_zigzag(
     file's ``name``. ``clock_mhz`` (MHz) only converts cycles to time. Raises ``ArchError``.
     """
     data, src = _read_yaml(source, "accelerator")
-    links, mapping_unroll, mapping_source = _mapping_info(mapping)
+    links, rules, mapping_source = _mapping_info(mapping)
     mem_to_layer = {mem_op: layer_op for layer_op, mem_op in links.items()}
     errors = _Errors(src)
     if not isinstance(data, dict):
@@ -489,16 +591,16 @@ def from_zigzag(
     _check_keys(data, _TOP_KEYS, _TOP_KEYS[:3], "", errors)
     name = data.get("name")
     if "name" in data and not (isinstance(name, str) and name):
-        errors.add("name", f"must be a non-empty string, got {name!r}")
+        errors.add("name", f"must be a non-empty string, got {quote(name)}")
     oa = _check_array(data.get("operational_array"), errors) if "operational_array" in data else None
     memories_data = data.get("memories")
     if "memories" in data and not (isinstance(memories_data, dict) and memories_data):
-        errors.add("memories", f"must be a non-empty mapping of memory name to memory, innermost first, got {memories_data!r}")
+        errors.add("memories", f"must be a non-empty mapping of memory name to memory, innermost first, got {quote(memories_data)}")
         memories_data = None
     errors.raise_if_any()
     assert oa is not None and memories_data is not None
     memories = [_translate_memory(str(n), m, oa, mem_to_layer, errors) for n, m in memories_data.items()]
-    unroll = _unroll_options(oa[0], data.get("dataflows"), mapping_unroll, mapping_source, errors)
+    unroll = _unroll_options(oa[0], data.get("dataflows"), rules, mapping_source, errors)
     errors.raise_if_any()
     checked = [m for m in memories if m is not None]
     last = checked[-1]
@@ -520,7 +622,8 @@ def from_zigzag(
     outer["operands"] = ["I", "W", "O"]
     soc_data = {
         "name": name,
-        "description": f"ZigZag accelerator {name!r} imported from {src}" + (f" with mapping {mapping_source}" if mapping_source else ""),
+        "description": (f"ZigZag accelerator {name!r} imported from {src}"
+                        + (f" with mapping {mapping_source}" if mapping_source else "")),
         "clock_mhz": clock_mhz,
         "host": host_name,
         "modules": [
@@ -548,5 +651,5 @@ def zigzag_example(name: str, kind: str = "hardware") -> Path:
     path = EXAMPLES_DIR / kind / f"{name}.yaml"
     if not path.is_file():
         shipped = sorted(p.stem for p in (EXAMPLES_DIR / kind).glob("*.yaml"))
-        raise ArchError(str(path), [("", f"no shipped ZigZag {kind} example {name!r}; shipped: {', '.join(shipped)}")])
+        raise ArchError(str(path), [("", f"no shipped ZigZag {kind} example {quote(name)}; shipped: {', '.join(shipped)}")])
     return path

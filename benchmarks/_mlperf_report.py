@@ -9,13 +9,13 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional, Sequence
+from typing import Any, Optional, Sequence
 
-if TYPE_CHECKING:  # pragma: no cover
-    from benchmarks.mlperf_tiny import Case, Target
+from benchmarks._mlperf_common import MODELS, STRATEGIES, Case, Target, ordered
+from benchmarks._mlperf_plots import module_colours, plot_model, plot_target
+from mapper.schedule import Schedule
 
 SCHEMA_VERSION = 1
-STRATEGIES = ("host_only", "accelerator_first", "best")
 #: MATCH paper (arXiv 2410.08855) headline results: published figures, not measured by this benchmark.
 #: ``baseline`` is the strategy of ours that plays the compared tool's role.
 PUBLISHED: tuple[dict[str, Any], ...] = (
@@ -28,29 +28,17 @@ PUBLISHED: tuple[dict[str, Any], ...] = (
 PUBLISHED_SOURCE = "MATCH paper (arXiv 2410.08855), published figures, not measured here"
 RESULTS_COLUMNS = ("model", "target", "strategy", "clock_mhz", "latency_cycles", "latency_ms", "energy_pj", "mapper_seconds",
                    "verified", "best_speedup")
-LAYERS_COLUMNS = ("model", "target", "strategy", "layer", "kind", "module", "macs", "latency_cycles", "latency_ms", "energy_pj",
-                  "utilization", "share")
-HOST_COLOUR = "#9a9a9a"
+LAYERS_COLUMNS = ("model", "target", "strategy", "layer", "kind", "module", "macs", "latency_cycles", "host_padding_cycles",
+                  "latency_ms", "energy_pj", "host_padding_energy_pj", "utilization", "share")
 
 
-def _layer_order(name: str) -> tuple[int, str]:
-    """Bridge layers are named ``<kind>_<binding index>``: sort by that index (TFLite operator order)."""
-    prefix, _, index = name.rpartition("_")
-    return (int(index), prefix) if index.isdigit() else (1 << 30, name)
-
-
-def ordered(schedules: dict) -> list[str]:
-    """Layer names of a ``NetworkSchedule.schedules`` dict in TFLite operator order."""
-    return sorted(schedules, key=_layer_order)
-
-
-def speedup(case: "Case", baseline: str) -> float:
+def speedup(case: Case, baseline: str) -> float:
     """Latency of ``baseline`` over that of ``best`` (how many times faster the model-aware strategy is)."""
     best = case.networks["best"].total_latency_cycles
     return case.networks[baseline].total_latency_cycles / best if best else float("nan")
 
 
-def _verified(case: "Case", strategy: str) -> Optional[bool]:
+def _verified(case: Case, strategy: str) -> Optional[bool]:
     """Only the ``best`` mapping is compiled and verified; None for the others and when skipped."""
     if strategy != "best" or case.verification is None:
         return None
@@ -60,12 +48,18 @@ def _verified(case: "Case", strategy: str) -> Optional[bool]:
 # --------------------------------------------------------------------------- JSON and CSV
 
 
-def results_json(cases: Sequence["Case"], models: Sequence[str], targets: Sequence["Target"], timing: dict[str, float],
+def _layer_json(name: str, schedule: Schedule) -> dict[str, Any]:
+    """One layer of a result: ``latency_cycles`` includes ``host_padding_cycles``, the host's share."""
+    return {"name": name, "module": schedule.module, "latency_cycles": schedule.latency_cycles,
+            "host_padding_cycles": schedule.host_padding_cycles, "macs": schedule.macs}
+
+
+def results_json(cases: Sequence[Case], models: Sequence[str], targets: Sequence[Target], timing: dict[str, float],
                  meta: dict[str, Any]) -> dict[str, Any]:
     """The JSON document: ``results`` (one object per model x target x strategy, keys exactly
-    model/target/strategy/latency_cycles/energy_pj/mapper_seconds/verified/layers) plus context."""
-    from benchmarks.mlperf_tiny import MODELS
-
+    model/target/strategy/latency_cycles/energy_pj/mapper_seconds/verified/layers/per_module) plus
+    context. A layer's ``latency_cycles`` includes its ``host_padding_cycles`` (run on the host);
+    ``per_module`` books those to the host (``NetworkSchedule.per_module``)."""
     results = []
     for case in cases:
         for strategy in STRATEGIES:
@@ -78,9 +72,8 @@ def results_json(cases: Sequence["Case"], models: Sequence[str], targets: Sequen
                 "energy_pj": network.total_energy_pj,
                 "mapper_seconds": network.search_seconds,
                 "verified": _verified(case, strategy),
-                "layers": [{"name": name, "module": network.schedules[name].module,
-                            "latency_cycles": network.schedules[name].latency_cycles, "macs": network.schedules[name].macs}
-                           for name in ordered(network.schedules)],
+                "layers": [_layer_json(name, network.schedules[name]) for name in ordered(network.schedules)],
+                "per_module": network.per_module(),
             })
     return {
         "benchmark": "mlperf_tiny",
@@ -102,7 +95,7 @@ def results_json(cases: Sequence["Case"], models: Sequence[str], targets: Sequen
     }
 
 
-def _results_rows(cases: Sequence["Case"]) -> list[dict[str, Any]]:
+def _results_rows(cases: Sequence[Case]) -> list[dict[str, Any]]:
     rows = []
     for case in cases:
         soc = case.target.soc
@@ -116,7 +109,7 @@ def _results_rows(cases: Sequence["Case"]) -> list[dict[str, Any]]:
     return rows
 
 
-def _layer_rows(cases: Sequence["Case"]) -> list[dict[str, Any]]:
+def _layer_rows(cases: Sequence[Case]) -> list[dict[str, Any]]:
     rows = []
     for case in cases:
         soc = case.target.soc
@@ -127,7 +120,8 @@ def _layer_rows(cases: Sequence["Case"]) -> list[dict[str, Any]]:
                 s = network.schedules[name]
                 rows.append({"model": case.model, "target": case.target.label, "strategy": strategy, "layer": name, "kind": s.kind,
                              "module": s.module, "macs": s.macs, "latency_cycles": s.latency_cycles,
-                             "latency_ms": soc.cycles_to_ms(s.latency_cycles), "energy_pj": s.energy_pj,
+                             "host_padding_cycles": s.host_padding_cycles, "latency_ms": soc.cycles_to_ms(s.latency_cycles),
+                             "energy_pj": s.energy_pj, "host_padding_energy_pj": s.host_padding_energy_pj,
                              "utilization": s.utilization, "share": s.latency_cycles / total if total else 0.0})
     return rows
 
@@ -151,14 +145,12 @@ def write_json(data: dict[str, Any], out: Path, json_path: Optional[Path] = None
     return written
 
 
-def write_tables_and_plots(cases: Sequence["Case"], out: Path, plots: bool = True) -> list[Path]:
+def write_tables_and_plots(cases: Sequence[Case], out: Path, plots: bool = True) -> list[Path]:
     """Write results.csv, layers.csv and (if ``plots``) the PNG plots to ``out``; returns the paths written."""
     written = [out / "results.csv", out / "layers.csv"]
     _write_csv(written[0], RESULTS_COLUMNS, _results_rows(cases))
     _write_csv(written[1], LAYERS_COLUMNS, _layer_rows(cases))
     if plots:
-        from benchmarks._mlperf_plots import module_colours, plot_model, plot_target
-
         colours = module_colours(cases)  # one colour per module name across all plots
         for model in dict.fromkeys(c.model for c in cases):
             written.append(plot_model([c for c in cases if c.model == model], out / f"{model}_strategies.png", colours))
@@ -170,7 +162,7 @@ def write_tables_and_plots(cases: Sequence["Case"], out: Path, plots: bool = Tru
 # --------------------------------------------------------------------------- printed report
 
 
-def _verification_text(case: "Case") -> str:
+def _verification_text(case: Case) -> str:
     v = case.verification
     if v is None:
         return "skipped (--no-verify)"
@@ -180,20 +172,28 @@ def _verification_text(case: "Case") -> str:
             f"{v.host_layers} on the host; end-to-end max |diff| {v.output_max_abs_diff} LSB; compile {v.compile_seconds:.1f} s)")
 
 
-def summary_table(cases: Sequence["Case"]) -> str:
+def _table(rows: list[list[str]], headers: Sequence[str], align: str, indent: str = "") -> str:
+    """A plain-text table (``tabulate``, column widths from the content); ``align`` has one letter per
+    column: l(eft) or r(ight)."""
+    from tabulate import tabulate
+
+    text = tabulate(rows, headers=list(headers), tablefmt="simple", disable_numparse=True,
+                    colalign=["left" if a == "l" else "right" for a in align])
+    return "\n".join(indent + line for line in text.splitlines())
+
+
+def summary_table(cases: Sequence[Case]) -> str:
     """Model x target x strategy: latency (cycles, ms), energy (µJ), mapper time, verification."""
-    head = f"{'model':<6} {'target':<8} {'strategy':<18} {'latency cycles':>15} {'ms':>10} {'energy uJ':>10} {'mapper s':>9}  verified"
-    lines = [head, "-" * len(head)]
+    rows = []
     for case in cases:
         soc = case.target.soc
         for strategy in STRATEGIES:
             n = case.networks[strategy]
             verified = _verified(case, strategy)
-            mark = "-" if verified is None else ("yes" if verified else "FAILED")
-            lines.append(f"{case.model:<6} {case.target.label:<8} {strategy:<18} {n.total_latency_cycles:>15,.0f} "
-                         f"{soc.cycles_to_ms(n.total_latency_cycles):>10.3f} {n.total_energy_pj / 1e6:>10.2f} "
-                         f"{n.search_seconds:>9.2f}  {mark}")
-    return "\n".join(lines)
+            rows.append([case.model, case.target.label, strategy, f"{n.total_latency_cycles:,.0f}",
+                         f"{soc.cycles_to_ms(n.total_latency_cycles):.3f}", f"{n.total_energy_pj / 1e6:.2f}",
+                         f"{n.search_seconds:.2f}", "-" if verified is None else ("yes" if verified else "FAILED")])
+    return _table(rows, ["model", "target", "strategy", "latency cycles", "ms", "energy uJ", "mapper s", "verified"], "lllrrrrl")
 
 
 def _published_text(target: str, baseline: str) -> str:
@@ -204,51 +204,54 @@ def _published_text(target: str, baseline: str) -> str:
     return "-"
 
 
-def speedup_table(cases: Sequence["Case"]) -> str:
+def speedup_table(cases: Sequence[Case]) -> str:
     """Speedups of ``best`` (ours, predicted) beside the MATCH paper's published ratios (not ours)."""
-    head = (f"{'model':<6} {'target':<8} | {'OURS best vs host_only':>22} | {'OURS best vs accelerator_first':>31} | "
-            f"{'PUBLISHED vs plain TVM':>30} | {'PUBLISHED vs HTVM / DORY':>26}")
-    lines = [head, "-" * len(head)]
+    rows = []
     for target in dict.fromkeys(c.target.label for c in cases):
         group = [c for c in cases if c.target.label == target]
-        rows = [(c.model, speedup(c, "host_only"), speedup(c, "accelerator_first")) for c in group]
+        ratios = [(c.model, speedup(c, "host_only"), speedup(c, "accelerator_first")) for c in group]
         if len(group) > 1:
-            rows.append(("max", max(r[1] for r in rows), max(r[2] for r in rows)))
-        for model, over_host, over_first in rows:
-            lines.append(f"{model:<6} {target:<8} | {over_host:>21.2f}x | "
-                         f"{over_first:>12.3f}x ({100 * (1 - 1 / over_first):>5.2f} % lower) | "
-                         f"{_published_text(target, 'host_only'):>30} | {_published_text(target, 'accelerator_first'):>26}")
+            ratios.append(("max", max(r[1] for r in ratios), max(r[2] for r in ratios)))
+        for model, over_host, over_first in ratios:
+            rows.append([model, target, f"{over_host:.2f}x", f"{over_first:.3f}x ({100 * (1 - 1 / over_first):.2f} % lower)",
+                         _published_text(target, "host_only"), _published_text(target, "accelerator_first")])
+    lines = [_table(rows, ["model", "target", "OURS best vs host_only", "OURS best vs accelerator_first",
+                           "PUBLISHED vs plain TVM", "PUBLISHED vs HTVM / DORY"], "llrrrr")]
     lines.append(f"PUBLISHED = {PUBLISHED_SOURCE}: " + "; ".join(f"{f['target']}: {f['claim']} than {f['tool']}" for f in PUBLISHED)
                  + " (repeated on each row of its target).")
     lines.append("OURS = this mapper's predicted cycles; host_only plays plain TVM, accelerator_first plays HTVM (DIANA) / DORY (GAP9).")
     return "\n".join(lines)
 
 
-def layer_table(case: "Case") -> str:
+def layer_table(case: Case) -> str:
     """Per-layer breakdown of one model on one target: the three strategies' modules and cycles;
-    for ``best`` also the PE-array utilisation and the layer's share of the total latency."""
+    for ``best`` the cycles on its module and, apart, the host's padding of the layer's input
+    (``host pad``), the PE-array utilisation and the layer's share of the total latency. Per module,
+    the rows add up to the ``best by module`` totals (host padding counts for the host)."""
     soc, nets = case.target.soc, case.networks
     mapper_s = ", ".join(f"{s} {nets[s].search_seconds:.2f}" for s in STRATEGIES)
     lines = [f"{case.model} on {case.target.label} ({soc.clock_mhz:g} MHz, host {soc.host}); mapper search s: {mapper_s}",
              f"  verification: {_verification_text(case)}"]
-    head = (f"  {'layer':<14} {'kind':<9} {'MACs':>10} | {'host_only':>11} | {'accelerator_first':>20} | "
-            f"{'best module':<11} {'cycles':>10} {'util':>5} {'share':>7}")
-    lines += [head, "  " + "-" * (len(head) - 2)]
     best_total = nets["best"].total_latency_cycles
+    rows = []
     for name in ordered(nets["best"].schedules):
         host, first, best = (nets[s].schedules[name] for s in STRATEGIES)
-        lines.append(f"  {name[:14]:<14} {best.kind:<9} {best.macs:>10,} | {host.latency_cycles:>11,.0f} | "
-                     f"{first.module:>8} {first.latency_cycles:>11,.0f} | {best.module:<11} {best.latency_cycles:>10,.0f} "
-                     f"{best.utilization:>5.2f} {100 * best.latency_cycles / best_total if best_total else 0:>6.1f}%")
-    lines.append(f"  {'total':<14} {'':<9} {nets['best'].total_macs:>10,} | {nets['host_only'].total_latency_cycles:>11,.0f} | "
-                 f"{'':>8} {nets['accelerator_first'].total_latency_cycles:>11,.0f} | {'':<11} {best_total:>10,.0f} {'':>5} {'100.0%':>7}")
-    per_module = ", ".join(f"{m} {row['latency_cycles']:,.0f} cycles ({int(row['layers'])} layers)"
+        rows.append([name, best.kind, f"{best.macs:,}", f"{host.latency_cycles:,.0f}", first.module, f"{first.latency_cycles:,.0f}",
+                     best.module, f"{best.latency_cycles - best.host_padding_cycles:,.0f}", f"{best.host_padding_cycles:,.0f}",
+                     f"{best.utilization:.2f}", f"{100 * best.latency_cycles / best_total if best_total else 0:.1f}%"])
+    padding = sum(s.host_padding_cycles for s in nets["best"].schedules.values())
+    rows.append(["total", "", f"{nets['best'].total_macs:,}", f"{nets['host_only'].total_latency_cycles:,.0f}", "",
+                 f"{nets['accelerator_first'].total_latency_cycles:,.0f}", "", f"{best_total - padding:,.0f}", f"{padding:,.0f}",
+                 "", "100.0%"])
+    lines.append(_table(rows, ["layer", "kind", "MACs", "host_only", "acc_first on", "acc_first cycles", "best on", "best cycles",
+                               "host pad", "util", "share"], "llrrlrlrrrr", indent="  "))
+    per_module = ", ".join(f"{m} {row['latency_cycles']:,.0f} cycles ({int(row['layers'])} layer{'' if row['layers'] == 1 else 's'})"
                            for m, row in nets["best"].per_module().items())
-    lines.append(f"  best by module: {per_module}")
+    lines.append(f"  best by module (host padding counts for the host): {per_module}; total {best_total:,.0f} cycles")
     return "\n".join(lines)
 
 
-def format_report(cases: Sequence["Case"], timing: dict[str, float]) -> str:
+def format_report(cases: Sequence[Case], timing: dict[str, float]) -> str:
     """The whole printed report: summary, speedups, per-layer breakdowns, times."""
     parts = ["MLPerf Tiny int8 models: predicted latency and energy per inference (mapper cost model, recognised layers: "
              "conv/depthwise/dense/add/pool; ms at the target clock)", summary_table(cases), "",

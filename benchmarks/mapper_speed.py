@@ -434,7 +434,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     print(summary(report))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(report, indent=1) + "\n")
+        Path(args.json).write_text(json.dumps(report, indent=1) + "\n")
     return 0
 
 

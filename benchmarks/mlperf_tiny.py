@@ -3,14 +3,18 @@
 Each of the four MLPerf Tiny int8 reference models (``benchmarks/models``: kws = keyword spotting
 DS-CNN, vww = visual wake words MobileNetV1-0.25, ic = image classification ResNet-8, ad = anomaly
 detection FC autoencoder) is imported from its .tflite file through the TVM bridge
-(``tvm_bridge.from_tflite`` + ``tvm_bridge.layer_graph``) and mapped on each target (``diana``,
-``gap9``, plus ``--arch PATH`` YAMLs) with three deployment strategies:
+(``tvm_bridge.from_tflite`` + ``tvm_bridge.layer_graph``) and mapped on each target (default
+``diana`` and ``gap9``; ``--targets`` takes any shipped SoC, ``archs.builtin_names()``, and the
+``--arch PATH`` YAMLs, native or ZigZag) with three deployment strategies:
 
 - ``host_only``: every layer on the host core (``mapper.map_network(graph, soc, modules=[soc.host])``),
   what plain TVM gives;
 - ``accelerator_first``: every layer an accelerator accepts goes to the first such accelerator with
   the mapper's schedule, the rest to the host (``policy="accelerator_first"``; DORY, HTVM);
 - ``best``: per layer the module with the lowest predicted latency (``policy="best"``; MATCH).
+
+The strategies are built from one ``mapper.search_module`` call per (layer shape, module) and
+target in a run, shared through a ``SearchCache`` (``benchmarks._mlperf_strategies``).
 
 Latencies are the mapper's predictions in cycles at the target clock (layers run one after another;
 the graph holds the recognised layers: conv2d, depthwise, dense, add, pooling; reshape and softmax are
@@ -33,61 +37,29 @@ import logging
 import platform
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
 import networkx as nx
 
 import archs
-import mapper
-from archs.model import SoC
 from benchmarks import _mlperf_report as report
-from benchmarks._mlperf_verify import Verification, verify_model
+from benchmarks._mlperf_common import MODELS, STRATEGIES, Case, Target, model_path
+from benchmarks._mlperf_strategies import SearchCache, map_strategies
+from benchmarks._mlperf_verify import verify_model
 from mapper.schedule import NetworkSchedule
 
 log = logging.getLogger("benchmarks.mlperf_tiny")
 
-MODELS_DIR = Path(__file__).resolve().parent / "models"
-#: model key -> (file in benchmarks/models, task, network)
-MODELS: dict[str, tuple[str, str, str]] = {
-    "kws": ("kws_ref_model.tflite", "keyword spotting", "DS-CNN"),
-    "vww": ("vww_96_int8.tflite", "visual wake words", "MobileNetV1 0.25"),
-    "ic": ("pretrainedResnet_quant.tflite", "image classification", "ResNet-8"),
-    "ad": ("ad01_int8.tflite", "anomaly detection", "FC autoencoder"),
-}
 DEFAULT_TARGETS = ("diana", "gap9")
-STRATEGIES = ("host_only", "accelerator_first", "best")
 DEFAULT_OUT = Path("mlperf_tiny_results")
 #: relative slack when checking that ``best`` is never slower (float sums of per-layer cycles)
 SLACK = 1e-9
 
 EXIT_OK, EXIT_VERIFICATION_FAILED, EXIT_USAGE, EXIT_MODEL_AWARE_SLOWER = 0, 1, 2, 3
 
-
-@dataclass(frozen=True)
-class Target:
-    """A SoC the benchmark maps on: ``label`` (its name in tables and JSON) and where it came from."""
-
-    label: str
-    soc: SoC
-    source: str  # "shipped" or the YAML path given to --arch
-
-
-@dataclass
-class Case:
-    """One model on one target: a ``NetworkSchedule`` per strategy and the verification (None: skipped)."""
-
-    model: str
-    target: Target
-    networks: dict[str, NetworkSchedule]
-    verification: Optional[Verification] = None
-    violations: list[str] = field(default_factory=list)
-
-
-def model_path(model: str) -> Path:
-    """The shipped .tflite file of ``model`` (kws, vww, ic, ad)."""
-    return MODELS_DIR / MODELS[model][0]
+__all__ = ["MODELS", "STRATEGIES", "DEFAULT_TARGETS", "Case", "Target", "SearchCache", "model_path", "import_graph",
+           "map_strategies", "model_aware_violations", "build_parser", "resolve_targets", "resolve_models", "run", "main"]
 
 
 def import_graph(model: str) -> nx.DiGraph:
@@ -95,15 +67,6 @@ def import_graph(model: str) -> nx.DiGraph:
     import tvm_bridge
 
     return tvm_bridge.layer_graph(tvm_bridge.from_tflite(model_path(model)), name=model)
-
-
-def map_strategies(graph: nx.DiGraph, soc: SoC) -> dict[str, NetworkSchedule]:
-    """The three strategies' mappings of ``graph`` on ``soc`` (objective: latency)."""
-    return {
-        "host_only": mapper.map_network(graph, soc, modules=[soc.host]),
-        "accelerator_first": mapper.map_network(graph, soc, policy="accelerator_first"),
-        "best": mapper.map_network(graph, soc, policy="best"),
-    }
 
 
 def model_aware_violations(networks: dict[str, NetworkSchedule]) -> list[str]:
@@ -139,10 +102,14 @@ def build_parser() -> argparse.ArgumentParser:
                                             "3 the model-aware strategy was slower than another (a search bug).")
     parser.add_argument("--models", nargs="+", metavar="MODEL", help=f"models to run (default: all of {', '.join(MODELS)})")
     parser.add_argument("--targets", nargs="+", metavar="TARGET",
-                        help=f"targets to run (default: {', '.join(DEFAULT_TARGETS)} and every --arch); "
-                             "an --arch target is named by its YAML 'name' (or file stem if that is taken)")
+                        help=f"targets to run: shipped SoCs ({', '.join(archs.builtin_names())}) or --arch names "
+                             f"(default: {', '.join(DEFAULT_TARGETS)} and every --arch); an --arch target is named by "
+                             "its YAML 'name' (or file stem if that is taken)")
     parser.add_argument("--arch", action="append", default=[], metavar="PATH", type=Path,
-                        help="add a target from your own hardware YAML (repeatable; schema in README)")
+                        help="add a target from your own hardware YAML (repeatable; schema in README) or a ZigZag "
+                             "accelerator YAML (detected, read with archs.from_zigzag)")
+    parser.add_argument("--zigzag-mapping", type=Path, metavar="PATH",
+                        help="ZigZag mapping YAML for the ZigZag --arch files (default: ZigZag's defaults)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, metavar="DIR",
                         help=f"output directory for results.json/.csv, layers.csv and plots (default: ./{DEFAULT_OUT}/)")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write the JSON results here")
@@ -157,26 +124,31 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def resolve_targets(parser: argparse.ArgumentParser, args: argparse.Namespace) -> list[Target]:
-    """The targets selected by ``--targets`` among the shipped ones and the ``--arch`` YAMLs
-    (``parser.error`` on an unknown name or an unloadable YAML)."""
+    """The targets selected by ``--targets`` among the shipped SoCs (``archs.builtin_names()``) and
+    the ``--arch`` YAMLs (native or ZigZag, see ``archs.load``); ``parser.error`` on an unknown name
+    or an unloadable YAML."""
+    shipped = archs.builtin_names()
     available: dict[str, Target] = {}
     for path in args.arch:
         if not path.is_file():
             parser.error(f"--arch {path}: no such file")
+        zigzag = archs.is_zigzag_file(path)
         try:
-            soc = archs.load(path)
+            soc = archs.load(path, mapping=args.zigzag_mapping if zigzag else None)
         except (ValueError, OSError) as exc:
             parser.error(f"--arch {path}: {exc}")
-        label = soc.name if soc.name not in DEFAULT_TARGETS and soc.name not in available else path.stem
-        if label in available or label in DEFAULT_TARGETS:
+        label = soc.name if soc.name not in shipped and soc.name not in available else path.stem
+        if label in available or label in shipped:
             parser.error(f"--arch {path}: target name {label!r} is already taken; rename the file or its 'name'")
         available[label] = Target(label, soc, str(path))
+    if args.zigzag_mapping is not None and not any(archs.is_zigzag_file(p) for p in args.arch):
+        parser.error("--zigzag-mapping applies to a ZigZag accelerator given with --arch; none was given")
     wanted = _names(args.targets)
     if wanted is None:
         wanted = list(DEFAULT_TARGETS) + list(available)
-    unknown = [t for t in wanted if t not in DEFAULT_TARGETS and t not in available]
+    unknown = [t for t in wanted if t not in shipped and t not in available]
     if unknown:
-        parser.error(f"unknown target(s) {', '.join(unknown)}; choose from {', '.join(list(DEFAULT_TARGETS) + list(available))} "
+        parser.error(f"unknown target(s) {', '.join(unknown)}; choose from {', '.join(shipped + list(available))} "
                      "or add your own with --arch PATH")
     if not wanted:
         parser.error("no target selected")
@@ -213,11 +185,14 @@ def _configure_logging(verbosity: int) -> None:
 
 
 def run(models: list[str], targets: list[Target], verify: bool, verify_inputs: int = 2,
-        seed: int = 0) -> tuple[list[Case], dict[str, float]]:
-    """Import, map (three strategies), check the model-aware strategy and, if ``verify``, compile and
-    verify. Returns the cases (model-major) and wall times in seconds (``import_seconds``,
-    ``mapping_seconds``, ``verification_seconds``)."""
+        seed: int = 0, cache: Optional[SearchCache] = None) -> tuple[list[Case], dict[str, float]]:
+    """Import, map (three strategies from one search per layer shape and module, shared through
+    ``cache``), check the model-aware strategy and, if ``verify``, compile and verify. Returns the
+    cases (model-major) and wall times in seconds (``import_seconds``, ``mapping_seconds``,
+    ``verification_seconds``)."""
     from tqdm.auto import tqdm
+
+    cache = cache if cache is not None else SearchCache()
 
     timing = {"import_seconds": 0.0, "mapping_seconds": 0.0, "verification_seconds": 0.0}
     steps = len(models) * (1 + len(targets) * (2 if verify else 1))
@@ -235,7 +210,7 @@ def run(models: list[str], targets: list[Target], verify: bool, verify_inputs: i
             for target in targets:
                 bar.set_postfix_str(f"{model} on {target.label}: mapping")
                 start = time.perf_counter()
-                networks = map_strategies(graphs[model], target.soc)
+                networks = map_strategies(graphs[model], target.soc, cache)
                 timing["mapping_seconds"] += time.perf_counter() - start
                 case = Case(model, target, networks, violations=model_aware_violations(networks))
                 for violation in case.violations:
@@ -273,8 +248,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     from tqdm.contrib.logging import logging_redirect_tqdm
 
+    cache = SearchCache()
     with logging_redirect_tqdm():
-        cases, timing = run(models, targets, args.verify, args.verify_inputs, args.seed)
+        cases, timing = run(models, targets, args.verify, args.verify_inputs, args.seed, cache)
     args.out.mkdir(parents=True, exist_ok=True)
     written = report.write_tables_and_plots(cases, args.out, plots=args.plots)
     timing["total_seconds"] = time.perf_counter() - wall  # everything but writing the JSON and printing
@@ -285,6 +261,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         "cpus": _cpus(),
         "verify_inputs": args.verify_inputs if args.verify else 0,
         "seed": args.seed,
+        "mapper_searches": cache.searches,  # one per (layer shape, module) and target, shared by the strategies
     }
     written = report.write_json(report.results_json(cases, models, targets, timing, meta), args.out, args.json) + written
     print(report.format_report(cases, timing))

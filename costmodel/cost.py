@@ -235,6 +235,49 @@ def _pipelined_cycles(n_steps, compute, fetches, event_cycles) -> np.ndarray:
     return idle + busy + prologue
 
 
+@dataclass(frozen=True)
+class CutTraffic:
+    """Traffic across one cut point for a batch of tiles and fetch counts (axis ``cand``)."""
+
+    bytes_in: np.ndarray  # [cand] bytes moved outer -> inner
+    bytes_out: np.ndarray  # [cand] bytes moved inner -> outer (outputs and partial sums)
+    transfers_in: np.ndarray  # [cand]
+    transfers_out: np.ndarray  # [cand]
+    cycles: np.ndarray  # [cand] link cycles of all those transfers (bandwidth + fixed cycles each)
+    energy_pj: np.ndarray  # [cand] read energy at the source + write energy at the destination
+
+
+def cut_traffic(problem: Problem, p: int, tile: np.ndarray, fetches: np.ndarray, distinct: np.ndarray) -> CutTraffic:
+    """Traffic of cut point ``p`` when its tile of temporal extents ``tile`` [dim, cand] is brought in
+    ``fetches`` [cand] times and the operand has ``distinct`` [cand] different tiles there.
+
+    Inputs and weights: every fetch moves one tile (input halos clipped at the image border).
+    Outputs: every fetch ends with a write-back (all of them together write the output once at output
+    precision, the ``fetches - distinct`` earlier ones carry partial sums at accumulator precision),
+    and each of those partial write-backs is read back in. Every quantity grows with ``fetches``
+    (the search's bounds rely on it: fetches >= distinct gives a lower bound).
+    """
+    cut = problem.cut_points[p]
+    prec = problem.layer.precision
+    if cut.operand is Operand.O:
+        out_elements = float(problem.layer.tensor_elements(Operand.O))
+        partial_elements = (fetches - distinct) / distinct * out_elements
+        bytes_out = out_elements * prec.output / 8 + partial_elements * prec.accumulator / 8
+        bytes_in = partial_elements * prec.accumulator / 8
+        transfers_out = np.asarray(fetches)
+        transfers_in = fetches - distinct
+    else:
+        bytes_in = _moved_elements(problem, cut.operand, tile, fetches) * prec.bits(cut.operand) / 8
+        bytes_out = np.zeros_like(bytes_in, dtype=np.float64)
+        transfers_in = np.asarray(fetches)
+        transfers_out = np.zeros_like(transfers_in)
+    fixed = cut.inner.transfer_fixed_cycles
+    cycles = (bytes_in / _link(cut, False) + transfers_in * fixed + bytes_out / _link(cut, True) + transfers_out * fixed)
+    energy = (bytes_in * (cut.outer.read_energy_pj_per_byte + cut.inner.write_energy_pj_per_byte)
+              + bytes_out * (cut.inner.read_energy_pj_per_byte + cut.outer.write_energy_pj_per_byte))
+    return CutTraffic(bytes_in, bytes_out, transfers_in, transfers_out, cycles, energy)
+
+
 def evaluate(problem: Problem, stats) -> CostBreakdown:
     """Latency, energy and traffic of every candidate of ``stats`` (either layout)."""
     if isinstance(stats, MappingStats):
@@ -268,23 +311,14 @@ def evaluate(problem: Problem, stats) -> CostBreakdown:
                 receives = stats.fetches[p - 1] > stats.distinct[p - 1]  # the O cut just below sends partials
             partial = (fetches > distinct) | cut.inner.accumulates | receives
             bits = np.where(partial, prec.accumulator, prec.output)
-            out_elements = float(layer.tensor_elements(Operand.O))
-            partial_elements = (fetches - distinct) / distinct * out_elements
-            bytes_out[p] = out_elements * prec.output / 8 + partial_elements * prec.accumulator / 8
-            bytes_in[p] = partial_elements * prec.accumulator / 8
-            transfers_out[p] = fetches
-            transfers_in[p] = fetches - distinct
         else:
             bits = prec.bits(cut.operand)
-            bytes_in[p] = _moved_elements(problem, cut.operand, stats.tile[p], fetches) * bits / 8
-            transfers_in[p] = fetches
+        traffic = cut_traffic(problem, p, stats.tile[p], fetches, distinct)
+        bytes_in[p], bytes_out[p] = traffic.bytes_in, traffic.bytes_out
+        transfers_in[p], transfers_out[p] = traffic.transfers_in, traffic.transfers_out
+        cycles[p] = traffic.cycles
+        energy += traffic.energy_pj
         buffer_bytes[p] = _buffer(elements, bits, cut.inner.double_buffering)
-        bw_in, bw_out = _link(cut, False), _link(cut, True)
-        fixed = cut.inner.transfer_fixed_cycles
-        cycles[p] = (bytes_in[p] / bw_in + transfers_in[p] * fixed
-                     + bytes_out[p] / bw_out + transfers_out[p] * fixed)
-        energy += bytes_in[p] * (cut.outer.read_energy_pj_per_byte + cut.inner.write_energy_pj_per_byte)
-        energy += bytes_out[p] * (cut.inner.read_energy_pj_per_byte + cut.outer.write_energy_pj_per_byte)
 
     occupancy = np.zeros((len(module.memories), n_cand))
     for p, cut in enumerate(problem.cut_points):
@@ -343,6 +377,14 @@ def cut_buffer_lower_bound(problem: Problem, p: int, tile: np.ndarray) -> np.nda
     if cut.operand is Operand.O and cut.inner.accumulates:
         bits = problem.layer.precision.accumulator
     return _buffer(elements, bits, cut.inner.double_buffering)
+
+
+def partial_sum_buffer(problem: Problem, p: int, tile: np.ndarray) -> np.ndarray:
+    """[cand] bytes output cut point ``p``'s tile of temporal extents ``tile`` [dim, cand] takes when it
+    holds partial sums (accumulator precision): the most an output tile can take."""
+    cut = problem.cut_points[p]
+    elements = _tile_elements(problem, cut.operand, tile)
+    return _buffer(elements, problem.layer.precision.accumulator, cut.inner.double_buffering)
 
 
 def cut_traffic_lower_bound(problem: Problem, p: int, tile: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -15,7 +15,7 @@ from mapper.graph import (
     ordered_layers,
     save_graph,
 )
-from mapper.onnx_workload import from_onnx
+from mapper.onnx_shapes import from_onnx
 from mapper.schedule import NetworkSchedule, Schedule, TileLevel
 from mapper.search import (
     MappingError,

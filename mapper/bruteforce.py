@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import itertools
 from collections import Counter
-from typing import Iterator
+from typing import Iterator, Optional
 
 import numpy as np
 
@@ -44,7 +44,18 @@ def distinct_permutations(items: list) -> Iterator[tuple]:
 
 def brute_force(layer: Layer, module: ExecModule, objective: str = "latency", chunk: int = 50000) -> tuple[float, int]:
     """(best objective value, candidates evaluated) over the full space, all spatial unrollings."""
-    best, count = np.inf, 0
+    best, count = brute_force_objectives(layer, module, (objective,), chunk)
+    return best[objective], count
+
+
+def brute_force_objectives(layer: Layer, module: ExecModule, objectives: tuple[str, ...] = ("latency", "energy", "edp"),
+                           chunk: int = 50000, secondary: Optional[dict[str, float]] = None
+                           ) -> tuple[dict[str, float], int]:
+    """({objective: best value}, candidates evaluated) over the full space, in one pass. When a dict
+    is given as ``secondary``, it receives per objective the least secondary metric (energy for
+    latency, latency otherwise) among the mappings within a relative 1e-9 of the best value."""
+    best, count = {o: np.inf for o in objectives}, 0
+    second = {o: np.inf for o in objectives}
     for unrolling in spatial_unrollings(layer, module):
         problem = build_layer_problem(layer, module, unrolling)
         loops = [(d, p) for d in range(len(problem.remaining)) for p in prime_factors(int(problem.remaining[d]))]
@@ -64,7 +75,18 @@ def brute_force(layer: Layer, module: ExecModule, objective: str = "latency", ch
             factors = np.repeat(block[:, :, 1], len(cut_sets), axis=0)
             cuts = np.tile(cut_arr, (block.shape[0], 1))
             cost = evaluate(problem, analyze(problem, dims, factors, cuts))
-            value = np.where(cost.feasible, cost.objective(objective), np.inf)
-            best = min(best, float(value.min()))
-            count += value.size
+            for o in objectives:
+                value = np.where(cost.feasible, cost.objective(o), np.inf)
+                low = float(value.min())
+                if not np.isfinite(low):
+                    continue
+                tied = value <= low * (1 + 1e-9)
+                other = float(cost.objective("energy" if o == "latency" else "latency")[tied].min())
+                if low < best[o] * (1 - 1e-9):
+                    best[o], second[o] = low, other
+                elif low <= best[o] * (1 + 1e-9):
+                    best[o], second[o] = min(best[o], low), min(second[o], other)
+            count += int(cost.feasible.size)
+    if secondary is not None:
+        secondary.update(second)
     return best, count

@@ -14,16 +14,21 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
+import sys
 import time
 from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence, Union
 
 import networkx as nx
+from tqdm import tqdm
 
 from archs.model import SoC
 from mapper.schedule import NetworkSchedule, Schedule
-from mapper.search import map_layer, map_layer_accelerator_first
+from mapper.search import DEFAULT_TIME_BUDGET_S, MappingError, map_layer, map_layer_accelerator_first
 from mapper.workload import Layer, LayerError
+
+log = logging.getLogger(__name__)
 
 GRAPH_FORMAT = "layer-graph"
 GRAPH_VERSION = 1
@@ -104,23 +109,48 @@ def _shape_key(layer: Layer) -> tuple:
 
 def map_network(
     graph: nx.DiGraph, soc: SoC, objective: str = "latency", modules: Optional[Sequence[str]] = None,
-    policy: str = "best",
+    policy: str = "best", time_budget_s: Optional[float] = DEFAULT_TIME_BUDGET_S, strict: bool = False,
+    progress: Optional[bool] = None,
 ) -> NetworkSchedule:
     """Map every layer of ``graph`` (``policy`` "best": cheapest module per layer; "accelerator_first":
-    every layer an accelerator accepts goes to it). Layers of identical shape are searched once."""
+    every layer an accelerator accepts goes to it). Layers of identical shape are searched once.
+
+    ``time_budget_s`` bounds each layer's search (see ``map_layer``; ``None``: to proof). A layer
+    no module can run is recorded in ``NetworkSchedule.failures`` (layer name -> reason, logged)
+    and the others are still mapped; ``strict=True`` raises ``MappingError`` instead. ``progress``
+    shows a progress bar (default: when standard error is a terminal; otherwise one log line per
+    layer at INFO level).
+    """
     if policy not in POLICIES:
         raise ValueError(f"policy must be one of {', '.join(POLICIES)}, got {policy!r}")
     mapper = map_layer if policy == "best" else map_layer_accelerator_first
     start = time.perf_counter()
-    cache: dict[tuple, Schedule] = {}
+    cache: dict[tuple, Union[Schedule, MappingError]] = {}
     schedules: dict[str, Schedule] = {}
-    for name in ordered_layers(graph):
+    failures: dict[str, str] = {}
+    names = ordered_layers(graph)
+    show = sys.stderr.isatty() if progress is None else progress
+    for name in tqdm(names, desc=f"mapping on {soc.name}", unit="layer", disable=not show, leave=False):
         layer = graph.nodes[name].get("layer")
         if not isinstance(layer, Layer):
             raise GraphError(f"node {name!r} has no 'layer' attribute holding a Layer")
         key = _shape_key(layer)
         if key not in cache:
-            cache[key] = mapper(layer, soc, objective, modules)
+            try:
+                cache[key] = mapper(layer, soc, objective, modules, time_budget_s=time_budget_s)
+            except MappingError as exc:
+                cache[key] = exc
         cached = cache[key]
+        if isinstance(cached, MappingError):
+            reason = str(cached) if cached.layer == name else f"same shape as {cached.layer!r}: {cached}"
+            if strict:
+                raise MappingError(reason, layer=name) from cached
+            failures[name] = reason
+            log.warning("layer %r left unmapped: %s", name, reason)
+            continue
         schedules[name] = dataclasses.replace(cached, layer=name, rejected=dict(cached.rejected))
-    return NetworkSchedule(soc.name, objective, policy, schedules, time.perf_counter() - start, host=soc.host)
+        log.info("%s: %s, %.0f cycles%s", name, cached.module, cached.latency_cycles,
+                 "" if cached.optimal else f" (gap {cached.optimality_gap:.2%})")
+    return NetworkSchedule(soc.name, objective, policy, schedules, time.perf_counter() - start, host=soc.host,
+                           failures=failures)
+

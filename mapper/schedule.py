@@ -56,6 +56,13 @@ class Schedule:
     host_padding: tuple[int, int, int, int] = (0, 0, 0, 0)
     host_padding_cycles: float = 0.0
     host_padding_energy_pj: float = 0.0
+    # Optimality: proven when the search closed the whole space (every module, every unrolling);
+    # otherwise (time budget) ``optimality_gap`` = (objective - lower_bound) / objective, where no
+    # mapping in the space has an objective value below ``lower_bound``.
+    optimal: bool = True
+    optimality_gap: float = 0.0
+    lower_bound: Optional[float] = None  # of the objective, over the modules searched
+    search_stats: dict[str, Any] = field(default_factory=dict)  # work done (see mapper.tree_search.SearchStats)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -78,6 +85,7 @@ class NetworkSchedule:
     schedules: dict[str, Schedule]
     search_seconds: float = 0.0
     host: Optional[str] = None  # the SoC's host module: host-side padding is booked to it in per_module()
+    failures: dict[str, str] = field(default_factory=dict)  # layers no module could run -> why (not strict)
 
     @property
     def total_latency_cycles(self) -> float:
@@ -123,6 +131,8 @@ class NetworkSchedule:
             "total_macs": self.total_macs,
             "search_seconds": self.search_seconds,
             "host": self.host,
+            "failures": dict(self.failures),
+            "optimal": all(s.optimal for s in self.schedules.values()),
             "per_module": self.per_module(),
             "schedules": {name: s.to_dict() for name, s in self.schedules.items()},
         }

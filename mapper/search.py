@@ -15,7 +15,7 @@ import dataclasses
 import logging
 import time
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 
@@ -40,9 +40,12 @@ from costmodel.cost import (
 )
 from costmodel.problem import Problem, build_problem
 from mapper.acceptance import padding_split, rejection_reason
+from mapper.bottom_up import search_bottom_up
 from mapper.schedule import Schedule, TileLevel
 from mapper.spatial import SpatialUnrolling, spatial_unrollings
 from mapper.temporal import enumerate_batches, explicit_nest, kernel_tiles, rank_table, space_plan
+from mapper.tree_search import _TIE, SearchStats, TemporalResult, can_beat
+from mapper.tree_search import objective_values as _objectives
 from mapper.workload import Layer
 
 log = logging.getLogger(__name__)
@@ -50,6 +53,10 @@ log = logging.getLogger(__name__)
 
 class MappingError(ValueError):
     """No module can run a layer (the message names the layer and each module's reason)."""
+
+    def __init__(self, message: str, layer: str = ""):
+        super().__init__(message)
+        self.layer = layer  # the layer's name
 
 
 @dataclass
@@ -60,31 +67,12 @@ class ModuleResult:
     schedule: Optional[Schedule]
     reason: Optional[str]
     key: tuple = (np.inf, np.inf)
+    complete: bool = True  # the search closed the module's whole space
+    lower_bound: float = np.inf  # no mapping on the module has a smaller objective value
 
 
 def build_layer_problem(layer: Layer, module: ExecModule, unrolling: SpatialUnrolling) -> Problem:
     return build_problem(layer, module, unrolling.factors, {o: layer.relevant(o) for o in OPERANDS})
-
-
-_TIE = 1e-9  # relative tolerance under which two float costs count as equal
-
-
-def _objectives(objective: str, latency, energy) -> tuple:
-    """(primary, secondary) values of ``objective`` (the secondary breaks ties)."""
-    if objective == "latency":
-        return latency, energy
-    if objective == "energy":
-        return energy, latency
-    return latency * energy, latency
-
-
-def _can_beat(primary, secondary, incumbent: tuple) -> np.ndarray:
-    """Mask of bounds (primary, secondary) under which a candidate could still beat ``incumbent``
-    (strictly better primary, or an equal primary with a strictly better secondary)."""
-    best_p, best_s = incumbent
-    better = primary < best_p * (1 - _TIE)
-    tied = primary <= best_p * (1 + _TIE)
-    return better | (tied & (secondary < best_s * (1 - _TIE)))
 
 
 def lower_bounds(problem: Problem, tiles: np.ndarray, objective: str) -> tuple[np.ndarray, np.ndarray]:
@@ -151,21 +139,11 @@ def _prefilter(problem: Problem, objective: str, incumbent: list):
                 mask &= occupancy[m] <= size
             if bounded:
                 latency, energy = latency_energy_lower_bounds(problem, call, [traffic[p, g] for p, g in enumerate(pattern)])
-                mask &= _can_beat(*_objectives(objective, latency, energy), incumbent[0])
+                mask &= can_beat(*_objectives(objective, latency, energy), incumbent[0])
             masks.append(mask)
         return masks
 
     return hint
-
-
-def _overflow(module: ExecModule, cost) -> tuple[float, str]:
-    """The candidate closest to fitting: (worst occupancy / capacity, description)."""
-    capacity = _capacities(module)
-    ratio = cost.occupancy / capacity
-    worst = int(np.argmin(ratio.max(axis=1)))
-    mem = int(np.argmax(ratio[worst]))
-    return (float(ratio[worst, mem]),
-            f"{module.memories[mem].name!r} needs {int(cost.occupancy[worst, mem])} B of {module.memories[mem].size_bytes} B")
 
 
 def _secondary(objective: str) -> str:
@@ -291,71 +269,176 @@ def _presented(layer: Layer, module: ExecModule, unrollings: list[SpatialUnrolli
     return chosen, build_layer_problem(layer, module, chosen), loop_dims, factors, cuts
 
 
-def search_module(layer: Layer, module: ExecModule, objective: str = "latency") -> ModuleResult:
-    """Best mapping of ``layer`` on ``module`` (or the reason there is none)."""
+def enumerate_temporal(problem: Problem, objective: str, incumbent: tuple = (np.inf, np.inf),
+                       deadline: Optional[float] = None) -> TemporalResult:
+    """The previous temporal search, kept as a second strategy (``temporal_search=enumerate_temporal``):
+    every complete candidate of ``mapper.temporal`` above each kernel tile, in batches, skipping
+    those whose cost lower bounds cannot beat the incumbent. Exact, but its work grows with the
+    number of cut patterns (exponential in memory levels): for shallow hierarchies and cross-checks.
+    """
+    stats = SearchStats()
+    best_key, best = tuple(incumbent), None
+    holder = [best_key]
+    tiles = kernel_tiles(problem)
+    bound, bound2 = lower_bounds(problem, tiles, objective)
+    order = np.lexsort((bound2, bound))
+    hint = _prefilter(problem, objective, holder)
+    dim_ranks = rank_table(problem)
+    plan = space_plan(problem)
+    pos, step = 0, 1
+    stopped = False
+    while pos < order.size and bound[order[pos]] <= holder[0][0] * (1 + _TIE):
+        if deadline is not None and np.isfinite(holder[0][0]) and time.perf_counter() > deadline:
+            stopped = True
+            break
+        chosen = order[pos:pos + step]
+        promising = can_beat(bound[chosen], bound2[chosen], holder[0])
+        ranks = pos + np.nonzero(promising)[0]
+        for batch in enumerate_batches(problem, tiles[chosen[promising]], ranks, feasible_hint=hint, plan=plan):
+            stats_ = analyze_segments(problem, batch.segments, dim_ranks.T[:, batch.leaders], batch.cut_groups)
+            cost = evaluate(problem, stats_)
+            stats.complete += len(batch)
+            stats.evaluated += len(batch)
+            primary = np.where(cost.feasible, cost.objective(objective), np.inf)
+            if not np.isfinite(primary).any():
+                continue
+            secondary = cost.objective(_secondary(objective))
+            i = int(np.lexsort((secondary, primary))[0])
+            if can_beat(primary[i], secondary[i], holder[0]):
+                holder[0] = (float(primary[i]), float(secondary[i]))
+                best = (batch.segments[:, :, i], batch.leaders[:, i], batch.cut_groups[:, i])
+        pos += step
+        step = step * 2 if step < 8 else min(step * 8, 1024)
+    lower = float(bound[order[pos]]) if stopped and pos < order.size else holder[0][0]
+    if best is None:
+        return TemporalResult((np.inf, np.inf), None, None, None, lower if stopped else float(bound.min(initial=np.inf)),
+                              not stopped, stats=stats)
+    return TemporalResult(holder[0], *best, min(lower, holder[0][0]), not stopped, stats=stats)
+
+
+TemporalSearch = Callable[[Problem, str, tuple, Optional[float]], TemporalResult]
+"""A temporal search strategy: ``(problem, objective, incumbent, deadline) -> TemporalResult``, the
+best mapping of the problem strictly better than ``incumbent`` (see ``mapper.bottom_up``). It may
+carry a ``dive`` attribute, ``(problem, objective, incumbent) -> TemporalResult``: a quick mapping
+(not proven) that ``search_module`` first runs on the most promising unrollings, to seed the
+incumbent every exact search then prunes with."""
+
+_SEED_DIVES = 16  # unrollings dived into before the exact searches
+
+
+def _single_call(problem: Problem, objective: str) -> TemporalResult:
+    """A module with one memory level: one kernel call runs the whole layer."""
+    segments = problem.remaining[:, None]
+    stats = analyze_segments(problem, segments[None, :, :], np.zeros((len(DIMS), 1, 1), dtype=np.int64),
+                             np.zeros((0, 1), dtype=np.int64))
+    cost = evaluate(problem, stats)
+    key = _objectives(objective, float(cost.latency_cycles[0]), float(cost.energy_pj[0]))
+    result = TemporalResult(key, segments[None, :, 0], np.zeros(1, dtype=np.int64), np.zeros(0, dtype=np.int64),
+                            key[0], True)
+    result.stats.complete = result.stats.evaluated = 1
+    return result
+
+
+def _smallest_overflow(problem: Problem) -> Optional[str]:
+    """The memory that one-element tiles already overflow (with this unrolling), if any."""
+    smallest = np.ones((1, len(problem.cut_points), len(DIMS)), dtype=np.int64)
+    need = occupancy_lower_bound(problem, smallest)[0]
+    capacity = _capacities(problem.module)
+    if (need <= capacity).all():
+        return None
+    m = int(np.argmax(need / capacity))
+    memory = problem.module.memories[m]
+    return f"{memory.name!r} needs {int(need[m])} B of {memory.size_bytes} B even with one-element tiles"
+
+
+def search_module(layer: Layer, module: ExecModule, objective: str = "latency", time_budget_s: Optional[float] = None,
+                  *, deadline: Optional[float] = None, temporal_search: Optional[TemporalSearch] = None) -> ModuleResult:
+    """Best mapping of ``layer`` on ``module`` (or the reason there is none).
+
+    Spatial unrollings are visited by increasing cost floor; each one's temporal mappings are
+    searched by ``temporal_search`` (default ``mapper.bottom_up.search_bottom_up``, exact) with the
+    best mapping so far as incumbent. With ``time_budget_s`` (or a ``time.perf_counter()``
+    ``deadline``) the search stops when it runs out, keeping the best mapping found and a lower
+    bound on the optimum (``ModuleResult.lower_bound``, ``complete`` False).
+    """
     if objective not in OBJECTIVES:
         raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
+    if time_budget_s is not None and not (time_budget_s > 0 and np.isfinite(time_budget_s)):
+        raise ValueError(f"time_budget_s must be a positive number of seconds, got {time_budget_s!r}")
     reason = rejection_reason(layer, module)
     if reason is not None:
         return ModuleResult(module, None, reason)
     start = time.perf_counter()
+    if time_budget_s is not None:
+        deadline = start + time_budget_s if deadline is None else min(deadline, start + time_budget_s)
+    search = temporal_search or search_bottom_up
     all_unrollings = spatial_unrollings(layer, module)
     unrollings = _searched_unrollings(layer, module, all_unrollings)
-    capacity = _capacities(module)
     unrollings.sort(key=lambda u: -u.utilization(layer, module.array_size))  # stable: good incumbents first
     problems = [build_layer_problem(layer, module, u) for u in unrollings]
     floors = [_unrolling_floor(p, objective) for p in problems]
     visit = sorted(range(len(unrollings)), key=lambda i: floors[i])  # stable
-    incumbent = [(np.inf, np.inf)]  # best (primary, secondary) so far, read by the prefilter
+    incumbent: tuple = (np.inf, np.inf)
     best = None
-    evaluated = 0
-    tightest = (np.inf, "")  # smallest overflow seen, for the rejection message
-    for spatial_rank in visit:
+    stats = SearchStats()
+    open_bounds: list[float] = []  # lower bounds of what the budget left unexplored
+    overflow = None
+    dive = getattr(search, "dive", None)  # optional: a quick mapping per unrolling, to seed the incumbent
+    if dive is not None:
+        for spatial_rank in visit[:_SEED_DIVES]:
+            problem = problems[spatial_rank]
+            if floors[spatial_rank] > incumbent[0] * (1 + _TIE):
+                break
+            if not problem.cut_points or _smallest_overflow(problem) is not None:
+                continue
+            result = dive(problem, objective, incumbent)
+            stats.add(result.stats)
+            if result.segments is not None:
+                incumbent = result.key
+                best = (unrollings[spatial_rank], problem,
+                        *explicit_nest(problem, result.segments, result.leaders, result.cut_groups))
+    for n, spatial_rank in enumerate(visit):
         unrolling, problem = unrollings[spatial_rank], problems[spatial_rank]
-        if floors[spatial_rank] > incumbent[0][0] * (1 + _TIE):
-            break  # the remaining unrollings cannot be faster
-        smallest = np.ones((1, len(problem.cut_points), len(DIMS)), dtype=np.int64)
-        if not (occupancy_lower_bound(problem, smallest) <= capacity).all():
-            continue  # even one-element tiles overflow a memory with this unrolling
-        tiles = kernel_tiles(problem)
-        bound, bound2 = lower_bounds(problem, tiles, objective)
-        order = np.lexsort((bound2, bound))  # most promising kernel tiles first (stable)
-        hint = _prefilter(problem, objective, incumbent)
-        dim_ranks = rank_table(problem)
-        plan = space_plan(problem)
-        pos, step = 0, 1
-        while pos < order.size and bound[order[pos]] <= incumbent[0][0] * (1 + _TIE):
-            chosen = order[pos:pos + step]
-            promising = _can_beat(bound[chosen], bound2[chosen], incumbent[0])
-            ranks = pos + np.nonzero(promising)[0]
-            for batch in enumerate_batches(problem, tiles[chosen[promising]], ranks, feasible_hint=hint, plan=plan):
-                stats = analyze_segments(problem, batch.segments, dim_ranks.T[:, batch.leaders], batch.cut_groups)
-                cost = evaluate(problem, stats)
-                evaluated += len(batch)
-                primary = np.where(cost.feasible, cost.objective(objective), np.inf)
-                if not np.isfinite(primary).any():
-                    overflow = _overflow(module, cost)
-                    if overflow[0] < tightest[0]:
-                        tightest = overflow
-                    continue
-                secondary = cost.objective(_secondary(objective))
-                i = int(np.lexsort((secondary, primary))[0])  # stable: the first visited of equal costs
-                if _can_beat(primary[i], secondary[i], incumbent[0]):
-                    incumbent[0] = (float(primary[i]), float(secondary[i]))
-                    best = (unrolling, problem, *explicit_nest(problem, batch.segments[:, :, i], batch.leaders[:, i],
-                                                               batch.cut_groups[:, i]))
-            pos += step
-            step = step * 2 if step < 8 else min(step * 8, 1024)  # small steps first: a good incumbent early
+        if floors[spatial_rank] > incumbent[0] * (1 + _TIE):
+            break  # the remaining unrollings cannot be better
+        if deadline is not None and best is not None and time.perf_counter() > deadline:
+            open_bounds.append(floors[spatial_rank])  # the least floor of those not visited
+            break
+        overflow = overflow or _smallest_overflow(problem)
+        if _smallest_overflow(problem) is not None:
+            continue
+        if not problem.cut_points:
+            result = _single_call(problem, objective)
+            if not can_beat(result.key[0], result.key[1], incumbent):
+                continue
+        else:
+            result = search(problem, objective, incumbent, deadline)
+        stats.add(result.stats)
+        if not result.complete:
+            open_bounds.append(result.lower_bound)
+        if result.segments is not None:
+            incumbent = result.key
+            best = (unrolling, problem, *explicit_nest(problem, result.segments, result.leaders, result.cut_groups))
     if best is None:
-        detail = f"; the closest candidate overflows: {tightest[1]}" if tightest[1] else (
-            "; no tiling fits its memories even with outputs at their smallest precision")
-        return ModuleResult(module, None, f"no mapping fits the memories{detail}")
+        detail = f"; the closest: {overflow}" if overflow else "; no tiling fits its memories"
+        return ModuleResult(module, None, f"no mapping fits the memories{detail}",
+                            complete=not open_bounds, lower_bound=min(open_bounds, default=np.inf))
     best = _presented(layer, module, all_unrollings, *best)
     seconds = time.perf_counter() - start
-    schedule = _schedule(layer, module, objective, *best, candidates=evaluated, seconds=seconds)
-    log.debug("%s on %s: %.0f cycles, %d candidates, %.3f s", layer.name, module.name,
-              schedule.latency_cycles, evaluated, seconds)
-    return ModuleResult(module, schedule, None, incumbent[0])
+    lower = min([incumbent[0]] + open_bounds)
+    schedule = _schedule(layer, module, objective, *best, candidates=stats.children + stats.complete, seconds=seconds)
+    schedule = dataclasses.replace(schedule, optimal=not open_bounds, lower_bound=lower,
+                                   optimality_gap=_gap(incumbent[0], lower), search_stats=stats.to_dict())
+    log.debug("%s on %s: %.0f cycles, %s, %.3f s", layer.name, module.name, schedule.latency_cycles,
+              stats.to_dict(), seconds)
+    return ModuleResult(module, schedule, None, incumbent, complete=not open_bounds, lower_bound=lower)
+
+
+def _gap(value: float, lower: float) -> float:
+    """Relative distance of ``value`` from its lower bound (0 when proven optimal)."""
+    if not np.isfinite(value) or value <= 0:
+        return 0.0
+    return max(0.0, (value - lower) / value)
 
 
 def _select_modules(soc: SoC, modules: Optional[Sequence[str]]) -> list[ExecModule]:
@@ -394,52 +477,94 @@ def host_padding_cost(layer: Layer, soc: SoC) -> tuple[float, float]:
     return cycles, read * memory.read_energy_pj_per_byte + written * memory.write_energy_pj_per_byte
 
 
-def _split_result(layer: Layer, soc: SoC, module: ExecModule, objective: str) -> Optional[ModuleResult]:
+def _split_result(layer: Layer, soc: SoC, module: ExecModule, objective: str,
+                  deadline: Optional[float] = None) -> Optional[ModuleResult]:
     """``module`` running ``layer`` unpadded after the host pads its input (``padding_split``)."""
     unpadded = padding_split(layer, module)
     if unpadded is None:
         return None
-    result = search_module(unpadded, module, objective)
+    result = search_module(unpadded, module, objective, deadline=deadline)
     if result.schedule is None:
         return None
     cycles, energy = host_padding_cost(layer, soc)
     s = result.schedule
+    key = _objectives(objective, s.latency_cycles + cycles, s.energy_pj + energy)
+    extra = {"latency": cycles, "energy": energy, "edp": 0.0}[objective]  # the pad adds at least this
+    lower = result.lower_bound + extra
     schedule = dataclasses.replace(s, latency_cycles=s.latency_cycles + cycles, energy_pj=s.energy_pj + energy,
                                    host_padding=tuple(layer.padding), host_padding_cycles=cycles,
-                                   host_padding_energy_pj=energy)
-    return ModuleResult(module, schedule, None, _objectives(objective, schedule.latency_cycles, schedule.energy_pj))
+                                   host_padding_energy_pj=energy, lower_bound=lower,
+                                   optimality_gap=_gap(key[0], lower))
+    return ModuleResult(module, schedule, None, key, complete=result.complete, lower_bound=lower)
 
 
-def map_layer(layer: Layer, soc: SoC, objective: str = "latency", modules: Optional[Sequence[str]] = None) -> Schedule:
+#: Default time budget of ``map_layer`` / ``map_network`` per layer (seconds); ``None`` runs to proof.
+DEFAULT_TIME_BUDGET_S = 10.0
+
+
+def _deadline(time_budget_s: Optional[float]) -> Optional[float]:
+    if time_budget_s is None:
+        return None
+    if not (isinstance(time_budget_s, (int, float)) and time_budget_s > 0 and np.isfinite(time_budget_s)):
+        raise ValueError(f"time_budget_s must be a positive number of seconds or None, got {time_budget_s!r}")
+    return time.perf_counter() + float(time_budget_s)
+
+
+def _certified(layer: Layer, schedule: Schedule, results: list[ModuleResult], objective: str) -> Schedule:
+    """``schedule`` with its optimality over the modules searched: proven when every module's
+    search closed its space; otherwise the least lower bound over them gives the gap."""
+    value = _objectives(objective, schedule.latency_cycles, schedule.energy_pj)[0]
+    lower = min([r.lower_bound for r in results if not r.complete or r.schedule is not None] + [value])
+    optimal = all(r.complete for r in results)
+    if not optimal:
+        log.warning("layer %r: time budget ran out before the search closed; best %s %.6g within %.2f%% of the "
+                    "lower bound %.6g", layer.name, objective, value, 100 * _gap(value, lower), lower)
+    return dataclasses.replace(schedule, optimal=optimal, lower_bound=min(lower, value),
+                               optimality_gap=0.0 if optimal else _gap(value, lower))
+
+
+def map_layer(layer: Layer, soc: SoC, objective: str = "latency", modules: Optional[Sequence[str]] = None,
+              time_budget_s: Optional[float] = DEFAULT_TIME_BUDGET_S) -> Schedule:
     """Best schedule of ``layer`` over the SoC's modules (or the ``modules`` named).
 
     Modules are tried in the SoC's order with the host last; on equal cost the earlier one wins.
     A module that rejects the layer only for its padding is also tried on the unpadded layer with
     the host padding the input first (``padding_split``, cost ``host_padding_cost``).
+    ``time_budget_s`` bounds the whole search (all modules); when it runs out the best mapping
+    found is returned with ``optimal`` False and a certified ``optimality_gap`` (a warning is
+    logged); ``None`` searches to proof.
     Raises ``MappingError`` naming the layer and every module's reason when none can run it.
     """
+    deadline = _deadline(time_budget_s)
     candidates = _select_modules(soc, modules)
     ordered = [m for m in candidates if not m.is_host] + [m for m in candidates if m.is_host]
-    results = [search_module(layer, m, objective) for m in ordered]
-    split = [_split_result(layer, soc, r.module, objective) for r in results if r.schedule is None and not r.module.is_host]
+    results = [search_module(layer, m, objective, deadline=deadline) for m in ordered]
+    split = [_split_result(layer, soc, r.module, objective, deadline) for r in results
+             if r.schedule is None and not r.module.is_host]
     found = [r for r in results if r.schedule is not None] + [r for r in split if r is not None]
     if not found:
         reasons = "; ".join(f"{r.module.name}: {r.reason}" for r in results)
-        raise MappingError(f"layer {layer.name!r} ({layer.kind}) cannot be mapped on {soc.name}: {reasons}")
+        raise MappingError(f"layer {layer.name!r} ({layer.kind}) cannot be mapped on {soc.name}: {reasons}",
+                           layer=layer.name)
     best = min(found, key=lambda r: r.key)  # min keeps the first of equal keys
-    return _with_rejections(best.schedule, results)
+    return _certified(layer, _with_rejections(best.schedule, results), found + [r for r in results if r.schedule is None],
+                      objective)
 
 
 def map_layer_accelerator_first(layer: Layer, soc: SoC, objective: str = "latency",
-                                modules: Optional[Sequence[str]] = None) -> Schedule:
+                                modules: Optional[Sequence[str]] = None,
+                                time_budget_s: Optional[float] = DEFAULT_TIME_BUDGET_S) -> Schedule:
     """DORY/HTVM policy: the first accelerator (in SoC order) that accepts and fits the layer runs
-    it, whatever it costs; the host only runs what no accelerator takes."""
+    it, whatever it costs; the host only runs what no accelerator takes. ``time_budget_s`` as in
+    ``map_layer``; optimality is that of the mapping on the module the policy picks."""
+    deadline = _deadline(time_budget_s)
     candidates = _select_modules(soc, modules)
     results = []
     for module in [m for m in candidates if not m.is_host] + [m for m in candidates if m.is_host]:
-        result = search_module(layer, module, objective)
+        result = search_module(layer, module, objective, deadline=deadline)
         results.append(result)
         if result.schedule is not None:
-            return _with_rejections(result.schedule, results)
+            return _certified(layer, _with_rejections(result.schedule, results), [result], objective)
     reasons = "; ".join(f"{r.module.name}: {r.reason}" for r in results)
-    raise MappingError(f"layer {layer.name!r} ({layer.kind}) cannot be mapped on {soc.name}: {reasons}")
+    raise MappingError(f"layer {layer.name!r} ({layer.kind}) cannot be mapped on {soc.name}: {reasons}",
+                       layer=layer.name)

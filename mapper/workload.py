@@ -24,7 +24,8 @@ class LayerError(ValueError):
 
 @dataclass(frozen=True)
 class Precision:
-    """Operand precisions in bits."""
+    """Operand precisions in bits; ``accumulator`` (partial sums) must be >= ``output`` (checked
+    when a ``Layer`` is built)."""
 
     input: int = 8
     weight: int = 8
@@ -113,6 +114,11 @@ class Layer:
             bits = getattr(self.precision, name)
             if not isinstance(bits, int) or not 1 <= bits <= 64:
                 self._fail(f"precision.{name}", f"must be an integer number of bits in 1..64, got {bits}")
+        if self.precision.accumulator < self.precision.output:
+            # The cost model sizes final output tiles at output precision and partial sums at
+            # accumulator precision; its capacity bounds assume partial sums never need fewer bits.
+            self._fail("precision.accumulator", f"{self.precision.accumulator} bits is below the output precision "
+                       f"{self.precision.output} bits; the accumulator must hold at least the output's bits")
 
     # ------------------------------------------------------------------ derived geometry
     @property
@@ -209,11 +215,36 @@ def _pair(value: Union[int, tuple[int, int]], what: str, name: str) -> tuple[int
     return pair  # type: ignore[return-value]
 
 
+_PADDING_ALLOWED = "'same' or 'valid' (any case, e.g. TF's 'SAME'), an int >= 0 or 4 ints >= 0 (top, bottom, left, right)"
+
+
+def _check_padding(name: str, padding: object) -> Pad:
+    """``padding`` normalised ("same"/"valid" lower-cased, explicit pads as given), or ``LayerError``
+    naming the layer, what was given (truncated) and what is allowed."""
+    if isinstance(padding, str):
+        if padding.lower() in ("same", "valid"):
+            return padding.lower()
+    elif _is_count(padding):
+        return padding  # type: ignore[return-value]
+    elif isinstance(padding, (tuple, list)) and len(padding) == 4 and all(_is_count(v) for v in padding):
+        return tuple(padding)  # type: ignore[return-value]
+    given = repr(padding)
+    given = given if len(given) <= 60 else given[:57] + "..."
+    raise LayerError(f"layer {name!r}: padding: expected {_PADDING_ALLOWED}, got {given}")
+
+
+def _is_count(value: object) -> bool:
+    """An int >= 0 that is not a bool."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
 def _resolve_padding(
     name: str, padding: Pad, input_size: tuple[int, int], kernel: tuple[int, int], stride: tuple[int, int],
     dilation: tuple[int, int],
 ) -> tuple[tuple[int, int, int, int], tuple[int, int]]:
-    """Padding (top, bottom, left, right) and output size for TF-style "same"/"valid" or explicit pads."""
+    """Padding (top, bottom, left, right) and output size for TF-style "same"/"valid" (any case, e.g.
+    TF's "SAME") or explicit pads (an int >= 0 or 4 of them); anything else raises ``LayerError``."""
+    padding = _check_padding(name, padding)
     pads: list[int] = []
     out: list[int] = []
     for axis in range(2):
@@ -227,8 +258,6 @@ def _resolve_padding(
             o = (size - k) // s + 1
         else:
             explicit = (padding,) * 4 if isinstance(padding, int) else tuple(padding)  # type: ignore[arg-type]
-            if len(explicit) != 4:
-                raise LayerError(f"layer {name!r}: padding: expected 'same', 'valid', an int or 4 ints, got {padding!r}")
             lo, hi = explicit[2 * axis], explicit[2 * axis + 1]
             o = (size + lo + hi - k) // s + 1
         if o < 1:
@@ -245,7 +274,8 @@ def conv2d(
     dilation: Union[int, tuple[int, int]] = 1, padding: Pad = "same", groups: int = 1, batch: int = 1,
     precision: Optional[Precision] = None,
 ) -> Layer:
-    """2-D convolution (grouped when ``groups`` > 1). ``padding``: "same", "valid", int or 4 ints."""
+    """2-D convolution (grouped when ``groups`` > 1). ``padding``: "same" or "valid" (any case, TF's
+    "SAME"/"VALID" too), an int or 4 ints (top, bottom, left, right)."""
     kernel, stride, dilation = (_pair(v, w, name) for v, w in ((kernel, "kernel"), (stride, "stride"), (dilation, "dilation")))
     if groups < 1 or in_channels % groups or out_channels % groups:
         raise LayerError(f"layer {name!r}: groups: {groups} must divide in_channels {in_channels} and out_channels {out_channels}")

@@ -29,6 +29,9 @@ import networkx as nx
 import yaml
 
 from archs.dims import LoopDim, Operand
+from archs.kernel_hooks import quote
+from archs.schema import MAX_YAML_BYTES
+from archs.zigzag import MAX_EXPANDED_NODES, expanded_yaml_nodes
 from mapper.graph import layer_graph, ordered_layers
 from mapper.workload import Layer, LayerError, Precision, relevant_dims
 
@@ -49,7 +52,7 @@ _AXES = {"y": (D.OY, D.FY), "x": (D.OX, D.FX)}
 
 class _Fail:
     def __init__(self, source: str, name: str):
-        self.prefix = f"{source}: layer {name!r}"
+        self.prefix = f"{source}: layer {quote(name)}"
 
     def __call__(self, field: str, message: str) -> LayerError:
         return LayerError(f"{self.prefix}: {field}: {message}")
@@ -58,19 +61,19 @@ class _Fail:
 def _parse_equation(equation: Any, fail: _Fail) -> tuple[list[str], str, dict[str, list[str]]]:
     """(input operand letters in order, operator '*' or '+', indices per operand)."""
     if not isinstance(equation, str) or "=" not in equation:
-        raise fail("equation", f"must look like 'O[b][k][oy][ox]+=W[k][c][fy][fx]*I[b][c][iy][ix]', got {equation!r}")
+        raise fail("equation", f"must look like 'O[b][k][oy][ox]+=W[k][c][fy][fx]*I[b][c][iy][ix]', got {quote(equation)}")
     text = equation.replace(" ", "")
     lhs, rhs = text.split("=", 1)
     lhs = lhs[:-1] if lhs.endswith("+") else lhs
     out = _TERM.fullmatch(lhs)
     if out is None or out.group(1) != "O":
-        raise fail("equation", f"the left-hand side must be the output O[...], got {lhs!r}")
+        raise fail("equation", f"the left-hand side must be the output O[...], got {quote(lhs)}")
     terms = list(_TERM.finditer(rhs))
     if len(terms) != 2 or terms[0].start() != 0 or terms[1].end() != len(rhs) or terms[0].end() + 1 != terms[1].start():
-        raise fail("equation", f"the right-hand side must be two operands joined by '*' or '+', got {rhs!r}")
+        raise fail("equation", f"the right-hand side must be two operands joined by '*' or '+', got {quote(rhs)}")
     operator = rhs[terms[0].end()]
     if operator not in "*+":
-        raise fail("equation", f"operator must be '*' (MAC) or '+' (element-wise), got {operator!r}")
+        raise fail("equation", f"operator must be '*' (MAC) or '+' (element-wise), got {quote(operator)}")
     indices = {"O": re.findall(r"\[(\w*)\]", out.group(2))}
     letters = []
     for term in terms:
@@ -87,16 +90,16 @@ def _parse_relations(relations: Any, fail: _Fail) -> dict[str, tuple[str, int, i
     if relations is None:
         return out
     if not isinstance(relations, list):
-        raise fail("dimension_relations", f"must be a list like ['ix=1*ox+1*fx'], got {relations!r}")
+        raise fail("dimension_relations", f"must be a list like ['ix=1*ox+1*fx'], got {quote(relations)}")
     for i, relation in enumerate(relations):
         match = _RELATION.match(str(relation).strip())
         if not match:
-            raise fail(f"dimension_relations[{i}]", f"must look like 'ix=1*ox+1*fx', got {relation!r}")
+            raise fail(f"dimension_relations[{i}]", f"must look like 'ix=1*ox+1*fx', got {quote(relation)}")
         target, c1, a, c2, b = match.groups()
         terms = {a.lower(): int(c1 or 1), b.lower(): int(c2 or 1)}
         axis = next((ax for ax, (o, f) in _AXES.items() if set(terms) == {o.value.lower(), f.value.lower()}), None)
         if axis is None:
-            raise fail(f"dimension_relations[{i}]", f"must relate an input index to ox and fx, or oy and fy, got {relation!r}")
+            raise fail(f"dimension_relations[{i}]", f"must relate an input index to ox and fx, or oy and fy, got {quote(relation)}")
         out_dim, kernel_dim = _AXES[axis]
         out[target.lower()] = (axis, terms[out_dim.value.lower()], terms[kernel_dim.value.lower()])
     return out
@@ -105,16 +108,16 @@ def _parse_relations(relations: Any, fail: _Fail) -> dict[str, tuple[str, int, i
 def _sizes(entry: Mapping, fail: _Fail) -> dict[LoopDim, int]:
     dims, sizes = entry["loop_dims"], entry["loop_sizes"]
     if not isinstance(dims, list) or not isinstance(sizes, list) or len(dims) != len(sizes):
-        raise fail("loop_sizes", f"loop_dims and loop_sizes must be lists of equal length, got {dims!r} and {sizes!r}")
+        raise fail("loop_sizes", f"loop_dims and loop_sizes must be lists of equal length, got {quote(dims)} and {quote(sizes)}")
     out: dict[LoopDim, int] = {}
     for dim, size in zip(dims, sizes):
         if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-            raise fail("loop_sizes", f"size of {dim} must be an integer >= 1, got {size!r}")
+            raise fail("loop_sizes", f"size of {dim} must be an integer >= 1, got {quote(size)}")
         name = str(dim).upper()
         if name not in LoopDim.__members__:
             if size == 1:
                 continue
-            raise fail("loop_dims", f"unknown loop dim {dim!r} (size {size}); allowed: {', '.join(LoopDim.__members__)}")
+            raise fail("loop_dims", f"unknown loop dim {quote(dim)} (size {size}); allowed: {', '.join(LoopDim.__members__)}")
         if LoopDim(name) in out:
             raise fail("loop_dims", f"lists {name} twice")
         out[LoopDim(name)] = size
@@ -130,7 +133,7 @@ def _operand_dims(indices: list[str], relations: dict[str, tuple[str, int, int]]
         elif index.upper() in LoopDim.__members__:
             dims.add(LoopDim(index.upper()))
         else:
-            raise fail("equation", f"index {index!r} of {operand} is neither a loop dim ({', '.join(LoopDim.__members__)}) "
+            raise fail("equation", f"index {quote(index)} of {operand} is neither a loop dim ({', '.join(LoopDim.__members__)}) "
                                    "nor defined in dimension_relations")
     return dims
 
@@ -141,26 +144,26 @@ def _padding(entry: Mapping, relations: dict[str, tuple[str, int, int]], sizes: 
     if pads is None and pr_sizes is None:
         return (0, 0, 0, 0)
     if not isinstance(pr_dims, list):
-        raise fail("pr_loop_dims", f"padding and pr_loop_sizes need pr_loop_dims (e.g. [IX, IY]), got {pr_dims!r}")
+        raise fail("pr_loop_dims", f"padding and pr_loop_sizes need pr_loop_dims (e.g. [IX, IY]), got {quote(pr_dims)}")
     for key, value in (("padding", pads), ("pr_loop_sizes", pr_sizes)):
         if value is not None and (not isinstance(value, list) or len(value) != len(pr_dims)):
-            raise fail(key, f"must have one entry per pr_loop_dims {pr_dims}, got {value!r}")
+            raise fail(key, f"must have one entry per pr_loop_dims {pr_dims}, got {quote(value)}")
     result = {"y": [0, 0], "x": [0, 0]}
     for i, pr_dim in enumerate(pr_dims):
         relation = relations.get(str(pr_dim).lower())
         if relation is None:
-            raise fail("pr_loop_dims", f"{pr_dim!r} is not defined in dimension_relations")
+            raise fail("pr_loop_dims", f"{quote(pr_dim)} is not defined in dimension_relations")
         axis = relation[0]
         lo, hi = 0, 0
         if pads is not None:
             pair = pads[i]
             if not (isinstance(pair, list) and len(pair) == 2 and all(isinstance(v, int) and v >= 0 for v in pair)):
-                raise fail(f"padding[{i}]", f"must be [low, high] integers >= 0, got {pair!r}")
+                raise fail(f"padding[{i}]", f"must be [low, high] integers >= 0, got {quote(pair)}")
             lo, hi = pair
         if pr_sizes is not None:
             total = pr_sizes[i]
             if isinstance(total, bool) or not isinstance(total, int) or total < 1:
-                raise fail(f"pr_loop_sizes[{i}]", f"must be an integer >= 1, got {total!r}")
+                raise fail(f"pr_loop_sizes[{i}]", f"must be an integer >= 1, got {quote(total)}")
             a = 0 if axis == "y" else 1
             out_dim, kernel_dim = _AXES[axis]
             covered = (sizes.get(out_dim, 1) - 1) * stride[a] + (sizes.get(kernel_dim, 1) - 1) * dilation[a] + 1
@@ -176,7 +179,7 @@ def _padding(entry: Mapping, relations: dict[str, tuple[str, int, int]], sizes: 
 def layer_from_zigzag(entry: Mapping[str, Any], source: str = "<workload>") -> Layer:
     """One ZigZag workload layer (a parsed YAML mapping) -> our ``Layer``; raises ``LayerError``."""
     if not isinstance(entry, dict):
-        raise LayerError(f"{source}: a workload layer must be a mapping, got {entry!r}")
+        raise LayerError(f"{source}: a workload layer must be a mapping, got {quote(entry)}")
     name = entry.get("name") or f"Layer{entry.get('id')}"
     fail = _Fail(source, str(name))
     for key in entry:
@@ -187,11 +190,11 @@ def layer_from_zigzag(entry: Mapping[str, Any], source: str = "<workload>") -> L
             raise fail(key, "required key is missing")
     operator_type = entry["operator_type"]
     if operator_type not in KIND_OF_OPERATOR:
-        raise fail("operator_type", f"unknown operator type {operator_type!r}; allowed: {', '.join(KIND_OF_OPERATOR)}")
+        raise fail("operator_type", f"unknown operator type {quote(operator_type)}; allowed: {', '.join(KIND_OF_OPERATOR)}")
     kind = KIND_OF_OPERATOR[operator_type]
     letters, operator, indices = _parse_equation(entry["equation"], fail)
     if (operator == "+") != (kind == "add"):
-        raise fail("equation", f"operator {operator!r} does not match operator_type {operator_type!r} "
+        raise fail("equation", f"operator {quote(operator)} does not match operator_type {quote(operator_type)} "
                                "(element-wise '+' is an Add, '*' a MAC)")
     relations = _parse_relations(entry.get("dimension_relations"), fail)
     sizes = _sizes(entry, fail)
@@ -221,12 +224,12 @@ def layer_from_zigzag(entry: Mapping[str, Any], source: str = "<workload>") -> L
                                    f"{letter} is indexed by {sorted(d.value for d in ours)} (dims of size 1 aside)")
     precision = entry["operand_precision"]
     if not isinstance(precision, dict):
-        raise fail("operand_precision", f"must map I, W, O, O_final to bits, got {precision!r}")
+        raise fail("operand_precision", f"must map I, W, O, O_final to bits, got {quote(precision)}")
     for key in ("O", "O_final", "I") + (("W",) if kind != "pool" else ()):
         if key not in precision:
             raise fail(f"operand_precision.{key}", "required key is missing")
         if isinstance(precision[key], bool) or not isinstance(precision[key], int) or not 1 <= precision[key] <= 64:
-            raise fail(f"operand_precision.{key}", f"must be an integer number of bits in 1..64, got {precision[key]!r}")
+            raise fail(f"operand_precision.{key}", f"must be an integer number of bits in 1..64, got {quote(precision[key])}")
     bits = Precision(input=precision["I"], weight=precision.get("W") if kind != "pool" else 8,
                      output=precision["O_final"], accumulator=precision["O"])
     padding = _padding(entry, relations, sizes, stride, dilation, fail)
@@ -246,8 +249,17 @@ def from_zigzag_workload(source: Union[str, Path, Sequence[Mapping[str, Any]]], 
         path = Path(source)
         if not path.is_file():
             raise LayerError(f"{path}: no such workload file")
+        if path.stat().st_size > MAX_YAML_BYTES:
+            raise LayerError(f"{path}: file is {path.stat().st_size} bytes; workload files may have at most {MAX_YAML_BYTES} "
+                             "bytes (archs.schema.MAX_YAML_BYTES)")
+        text = path.read_text()
         try:
-            data = yaml.safe_load(path.read_text())
+            root = yaml.compose(text, Loader=yaml.SafeLoader)
+            expanded = expanded_yaml_nodes(root) if root is not None else 0
+            if expanded > MAX_EXPANDED_NODES:
+                raise LayerError(f"{path}: its aliases expand to {expanded} YAML nodes; at most {MAX_EXPANDED_NODES} are "
+                                 "allowed (archs.zigzag.MAX_EXPANDED_NODES)")
+            data = yaml.safe_load(text)
         except yaml.YAMLError as exc:
             raise LayerError(f"{path}: malformed YAML: {exc}") from exc
         src, default_name = str(path), path.stem
@@ -259,19 +271,19 @@ def from_zigzag_workload(source: Union[str, Path, Sequence[Mapping[str, Any]]], 
     names: dict[Any, str] = {}
     for entry, layer in zip(data, layers):
         if entry["id"] in names:
-            raise LayerError(f"{src}: layer {layer.name!r}: id: {entry['id']!r} is also the id of {names[entry['id']]!r}")
+            raise LayerError(f"{src}: layer {quote(layer.name)}: id: {quote(entry['id'])} is also the id of {quote(names[entry['id']])}")
         names[entry["id"]] = layer.name
     edges = []
     for entry, layer in zip(data, layers):
         sources = entry.get("operand_source") or {}
         if not isinstance(sources, dict):
-            raise LayerError(f"{src}: layer {layer.name!r}: operand_source: must map I/W to layer ids, got {sources!r}")
+            raise LayerError(f"{src}: layer {quote(layer.name)}: operand_source: must map I/W to layer ids, got {quote(sources)}")
         for operand in ("I", "W"):
             producer = sources.get(operand)
             if producer is None or producer == entry["id"]:
                 continue
             if producer not in names:
-                raise LayerError(f"{src}: layer {layer.name!r}: operand_source.{operand}: no layer has id {producer!r}")
+                raise LayerError(f"{src}: layer {quote(layer.name)}: operand_source.{operand}: no layer has id {quote(producer)}")
             if (names[producer], layer.name) not in [(a, b) for a, b, _ in edges]:
                 edges.append((names[producer], layer.name, f"{names[producer]}:out"))
     return layer_graph(layers, edges, name=name or default_name)

@@ -8,8 +8,11 @@ top-1 class must agree with LiteRT on at least 99 of 100 random inputs.
 
 from __future__ import annotations
 
+import dataclasses
+import gc
 import json
 import logging
+import re
 import subprocess
 from pathlib import Path
 
@@ -25,10 +28,12 @@ from tvm import relax  # noqa: E402
 
 import archs  # noqa: E402
 import tvm_bridge  # noqa: E402
-from tvm_bridge.frontend import BridgeError, from_tflite  # noqa: E402
 from tvm_bridge.litert_ref import LiteRTReference  # noqa: E402
+from tvm_bridge.offload_attrs import soc_from_json, soc_to_json  # noqa: E402
 from tvm_bridge.partition import schedules_of  # noqa: E402
 from tvm_bridge.patterns import soc_patterns  # noqa: E402
+from tvm_bridge.relax_codegen import CodegenSink  # noqa: E402
+from tvm_bridge.relax_import import BridgeError, from_tflite  # noqa: E402
 
 SOCS = ("gap9", "diana")
 CASES = [(model, soc) for model in sorted(GOLDEN) for soc in SOCS]
@@ -142,6 +147,35 @@ def test_partition_pass_in_a_user_pipeline(compiled, references, socs):
     np.testing.assert_array_equal(vm["main"](tvm.runtime.tensor(x)).numpy(), compiled("ic", "diana").run(x))
 
 
+def _shrunk_l1(soc, size: int):
+    """``soc`` with every accelerator's innermost memory resized to ``size`` bytes (in memory only)."""
+    modules = {name: m if m.is_host else dataclasses.replace(m, memories=(dataclasses.replace(m.memories[0], size_bytes=size),)
+                                                             + m.memories[1:])
+               for name, m in soc.modules.items()}
+    return dataclasses.replace(soc, modules=modules)
+
+
+def test_codegen_uses_the_partitioned_soc_not_the_file(tmp_path, socs):
+    """A SoC modified in memory (same name and source file as gap9) is the one the C is generated for,
+    even once the object is gone: the function carries the SoC's content."""
+    pytest.importorskip("onnx")
+    path = qdq_dense_onnx(tmp_path / "fc.onnx")
+    modified = _shrunk_l1(archs.load("gap9"), 40_000)
+    assert modified.source == socs["gap9"].source and modified.name == "gap9"
+    assert all(m.memories[0].size_bytes != 40_000 for m in socs["gap9"].accelerators)
+    assert soc_from_json(soc_to_json(modified)) == modified
+    part = tvm_bridge.partition_for(modified, policy="accelerator_first")(tvm_bridge.from_onnx(path))
+    module = schedules_of(part)[0]["dense_0"].module
+    del modified
+    gc.collect()
+    sink = CodegenSink()
+    relax.transform.RunCodegen({"match": {"sink": sink.key}})(part)
+    (func,) = sink.functions
+    memory = archs.load("gap9").modules[module].memories[0].name
+    assert func.generated.arena_bytes[memory] == 40_000
+    assert re.search(rf"static int8_t \w+_{memory}\[40000\]", func.generated.source)
+
+
 def test_pattern_tables_follow_the_soc(socs):
     names = {soc: {p.name for p in soc_patterns(socs[soc])} for soc in SOCS}
     assert names["gap9"] == {"match.conv2d", "match.depthwise", "match.dense", "match.add", "match.avg_pool", "match.max_pool"}
@@ -160,13 +194,14 @@ def test_host_only_offloads_nothing_and_host_layers_are_exact(references, socs):
         expected = ref.invoke(x)
         np.testing.assert_array_equal(exact.run(x), expected)  # integer host lowering: TFLite-exact
         float_diff = max(float_diff, int(np.abs(floating.run(x).astype(int) - expected).max()))
-    assert float_diff > 0  # TVM's float QDQ lowering is not (docs/notes/tvm_bridge.md section 4)
+    assert float_diff > 0  # TVM's float QDQ lowering is not (1 LSB per op, growing through the network)
 
 
 def test_accelerator_first_policy(compiled):
-    best, first = compiled("kws", "gap9"), compiled("kws", "gap9", policy="accelerator_first")
-    assert best.schedules["dense_10"].module == "fc" and not best.offloaded["dense_10"]
-    assert first.schedules["dense_10"].module == "ne16" and first.offloaded["dense_10"]
+    best, first = compiled("ad", "gap9"), compiled("ad", "gap9", policy="accelerator_first")
+    # AD's 640-wide dense layer is cheaper on the cluster (best); DORY's rule sends it to NE16
+    assert best.schedules["dense_0"].module == "cluster" and best.offloaded["dense_0"]
+    assert first.schedules["dense_0"].module == "ne16" and first.offloaded["dense_0"]
     assert all(first.offloaded.values())
 
 
@@ -210,6 +245,66 @@ def test_compile_rejects_bad_input(tmp_path, compiled):
         cm.run(np.zeros((1, 640), np.float32))
     with pytest.raises(BridgeError, match="not offloaded|no layer"):
         cm.run_layer("softmax", np.zeros(3, np.int8))
+
+
+@pytest.mark.parametrize(
+    "given, says",
+    [
+        (np.full((1, 640), np.nan), "got float64 (1, 640) with 640 other value(s), e.g. nan"),
+        (np.full((1, 640), np.inf), "e.g. inf"),
+        (np.full((1, 640), 300.7), "e.g. 300.7"),
+        (np.full((1, 640), 0.5), "e.g. 0.5"),
+        (np.full((1, 640), 300, np.int32), "got int32 (1, 640) with 640 other value(s), e.g. 300"),
+        (np.full((1, 640), -129, np.int64), "e.g. -129"),
+        (np.zeros((1, 641), np.int8), "got int8 (1, 641)"),
+        (np.zeros(3, np.int8), "got int8 (3,)"),
+        (np.full((1, 640), "a"), "(not numeric)"),
+    ],
+    ids=["nan", "inf", "300.7", "fraction", "int32-300", "int64--129", "641", "3", "str"],
+)
+def test_run_layer_rejects_values_int8_cannot_hold(compiled, given, says):
+    cm = compiled("ad", "gap9")
+    assert cm.offloaded["dense_0"]
+    with pytest.raises(BridgeError) as info:
+        cm.run_layer("dense_0", given)
+    text = str(info.value)
+    assert text.startswith("layer 'dense_0' input 0: expected int8 (1, 640) (640 elements)") and says in text, text
+
+
+def test_run_layer_accepts_integral_values_of_any_numeric_dtype(compiled):
+    cm = compiled("ad", "gap9")
+    x = np.random.default_rng(3).integers(-128, 128, (1, 640))
+    expected = cm.run_layer("dense_0", x.astype(np.int8))
+    for same in (x.astype(np.float32), x.astype(np.int64), x.astype(np.int8).reshape(640)):
+        np.testing.assert_array_equal(cm.run_layer("dense_0", same), expected)
+
+
+def float_input_qdq_dense_onnx(path: Path) -> Path:
+    """``qdq_dense_onnx`` with a float input quantized by the model (QuantizeLinear first)."""
+    import onnx
+
+    model = onnx.load(str(qdq_dense_onnx(path)))
+    graph = model.graph
+    graph.node.insert(0, onnx.helper.make_node("QuantizeLinear", ["x_float", "sx", "zx"], ["x"]))
+    graph.input[0].CopyFrom(onnx.helper.make_tensor_value_info("x_float", onnx.TensorProto.FLOAT, [1, 16]))
+    onnx.save(model, path)
+    return path
+
+
+def test_float_input_model_rejects_non_finite_inputs(tmp_path, socs):
+    pytest.importorskip("onnx")
+    cm = tvm_bridge.compile(float_input_qdq_dense_onnx(tmp_path / "ffc.onnx"), socs["gap9"])
+    assert cm.input_dtypes == ["float32"]
+    x = np.random.default_rng(1).uniform(-3, 3, (1, 16)).astype(np.float32)
+    # independent oracle: quantize as QuantizeLinear does (round half to even, zero point 3), then the int8 model
+    q = np.clip(np.rint(x / np.float32(0.05)) + 3, -128, 127).astype(np.int8)
+    int8_model = tvm_bridge.compile(qdq_dense_onnx(tmp_path / "fc.onnx"), socs["gap9"])
+    np.testing.assert_array_equal(cm.run(x), int8_model.run(q))
+    for bad, shown in ((np.nan, "nan"), (np.inf, "inf"), (-np.inf, "-inf")):
+        y = x.copy()
+        y[0, 5] = bad
+        with pytest.raises(BridgeError, match=rf"model input 0: expected finite float32 values, got {shown} \(1 non-finite"):
+            cm.run(y)
 
 
 # --------------------------------------------------------------------------- export

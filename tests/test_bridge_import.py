@@ -23,11 +23,11 @@ pytest.importorskip("tflite")
 pytest.importorskip("ai_edge_litert")
 
 import tvm_bridge  # noqa: E402
-from tvm_bridge.frontend import BridgeError, from_tflite, load_model  # noqa: E402
-from tvm_bridge.graph import layer_graph, total_macs  # noqa: E402
 from tvm_bridge.litert_ref import LiteRTReference  # noqa: E402
 from tvm_bridge.patterns import crop_input  # noqa: E402
 from tvm_bridge.quant import reference_layer  # noqa: E402
+from tvm_bridge.relax_graph import layer_graph, total_macs  # noqa: E402
+from tvm_bridge.relax_import import BridgeError, from_tflite, load_model  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = ROOT / "benchmarks" / "models"

@@ -58,12 +58,23 @@ def test_relevance_sets_are_disjoint():
         (lambda: mapper.Layer("x", "conv2d", {D.FY: 3}, padding=(3, 0, 0, 0)), "smaller than the kernel extent"),
         (lambda: mapper.Layer("x", "dense", {D.K: 2, D.OY: 2}), "dense layer has OY = OX = 1"),
         (lambda: mapper.Layer("x", "conv2d", {D.K: 2}, precision=mapper.Precision(input=0)), "precision.input"),
+        (lambda: mapper.conv2d("x", input_size=(4, 4), in_channels=2, out_channels=2,
+                               precision=mapper.Precision(output=16, accumulator=8)),
+         "layer 'x': precision.accumulator: 8 bits is below the output precision 16 bits"),
+        (lambda: mapper.Layer.from_dict({"name": "x", "kind": "dense", "sizes": {"K": 2, "C": 2},
+                                         "precision": {"output": 32, "accumulator": 16}}),
+         "layer 'x': precision.accumulator: 16 bits is below the output precision 32 bits"),
     ],
 )
 def test_bad_layers_name_layer_and_field(build, says):
     with pytest.raises(mapper.LayerError, match=None) as info:
         build()
     assert says in str(info.value)
+
+
+def test_accumulator_at_output_precision_is_accepted():
+    layer = mapper.dense("fc", in_features=4, out_features=2, precision=mapper.Precision(8, 8, 32, 32))
+    assert layer.precision.accumulator == layer.precision.output == 32
 
 
 def _graph():

@@ -7,12 +7,14 @@ import json
 import logging
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 import yaml
 
 import archs
+import archs.schema
 import mapper
 from archs import ArchError, LoopDim, Operand
 from archs.zigzag import EXAMPLES_DIR, zigzag_example
@@ -30,7 +32,8 @@ TPU = zigzag_example("tpu_like")
 TPU_MAP = zigzag_example("tpu_like", "mapping")
 D = LoopDim
 
-# ZigZag 3.9.1's chosen mapping for the ResNet-8 conv on tpu_like at lpf 6 (docs/notes/zigzag.md, section 6),
+# ZigZag 3.9.1's chosen mapping for the ResNet-8 conv on tpu_like at lpf 6 (zigzag.api.get_hardware_performance_zigzag
+# with tpu_like's own mapping file: 11,296 cycles and 3,909,296.896 pJ in ZigZag's model, the same for lpf 6, 7 and 8),
 # in the form mapper.evaluate.zigzag_mapping_dict produces.
 ZIGZAG_CHOICE = {
     "spatial": {"D1": {"K": 16.0}, "D2": {"C": 16.0}},
@@ -147,8 +150,8 @@ def test_memory_operand_links_of_the_mapping_file_are_followed():
 
 def test_bad_mapping_file_and_missing_file(tmp_path):
     bad = tmp_path / "map.yaml"
-    bad.write_text(yaml.safe_dump([{"name": "default", "spatial_mapping": {"D1": ["D0, 8"]}}]))
-    with pytest.raises(ArchError, match=r"map.yaml: \[0\].spatial_mapping.D1\[0\]: unknown loop dim 'D0'"):
+    bad.write_text(yaml.safe_dump([{"name": "default", "spatial_mapping": {"D1": ["K16"]}}]))
+    with pytest.raises(ArchError, match=r"map.yaml: \[0\].spatial_mapping.D1\[0\]: must look like 'K, 16', got 'K16'"):
         archs.from_zigzag(TPU, bad)
     with pytest.raises(ArchError, match="no such accelerator file"):
         archs.from_zigzag(tmp_path / "missing.yaml")
@@ -295,16 +298,41 @@ def test_benchmark_networks_match_mlperf_tiny(net):
 
 def test_benchmark_quick_smoke(tmp_path):
     out = tmp_path / "speed.json"
+    start = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "benchmarks.mapper_speed", "--quick", "--targets", "gap9_cluster,diana_digital",
                            "--json", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    wall = time.perf_counter() - start  # measured here, independently of the benchmark's own timers
     assert proc.returncode == 0, proc.stderr
     report = json.loads(out.read_text())
     assert set(report["targets"]) == {"gap9_cluster", "diana_digital"} and "suite_seconds" not in report
     for name, row in report["targets"].items():
-        assert row["candidates"] > 0 and row["layer_seconds"] > 0
-        assert row["search_candidates_per_second"] == pytest.approx(row["candidates"] / row["layer_seconds"])
+        assert row["candidates"] > 0 and 0 < row["layer_seconds"] < wall
+        # a rate is at least what the whole process run would give: work / our wall time
+        assert row["search_candidates_per_second"] >= row["candidates"] / wall
         sweep = row["sweep"]
-        assert report["mappings_per_second"][name] == pytest.approx(sweep["rows"] / sweep["model_seconds"])
+        assert 0 < sweep["model_seconds"] < wall and report["mappings_per_second"][name] >= sweep["rows"] / wall
         assert 200_000 <= sweep["rows"] <= sweep["space_candidates"] and row["candidates"] < sweep["space_candidates"]
     assert report["environment"]["threads"]["OMP_NUM_THREADS"] == "1" and "skipped" in report["zigzag"]
     assert "mappings_per_second counts" in proc.stdout and "gap9_cluster" in proc.stdout
+
+
+def test_alias_bomb_and_huge_files_fail_fast(tmp_path):
+    levels = ["a: &a [x, x, x, x, x, x, x, x, x]"] + [
+        f"{chr(97 + i)}: &{chr(97 + i)} [{', '.join([f'*{chr(96 + i)}'] * 9)}]" for i in range(1, 9)]
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text("bomb:\n" + "\n".join("  " + line for line in levels) + "\nname: *i\noperational_array: *i\n")
+    start = time.perf_counter()
+    with pytest.raises(ArchError, match=r"bomb\.yaml: its aliases expand to \d+ YAML nodes; at most 100000"):
+        archs.from_zigzag(bomb)
+    huge = tmp_path / "huge.yaml"
+    huge.write_text(TPU.read_text() + "#" * archs.schema.MAX_YAML_BYTES)
+    with pytest.raises(ArchError, match=r"huge\.yaml: file is \d+ bytes; accelerator files may have at most"):
+        archs.from_zigzag(huge)
+    workload = tmp_path / "workload.yaml"
+    workload.write_text("- id: 0\n  bomb:\n" + "\n".join("    " + line for line in levels) + "\n  loop_sizes: *i\n")
+    with pytest.raises(mapper.LayerError, match=r"workload\.yaml: its aliases expand to \d+ YAML nodes"):
+        mapper.from_zigzag_workload(workload)
+    workload.write_text(WORKLOAD + "#" * archs.schema.MAX_YAML_BYTES)
+    with pytest.raises(mapper.LayerError, match=r"workload\.yaml: file is \d+ bytes; workload files may have at most"):
+        mapper.from_zigzag_workload(workload)
+    assert time.perf_counter() - start < 3.0

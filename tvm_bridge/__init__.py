@@ -19,11 +19,11 @@ import importlib
 from typing import Any
 
 _LAZY = {
-    "BridgeError": "tvm_bridge.frontend",
-    "from_tflite": "tvm_bridge.frontend",
-    "from_onnx": "tvm_bridge.frontend",
-    "load_model": "tvm_bridge.frontend",
-    "layer_graph": "tvm_bridge.graph",
+    "BridgeError": "tvm_bridge.relax_import",
+    "from_tflite": "tvm_bridge.relax_import",
+    "from_onnx": "tvm_bridge.relax_import",
+    "load_model": "tvm_bridge.relax_import",
+    "layer_graph": "tvm_bridge.relax_graph",
     "soc_patterns": "tvm_bridge.patterns",
     "partition_for": "tvm_bridge.partition",
     "compile": "tvm_bridge.compiled",

@@ -1,6 +1,6 @@
 """Every TVM version shim of the bridge, in one place (apache-tvm 0.27 pinned; 0.25/0.26 names as fallbacks).
 
-API moves handled here (see ``shared/reference/tvm-relax.md``):
+API moves handled here (Relay is gone since TVM 0.20; the bridge works on Relax):
 
 - expression types: ``expr.ty`` (0.26+) vs ``expr.struct_info`` (0.25);
 - variable names: ``Var.name`` (0.27) vs ``Var.name_hint``;

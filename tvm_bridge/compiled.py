@@ -25,11 +25,12 @@ from tvm import relax
 import archs
 from archs.model import SoC
 from mapper.schedule import Schedule
-from tvm_bridge import _compat as C
+from tvm_bridge import _compat as compat
 from tvm_bridge.build import PrecompiledSource, linker
-from tvm_bridge.codegen import CodegenSink, OffloadedFunction
-from tvm_bridge.frontend import BridgeError, ModelLike, load_model, main_function
 from tvm_bridge.partition import partition_for
+from tvm_bridge.relax_codegen import CodegenSink, OffloadedFunction
+from tvm_bridge.relax_import import BridgeError, ModelLike, load_model, main_function
+from tvm_bridge.toolchain import c_compiler
 
 log = logging.getLogger(__name__)
 
@@ -51,9 +52,9 @@ def host_macs(mod: tvm.IRModule) -> int:
     def visit(expr) -> None:
         if not isinstance(expr, relax.Call):
             return
-        name = C.op_name(expr)
+        name = compat.op_name(expr)
         if name in ("relax.nn.conv2d", "relax.matmul"):
-            out, weight = C.tensor_shape(expr), C.tensor_shape(expr.args[1])
+            out, weight = compat.tensor_shape(expr), compat.tensor_shape(expr.args[1])
             if out is None or weight is None:
                 total[0] += HOST_MACS_FOR_OPT  # unknown: count as heavy
             elif name == "relax.matmul":
@@ -64,13 +65,15 @@ def host_macs(mod: tvm.IRModule) -> int:
                 total[0] += int(np.prod(out)) * int(np.prod(reduce))
 
     for func in mod.functions.values():
-        if isinstance(func, relax.Function) and C.function_attr(func, "Codegen") is None:
+        if isinstance(func, relax.Function) and compat.function_attr(func, "Codegen") is None:
             relax.analysis.post_order_visit(func.body, visit)
     return total[0]
 
 
 def _host_opt_level(mod: tvm.IRModule) -> int:
     return HOST_OPT_LEVEL if host_macs(mod) >= HOST_MACS_FOR_OPT else HOST_OPT_LEVEL_FEW_MACS
+
+
 DEFAULT_CC_OPTIONS = ("-O3",)  # -O3 vectorises the kernels: ~3x faster runs than -O2, same build time
 
 
@@ -105,11 +108,11 @@ class CompiledModel:
         self._library_path = library_path
         self._finalizer = weakref.finalize(self, shutil.rmtree, str(workdir), True)
         self.library = tvm.runtime.load_module(str(library_path))
-        self.vm = C.virtual_machine(self.library)
+        self.vm = compat.virtual_machine(self.library)
         self._function_of = {name: f for f in functions for name in f.layers}
         main = main_function(mod)
-        self.input_shapes = [C.tensor_shape(p) for p in main.params]
-        self.input_dtypes = [C.tensor_dtype(p) for p in main.params]
+        self.input_shapes = [compat.tensor_shape(p) for p in main.params]
+        self.input_dtypes = [compat.tensor_dtype(p) for p in main.params]
 
     # ------------------------------------------------------------------ running
     def run(self, *inputs: np.ndarray, reset_counters: bool = True) -> np.ndarray:
@@ -123,30 +126,37 @@ class CompiledModel:
         for i, (x, shape, dtype) in enumerate(zip(inputs, self.input_shapes, self.input_dtypes)):
             x = np.asarray(x)
             if tuple(x.shape) != tuple(shape) or str(x.dtype) != dtype:
-                raise BridgeError(f"input {i}: expected {dtype} {tuple(shape)}, got {x.dtype} {tuple(x.shape)}")
-            args.append(C.to_runtime_tensor(x))
+                raise BridgeError(f"model input {i}: expected {dtype} {tuple(shape)}, got {x.dtype} {tuple(x.shape)}")
+            if np.issubdtype(x.dtype, np.floating) and not np.isfinite(x).all():
+                bad = x[~np.isfinite(x)].flat[0]
+                raise BridgeError(f"model input {i}: expected finite {dtype} values, got {bad} "
+                                  f"({int(np.count_nonzero(~np.isfinite(x)))} non-finite elements)")
+            args.append(compat.to_runtime_tensor(x))
         if reset_counters:
             self.reset_counters()
         result = self.vm["main"](*args)
         return result.numpy() if hasattr(result, "numpy") else np.asarray([r.numpy() for r in result])
 
     def run_layer(self, name: str, *inputs: np.ndarray) -> np.ndarray:
-        """Run one offloaded layer's generated code alone on int8 input(s) shaped like its Relax inputs
-        (e.g. LiteRT's tensors; for an add, the left operand first). Counters accumulate."""
-        from tvm_bridge.graph import input_order
+        """Run one offloaded layer's generated code alone on int8 input(s) with as many elements as its
+        Relax inputs (e.g. LiteRT's tensors; for an add, the left operand first). Counters accumulate.
+
+        Inputs of another dtype are accepted only if every value is an integer in -128..127;
+        NaN, infinities, fractions, out-of-range values and wrong sizes raise ``BridgeError``."""
+        from tvm_bridge.relax_graph import input_order
 
         func = self._offloaded_function(name)
         external = self.mod[func.symbol]
-        params = [C.tensor_shape(p) for p in external.params]
+        params = [compat.tensor_shape(p) for p in external.params]
         order = input_order(external)
         if len(inputs) != len(params):
             raise BridgeError(f"layer {name!r} takes {len(params)} input(s), got {len(inputs)}")
         by_param = [None] * len(params)
         for layer_index, param_index in enumerate(order):
-            by_param[param_index] = inputs[layer_index]
-        args = [C.to_runtime_tensor(np.asarray(x, np.int8).reshape(shape)) for x, shape in zip(by_param, params)]
+            by_param[param_index] = _int8_input(name, layer_index, inputs[layer_index], params[param_index])
+        args = [compat.to_runtime_tensor(x) for x in by_param]
         out_shape = func.layer.quant.extra["output_shape"]
-        out = C.to_runtime_tensor(np.zeros(out_shape, np.int8))
+        out = compat.to_runtime_tensor(np.zeros(out_shape, np.int8))
         self._entry(func.symbol)(*args, out)
         return out.numpy()
 
@@ -184,11 +194,11 @@ class CompiledModel:
 
         ``path`` ending in ``.so``: the library there and the sources in ``<stem>_src/`` beside it;
         otherwise ``path`` is a directory receiving ``model.so`` and ``src/``. ``src/`` holds one C file
-        per offloaded layer (as ``codegen_c`` emits it, including ``match_target.h``), the header, the
+        per offloaded layer (as ``c_emitter`` emits it, including ``match_target.h``), the header, the
         whole C++ translation unit TVM compiled (``tvm_module.cc``: layers + TVM-FFI wrappers) and
         ``schedules.json``.
         """
-        from tvm_bridge.codegen_c import HEADER_PATH, emit_layer
+        from tvm_bridge.c_emitter import HEADER_PATH, emit_layer
 
         path = Path(path)
         if path.suffix == ".so":
@@ -220,7 +230,7 @@ class CompiledModel:
         return self._function_of[name]
 
     def _entry(self, symbol: str):
-        func = C.get_module_function(self.library, symbol)
+        func = compat.get_module_function(self.library, symbol)
         if func is None:
             raise BridgeError(f"the compiled library exports no function {symbol!r}")
         return func
@@ -228,9 +238,32 @@ class CompiledModel:
 
 def _module_source(functions: Sequence[OffloadedFunction]) -> str:
     """The C++ translation unit ``relax.ext.match`` produces for ``functions`` (same text, same order)."""
-    from tvm_bridge.codegen import FFI_PRELUDE
+    from tvm_bridge.relax_codegen import FFI_PRELUDE
 
     return "\n".join([FFI_PRELUDE] + [p for f in functions for p in (f.generated.source, f.wrapper)])
+
+
+def _int8_input(layer: str, index: int, x: object, shape: Sequence[int]) -> np.ndarray:
+    """Input ``index`` of ``layer`` as an int8 array of ``shape``; ``BridgeError`` if its size differs or
+    a value is not an integer in -128..127 (never a silent cast)."""
+    x = np.asarray(x)
+    expected = f"int8 {tuple(shape)} ({int(np.prod(shape))} elements)"
+    given = f"{x.dtype} {tuple(x.shape)}"
+    if x.size != int(np.prod(shape)):
+        raise BridgeError(f"layer {layer!r} input {index}: expected {expected}, got {given}")
+    if x.dtype == np.int8:
+        return x.reshape(shape)
+    if not (np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating)):
+        raise BridgeError(f"layer {layer!r} input {index}: expected {expected}, got {given} (not numeric)")
+    if np.issubdtype(x.dtype, np.floating):
+        bad = ~np.isfinite(x) | (np.where(np.isfinite(x), x, 0) != np.round(np.where(np.isfinite(x), x, 0)))
+    else:
+        bad = np.zeros(x.shape, bool)
+    bad |= (np.where(bad, 0, x) < -128) | (np.where(bad, 0, x) > 127)
+    if bad.any():
+        raise BridgeError(f"layer {layer!r} input {index}: expected {expected} values (integers in -128..127), got "
+                          f"{given} with {int(np.count_nonzero(bad))} other value(s), e.g. {x[bad].flat[0]}")
+    return x.astype(np.int8).reshape(shape)
 
 
 def _exact_int(value: float):
@@ -249,7 +282,10 @@ def compile(model: ModelLike, soc: Union[SoC, str, Path], objective: str = "late
     building the shared library; the generated C++ compiles while LLVM builds the host code and its
     object is cached by content (``tvm_bridge.build``). Timings per step are in
     ``CompiledModel.timings`` (seconds; ``cxx_cache_hit`` is 1.0 when the C++ object came from the cache).
+    Needs a C/C++ compiler (``tvm_bridge.toolchain.c_compiler``: ``BridgeError`` saying what to
+    install when there is none).
     """
+    c_compiler()  # fail before the import and mapping work when nothing can build the result
     timings: dict[str, float] = {}
     start = time.perf_counter()
     mod = load_model(model)
@@ -274,7 +310,7 @@ def compile(model: ModelLike, soc: Union[SoC, str, Path], objective: str = "late
         if sink.functions:  # g++ on the generated C++ runs while LLVM builds the host code
             pre = PrecompiledSource(_module_source(sink.functions), workdir, list(cc_options))
         try:
-            executable = C.compile_relax(built, "llvm", opt_level=_host_opt_level(built))
+            executable = compat.compile_relax(built, "llvm", opt_level=_host_opt_level(built))
         except Exception as exc:  # noqa: BLE001 - TVM raises InternalError/TVMError for ops it cannot lower
             last = str(exc).strip().splitlines()[-1][:300] if str(exc).strip() else ""
             raise BridgeError(f"TVM cannot build the host code of this model ({type(exc).__name__}: {last}); "

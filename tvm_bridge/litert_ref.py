@@ -5,8 +5,10 @@
 bridge layer graph (``tvm_bridge.layer_graph``), so a layer can be fed LiteRT's own input tensor and
 compared with LiteRT's output tensor. The optimised (XNNPACK) kernels differ from the reference ones
 by a few LSB, and without ``experimental_preserve_all_tensors`` the arena reuses buffers, so both
-settings are fixed here (``docs/notes/tvm_bridge.md`` sections 4 and 5). The interpreter runs in a
-child process (``tvm_bridge.litert_worker``): a LiteRT abort raises ``LiteRTError`` instead of killing the caller.
+settings are fixed here (with buffer reuse, 10 of ResNet-8's 16 op outputs read back wrong). The
+interpreter runs in a child process (``tvm_bridge.litert_worker``): a LiteRT abort raises ``LiteRTError``
+instead of killing the caller. Op details come from the interpreter's private ``_get_ops_details()``
+(present in ai-edge-litert 2.x; an op's index is its flatbuffer operator index).
 """
 
 from __future__ import annotations

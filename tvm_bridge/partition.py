@@ -2,7 +2,7 @@
 
 The pass (usable in any Relax pipeline, before ``relax.transform.RunCodegen()``):
 
-1. recognises the layers of ``main`` (``tvm_bridge.graph.layer_graph``: names ``<kind>_<index>``);
+1. recognises the layers of ``main`` (``tvm_bridge.relax_graph.layer_graph``: names ``<kind>_<index>``);
 2. maps each layer with the mapper (``policy="best"``: ``mapper.map_layer``, the cheapest module
    per layer as MATCH does; ``"accelerator_first"``: ``mapper.map_layer_accelerator_first``, DORY /
    HTVM), layers of equal shape once;
@@ -10,7 +10,8 @@ The pass (usable in any Relax pipeline, before ``relax.transform.RunCodegen()``)
    (``patterns.soc_patterns``), admitting a match only if its layer's schedule is on a non-host
    module: layers whose best module is the host stay in TVM's own (LLVM) host code;
 4. attaches to each offloaded function ``match.layer`` (the layer name), ``match.schedule`` (the
-   ``Schedule`` as JSON) and ``match.soc`` (how ``tvm_bridge.codegen`` finds the SoC);
+   ``Schedule`` as JSON) and ``match.soc`` (the SoC's whole description as JSON, from which
+   ``tvm_bridge.relax_codegen`` rebuilds it; see ``tvm_bridge.offload_attrs``);
 5. with ``exact_host=True`` (default) rewrites the recognised layers left on the host into exact
    integer Relax (``tvm_bridge.host_int``): still TVM's host code, but with TFLite's integer
    semantics instead of TVM's float QDQ lowering.
@@ -24,64 +25,24 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import weakref
 from typing import Any, Optional, Sequence
 
 import tvm
 from tvm import relax
 
-import archs
 from archs.model import SoC
 from mapper.graph import POLICIES
-from mapper.schedule import Schedule, TileLevel
+from mapper.schedule import Schedule
 from mapper.search import MappingError, map_layer, map_layer_accelerator_first
 from mapper.workload import Layer
-from tvm_bridge import _compat as C
-from tvm_bridge.frontend import BridgeError, main_function
-from tvm_bridge.graph import composite_function, layer_graph
+from tvm_bridge import _compat as compat
+from tvm_bridge import relax_codegen
+from tvm_bridge.offload_attrs import ATTR_LAYER, ATTR_SCHEDULE, ATTR_SOC, MODULE_ATTR, schedule_from_dict, schedule_to_json, soc_to_json
 from tvm_bridge.patterns import CODEGEN, extract_from_function, layer_key, offload_reason, soc_patterns
+from tvm_bridge.relax_graph import composite_function, layer_graph
+from tvm_bridge.relax_import import BridgeError, main_function
 
 log = logging.getLogger(__name__)
-
-ATTR_LAYER = f"{CODEGEN}.layer"
-ATTR_SCHEDULE = f"{CODEGEN}.schedule"
-ATTR_SOC = f"{CODEGEN}.soc"
-MODULE_ATTR = "match_schedules"
-_SOCS: "weakref.WeakValueDictionary[str, SoC]" = weakref.WeakValueDictionary()  # SoCs of live partitions, by key
-
-
-def register_soc(soc: SoC) -> str:
-    """Key under which ``resolve_soc`` finds ``soc`` while it is alive (and, for YAML SoCs, its file)."""
-    key = f"{soc.name}@{id(soc):x}|{soc.source}"
-    _SOCS[key] = soc
-    return key
-
-
-def resolve_soc(key: str) -> SoC:
-    """The SoC of a ``match.soc`` attribute: the live object, else the YAML file it came from."""
-    soc = _SOCS.get(key)
-    if soc is not None:
-        return soc
-    source = key.split("|", 1)[1] if "|" in key else key
-    try:
-        return archs.load(source)
-    except Exception as exc:  # noqa: BLE001 - archs raises its own errors for missing/bad files
-        raise BridgeError(f"cannot find the SoC {key!r} of an offloaded function: {exc}") from exc
-
-
-def schedule_to_json(schedule: Schedule) -> str:
-    return json.dumps(schedule.to_dict())
-
-
-def schedule_from_dict(data: dict) -> Schedule:
-    """Inverse of ``Schedule.to_dict``."""
-    fields = {f.name for f in dataclasses.fields(Schedule)}
-    values = {k: v for k, v in data.items() if k in fields}
-    values["levels"] = [TileLevel(**level) for level in data["levels"]]
-    if "host_padding" in values:
-        values["host_padding"] = tuple(values["host_padding"])
-    return Schedule(**values)
-
 
 def schedules_of(mod: tvm.IRModule) -> tuple[dict[str, Schedule], dict[str, bool]]:
     """(layer -> Schedule, layer -> offloaded?) recorded by the partition pass on ``mod``."""
@@ -155,7 +116,7 @@ class MatchPartition:
             return layer_key(layer) in wanted
 
         part = relax.transform.FuseOpsByPattern(soc_patterns(self.soc, accept), bind_constants=True, annotate_codegen=True)(mod)
-        soc_key = register_soc(self.soc)
+        soc_content = soc_to_json(self.soc)
         names_of: dict[str, list[str]] = {}
         for block in main_function(part).body.blocks:
             for binding in block.bindings:
@@ -163,12 +124,12 @@ class MatchPartition:
                 if not (isinstance(call, relax.Call) and isinstance(call.op, tvm.ir.GlobalVar)):
                     continue
                 func = part[call.op]
-                if C.function_attr(func, "Codegen") != CODEGEN:
+                if compat.function_attr(func, "Codegen") != CODEGEN:
                     continue
                 key = layer_key(extract_from_function(composite_function(func)))
                 if not by_key.get(key):
-                    raise BridgeError(f"offloaded function {C.var_name(call.op)} matches no layer chosen for offload")
-                names_of.setdefault(C.var_name(call.op), []).append(by_key[key].pop(0))
+                    raise BridgeError(f"offloaded function {compat.var_name(call.op)} matches no layer chosen for offload")
+                names_of.setdefault(compat.var_name(call.op), []).append(by_key[key].pop(0))
         missing = [n for names in by_key.values() for n in names]
         for name in missing:  # chosen, but FuseOpsByPattern did not fuse it (e.g. an overlapping match)
             log.warning("layer %s was chosen for offload but not fused: it stays on the host", name)
@@ -178,7 +139,7 @@ class MatchPartition:
             func = part[gv]
             func = func.with_attr(ATTR_LAYER, ",".join(names))
             func = func.with_attr(ATTR_SCHEDULE, schedule_to_json(self.schedules[names[0]]))
-            func = func.with_attr(ATTR_SOC, soc_key)
+            func = func.with_attr(ATTR_SOC, soc_content)
             part.update_func(gv, func)
         if self.exact_host:
             from tvm_bridge.host_int import exact_host_layers
@@ -197,9 +158,7 @@ def partition_for(soc: SoC, objective: str = "latency", policy: str = "best",
     the cheapest module, host included) or ``accelerator_first``; ``modules`` restricts the modules
     the mapper may use (``[soc.host]`` offloads nothing). ``exact_host``: lower the recognised layers
     left on the host with TFLite's integer semantics (else TVM's float QDQ lowering). Follow it with
-    ``relax.transform.RunCodegen()`` to generate the C code (``tvm_bridge.codegen``).
+    ``relax.transform.RunCodegen()`` to generate the C code (``tvm_bridge.relax_codegen``).
     """
-    from tvm_bridge import codegen
-
-    codegen.register()
+    relax_codegen.register()
     return MatchPartition(soc, objective, policy, modules, exact_host)

@@ -1,6 +1,7 @@
 """Recognise quantized layers in imported Relax modules and build their ``mapper.Layer`` + ``QuantParams``.
 
-Int8 models arrive in QDQ form (``docs/notes/tvm_bridge.md`` section 3). The chains recognised:
+Int8 models arrive in QDQ form: every int8 tensor is ``dequantize``d by each consumer, the MAC op
+runs in float32 and its result is ``quantize``d (fused activations as ``clip``). The chains recognised:
 
 - conv2d / depthwise: ``dequantize(x)``, ``dequantize(W)`` [+ ``reshape``], ``nn.conv2d`` (NHWC),
   [``add(dequantize(bias))``], ``quantize``, [``clip``] (fused ReLU/ReLU6 as integer bounds);
@@ -32,7 +33,7 @@ from archs.dims import LoopDim as D
 from archs.model import SoC
 from mapper.acceptance import padding_split, rejection_reason
 from mapper.workload import Layer, LayerError
-from tvm_bridge import _compat as C
+from tvm_bridge import _compat as compat
 from tvm_bridge.quant import QuantParams, add_multipliers, conv_multipliers, dense_multiplier
 
 log = logging.getLogger(__name__)
@@ -90,7 +91,7 @@ def _round_half_away(x: float) -> int:
 
 
 def _per_tensor(expr: Any, what: str) -> float:
-    value = C.constant_value(expr) if C.is_constant(expr) else np.asarray(C.scalar_value(expr))
+    value = compat.constant_value(expr) if compat.is_constant(expr) else np.asarray(compat.scalar_value(expr))
     if value.size != 1:
         raise Unsupported(f"{what} is per-channel ({value.size} values); only per-tensor is supported")
     return float(np.float32(value.reshape(())))
@@ -98,19 +99,19 @@ def _per_tensor(expr: Any, what: str) -> float:
 
 def _dequantize_args(call: Any, what: str) -> tuple[Any, float, int]:
     """(input expr, scale, zero point) of a per-tensor dequantize."""
-    if C.op_name(call) != "relax.dequantize":
-        raise Unsupported(f"{what}: expected relax.dequantize, found {C.op_name(call) or type(call).__name__}")
+    if compat.op_name(call) != "relax.dequantize":
+        raise Unsupported(f"{what}: expected relax.dequantize, found {compat.op_name(call) or type(call).__name__}")
     return call.args[0], _per_tensor(call.args[1], f"{what} scale"), int(round(_per_tensor(call.args[2], f"{what} zero point")))
 
 
 def _require_int8(expr: Any, what: str) -> None:
-    dtype = C.tensor_dtype(expr)
+    dtype = compat.tensor_dtype(expr)
     if dtype != "int8":
         raise Unsupported(f"{what} has dtype {dtype or 'unknown'}; only int8 is supported")
 
 
 def _shape(expr: Any, what: str) -> tuple[int, ...]:
-    shape = C.tensor_shape(expr)
+    shape = compat.tensor_shape(expr)
     if shape is None:
         raise Unsupported(f"{what} has a dynamic or unknown shape")
     return shape
@@ -131,8 +132,8 @@ class _Chain:
     def activation(self, root: Any) -> tuple[Any, int, int]:
         """Strip a trailing integer clip: (inner expr, act_min, act_max)."""
         root = self.value(root)
-        if C.op_name(root) == "relax.clip":
-            lo, hi = (C.scalar_value(a) for a in root.args[1:3])
+        if compat.op_name(root) == "relax.clip":
+            lo, hi = (compat.scalar_value(a) for a in root.args[1:3])
             return self.value(root.args[0]), max(-128, int(np.ceil(lo))), min(127, int(np.floor(hi)))
         return root, -128, 127
 
@@ -147,23 +148,23 @@ def _weights(chain: _Chain, weight: Any, layout: str) -> tuple[np.ndarray, np.nd
     """
     expr = chain.value(weight)
     post = []
-    while C.op_name(expr) in ("relax.reshape", "relax.permute_dims"):
+    while compat.op_name(expr) in ("relax.reshape", "relax.permute_dims"):
         post.append(expr)
         expr = chain.value(expr.args[0])
-    if C.op_name(expr) != "relax.dequantize":
+    if compat.op_name(expr) != "relax.dequantize":
         raise Unsupported("weights are not a dequantized constant")
     source = chain.value(expr.args[0])
     pre = []
-    while C.op_name(source) == "relax.permute_dims":
+    while compat.op_name(source) == "relax.permute_dims":
         pre.append(source)
         source = chain.value(source.args[0])
-    if not C.is_constant(source) or C.constant_value(source).dtype != np.int8:
+    if not compat.is_constant(source) or compat.constant_value(source).dtype != np.int8:
         raise Unsupported("weights are not an int8 constant")
-    weights = C.constant_value(source)
+    weights = compat.constant_value(source)
     for op in reversed(pre):
         weights = np.transpose(weights, [int(a) for a in op.attrs.axes])
-    scale = C.constant_value(expr.args[1]).astype(np.float32).reshape(-1)
-    zero = C.constant_value(expr.args[2]).reshape(-1)
+    scale = compat.constant_value(expr.args[1]).astype(np.float32).reshape(-1)
+    zero = compat.constant_value(expr.args[2]).reshape(-1)
     if np.any(zero != 0):
         raise Unsupported("weight zero point is not 0")
     axis = int(expr.attrs.axis) % weights.ndim
@@ -171,7 +172,7 @@ def _weights(chain: _Chain, weight: Any, layout: str) -> tuple[np.ndarray, np.nd
     shape[axis] = scale.size
     scales = np.broadcast_to(scale.reshape(shape), weights.shape)
     for op in reversed(post):
-        if C.op_name(op) == "relax.reshape":
+        if compat.op_name(op) == "relax.reshape":
             target = _shape(op, "weight reshape")
             weights, scales = weights.reshape(target), scales.reshape(target)
         else:
@@ -189,8 +190,8 @@ def _weights(chain: _Chain, weight: Any, layout: str) -> tuple[np.ndarray, np.nd
 
 def _output_quantization(expr: Any, what: str) -> tuple[float, int]:
     """(scale, zero point) of the int8 ``relax.quantize`` ending a layer."""
-    if C.op_name(expr) != "relax.quantize":
-        raise Unsupported(f"expected relax.quantize, found {C.op_name(expr)}")
+    if compat.op_name(expr) != "relax.quantize":
+        raise Unsupported(f"expected relax.quantize, found {compat.op_name(expr)}")
     _require_int8(expr, what)
     return _per_tensor(expr.args[1], "output scale"), int(round(_per_tensor(expr.args[2], "output zero point")))
 
@@ -201,13 +202,13 @@ def _requant_tail(chain: _Chain, root: Any) -> dict:
     out_scale, out_zp = _output_quantization(inner, "output")
     acc = chain.value(inner.args[0])
     bias = None
-    if C.op_name(acc) == "relax.add":
+    if compat.op_name(acc) == "relax.add":
         sides = [chain.value(a) for a in acc.args]
-        is_bias = [C.op_name(s) == "relax.dequantize" and C.is_constant(chain.value(s.args[0])) for s in sides]
+        is_bias = [compat.op_name(s) == "relax.dequantize" and compat.is_constant(chain.value(s.args[0])) for s in sides]
         if not any(is_bias):
             raise Unsupported("add after the MAC op is not a constant bias")
         k = is_bias.index(True) if not is_bias[0] or not is_bias[1] else 1
-        bias = C.constant_value(chain.value(sides[k].args[0]))
+        bias = compat.constant_value(chain.value(sides[k].args[0]))
         if bias.dtype != np.int32:
             raise Unsupported(f"bias has dtype {bias.dtype}; only int32 is supported")
         acc = sides[1 - k]
@@ -241,8 +242,8 @@ def _geometry(layer_pads, out_hw, kernel, stride, dilation, in_hw) -> tuple[int,
 def _conv(chain: _Chain, root: Any, name: str) -> Layer:
     tail = _requant_tail(chain, root)
     conv = tail["acc"]
-    if C.op_name(conv) != "relax.nn.conv2d":
-        raise Unsupported(f"expected relax.nn.conv2d, found {C.op_name(conv)}")
+    if compat.op_name(conv) != "relax.nn.conv2d":
+        raise Unsupported(f"expected relax.nn.conv2d, found {compat.op_name(conv)}")
     a = conv.attrs
     if str(a.data_layout) != "NHWC" or str(a.out_layout or "NHWC") != "NHWC":
         raise Unsupported(f"conv2d layout {a.data_layout}/{a.out_layout}; only NHWC is offloaded")
@@ -284,8 +285,8 @@ def _conv(chain: _Chain, root: Any, name: str) -> Layer:
 def _dense(chain: _Chain, root: Any, name: str) -> Layer:
     tail = _requant_tail(chain, root)
     mm = tail["acc"]
-    if C.op_name(mm) != "relax.matmul":
-        raise Unsupported(f"expected relax.matmul, found {C.op_name(mm)}")
+    if compat.op_name(mm) != "relax.matmul":
+        raise Unsupported(f"expected relax.matmul, found {compat.op_name(mm)}")
     x, in_scale, in_zp = _dequantize_args(chain.value(mm.args[0]), "dense input")
     _require_int8(x, "dense input")
     in_shape, out_shape = _shape(x, "dense input"), _shape(mm, "dense output")
@@ -321,17 +322,17 @@ def _add(chain: _Chain, root: Any, name: str) -> Layer:
     out_scale, out_zp = _output_quantization(q_expr, "add output")
     total = chain.value(q_expr.args[0])
     lo, hi = -np.inf, np.inf
-    if C.op_name(total) == "relax.nn.relu":
+    if compat.op_name(total) == "relax.nn.relu":
         lo, total = 0.0, chain.value(total.args[0])
-    elif C.op_name(total) == "relax.clip":
-        lo, hi = (float(C.scalar_value(v)) for v in total.args[1:3])
+    elif compat.op_name(total) == "relax.clip":
+        lo, hi = (float(compat.scalar_value(v)) for v in total.args[1:3])
         total = chain.value(total.args[0])
     if lo > -np.inf:
         act_min = max(act_min, out_zp + _round_half_away(lo / out_scale))
     if hi < np.inf:
         act_max = min(act_max, out_zp + _round_half_away(hi / out_scale))
-    if C.op_name(total) != "relax.add":
-        raise Unsupported(f"expected relax.add, found {C.op_name(total)}")
+    if compat.op_name(total) != "relax.add":
+        raise Unsupported(f"expected relax.add, found {compat.op_name(total)}")
     (x1, s1, z1), (x2, s2, z2) = (_dequantize_args(chain.value(a), f"add input {i + 1}") for i, a in enumerate(total.args))
     for x in (x1, x2):
         _require_int8(x, "add input")
@@ -350,22 +351,22 @@ def _add(chain: _Chain, root: Any, name: str) -> Layer:
 
 def _pool(chain: _Chain, root: Any, name: str) -> Layer:
     inner, act_min, act_max = chain.activation(root)
-    if C.op_name(inner) == "relax.astype":
+    if compat.op_name(inner) == "relax.astype":
         _require_int8(inner, "avg_pool output")
         pool, op = chain.value(inner.args[0]), "avg_pool"
-        if C.op_name(pool) != "relax.nn.avg_pool2d":
-            raise Unsupported(f"expected relax.nn.avg_pool2d, found {C.op_name(pool)}")
+        if compat.op_name(pool) != "relax.nn.avg_pool2d":
+            raise Unsupported(f"expected relax.nn.avg_pool2d, found {compat.op_name(pool)}")
         widen = chain.value(pool.args[0])
-        if C.op_name(widen) != "relax.astype" or C.tensor_dtype(widen) != "int32":
+        if compat.op_name(widen) != "relax.astype" or compat.tensor_dtype(widen) != "int32":
             raise Unsupported("avg_pool2d input is not an int8 tensor widened to int32")
         x = widen.args[0]
         if bool(pool.attrs.count_include_pad):
             raise Unsupported("avg_pool2d with count_include_pad=True (TFLite never counts padding)")
-    elif C.op_name(inner) == "relax.nn.max_pool2d":
+    elif compat.op_name(inner) == "relax.nn.max_pool2d":
         pool, op, x = inner, "max_pool", inner.args[0]
         _require_int8(pool, "max_pool output")
     else:
-        raise Unsupported(f"expected a pooling op, found {C.op_name(inner)}")
+        raise Unsupported(f"expected a pooling op, found {compat.op_name(inner)}")
     _require_int8(x, f"{op} input")
     a = pool.attrs
     if str(a.layout) != "NHWC" or bool(a.ceil_mode):
@@ -405,7 +406,7 @@ def extract_layer(pattern: str, root: Any, bindings: Mapping[Any, Any], name: st
 
 def extract_from_function(func: Any, name: str = "layer") -> Layer:
     """The ``Layer`` of a composite function made by ``FuseOpsByPattern`` (attribute ``Composite``)."""
-    composite = C.function_attr(func, "Composite")
+    composite = compat.function_attr(func, "Composite")
     if composite is None:
         raise Unsupported("not a composite function")
     pattern = composite.split(".", 1)[1]
@@ -461,7 +462,7 @@ def _make_check(pattern: str, accept: Optional[Callable[[Layer], bool]]) -> Call
         except KindMismatch:
             return False
         except Unsupported as exc:
-            log.info("%s chain at %s stays on the host: %s", pattern, C.var_name(ctx.value_to_bound_var[root]), exc)
+            log.info("%s chain at %s stays on the host: %s", pattern, compat.var_name(ctx.value_to_bound_var[root]), exc)
             return False
         return accept(layer) if accept is not None else True
     return check

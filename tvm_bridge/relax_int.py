@@ -11,7 +11,7 @@ import numpy as np
 from tvm import relax
 from tvm.relax import op as R
 
-from tvm_bridge import _compat as C
+from tvm_bridge import _compat as compat
 
 
 def i64(value: Any) -> relax.Expr:
@@ -62,8 +62,8 @@ class IntBuilder:
     def finish(self, x: relax.Expr, q: Any, add_zero_point: bool = True) -> relax.Expr:
         """+ output zero point, clamp to the activation range, int8 (``q``: ``output_zp``, ``act_min``, ``act_max``)."""
         if add_zero_point and q.output_zp:
-            x = self.emit(R.add(x, relax.const(np.asarray(q.output_zp, C.tensor_dtype(x)), C.tensor_dtype(x))))
-        dtype = C.tensor_dtype(x)
+            x = self.emit(R.add(x, relax.const(np.asarray(q.output_zp, compat.tensor_dtype(x)), compat.tensor_dtype(x))))
+        dtype = compat.tensor_dtype(x)
         high, low = (relax.const(np.asarray(v, dtype), dtype) for v in (q.act_max, q.act_min))
         x = self.emit(R.maximum(R.minimum(x, high), low))
         return self.emit(R.astype(x, "int8"))

@@ -18,7 +18,7 @@ TVM 0.27 refuses quantized ops outside its QDQ list and lowers others in float. 
   fixed-point requantization (``relax_int.IntBuilder``).
 
 Anything else is TVM's own conversion; an op nobody handles raises ``OpNotImplemented`` naming
-the TFLite op, which ``frontend.from_tflite`` reports as ``BridgeError``.
+the TFLite op, which ``relax_import.from_tflite`` reports as ``BridgeError``.
 """
 
 from __future__ import annotations

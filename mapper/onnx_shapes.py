@@ -5,7 +5,8 @@ dilations and padding, with the graph's data dependences. It needs neither TVM n
 parameters, and reads float and QDQ int8 models alike (``DequantizeLinear``/``QuantizeLinear`` and
 other shape-preserving ops are looked through). To compile a model use ``tvm_bridge``.
 
-Layers: ``Conv`` (NCHW; ``group == channels`` -> depthwise), ``ConvInteger``/``QLinearConv``,
+Layers: ``Conv`` (NCHW; ``group == channels`` -> depthwise, other ``group > 1`` -> a grouped
+``conv2d``: G groups of K/G output and C/G input channels), ``ConvInteger``/``QLinearConv``,
 ``Gemm``/``MatMul`` with a 2-D constant weight -> dense, ``Add`` of two same-shape activations,
 ``AveragePool``/``MaxPool``/``GlobalAveragePool``/``GlobalMaxPool`` -> pool. Other compute ops are
 logged and left out of the graph (``graph.graph["skipped"]`` lists them); an op we cannot size is
@@ -34,20 +35,47 @@ _POOL = ("AveragePool", "MaxPool", "GlobalAveragePool", "GlobalMaxPool")
 _DENSE = ("Gemm", "MatMul", "MatMulInteger", "QLinearMatMul")
 
 
+def _clip(text: str, limit: int = 120) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _load(source: Any):
+    """(shape-inferred ``ModelProto``, name for messages). Weights stored as external data are not
+    read (only their shapes are needed), so a model whose external data files are missing loads."""
     try:
         import onnx
         from onnx import shape_inference
     except ImportError as exc:  # pragma: no cover - exercised only without onnx
         raise LayerError("mapper.from_onnx needs the 'onnx' package (pip install onnx)") from exc
     if isinstance(source, (str, Path)):
+        where, path = str(source), Path(source)
+        if not path.is_file():
+            raise LayerError(f"{where}: no such file")
+        data = path.read_bytes()
+    elif isinstance(source, (bytes, bytearray, memoryview)):
+        where, data = "<onnx bytes>", bytes(source)
+    elif isinstance(source, onnx.ModelProto):
+        where, data = "<onnx model>", None
+    else:
+        raise LayerError(f"mapper.from_onnx: expected an .onnx path, model bytes or an onnx.ModelProto, got "
+                         f"{_clip(type(source).__name__)}")
+    if data is not None:
+        if not data:
+            raise LayerError(f"{where}: not an ONNX model (the file is empty)")
         try:
-            model = onnx.load(str(source))
-        except Exception as exc:  # noqa: BLE001 - onnx raises several types for non-models
-            raise LayerError(f"{source}: not an ONNX model ({exc})") from exc
+            model = onnx.load_model_from_string(data)  # external data is not loaded
+        except Exception as exc:  # noqa: BLE001 - protobuf raises DecodeError and others for non-models
+            raise LayerError(f"{where}: not an ONNX model ({_clip(str(exc))})") from exc
     else:
         model = source
-    return shape_inference.infer_shapes(model), str(source) if isinstance(source, (str, Path)) else "<onnx model>"
+    if model.ir_version < 1 or not model.opset_import or not model.graph.node:
+        raise LayerError(f"{where}: not an ONNX model (ir_version {model.ir_version}, {len(model.opset_import)} opset "
+                         f"imports, {len(model.graph.node)} graph nodes; a model has an IR version, an opset and nodes)")
+    try:
+        inferred = shape_inference.infer_shapes(model)
+    except Exception as exc:  # noqa: BLE001 - onnx raises several types for inconsistent models
+        raise LayerError(f"{where}: ONNX shape inference failed: {type(exc).__name__}: {_clip(str(exc))}") from exc
+    return inferred, where
 
 
 def _shapes(model) -> dict[str, tuple[int, ...]]:
@@ -88,7 +116,10 @@ def _pair(attrs: dict, key: str, default: int = 1) -> tuple[int, int]:
 
 
 def from_onnx(source: Any, name: Optional[str] = None, precision: Optional[Precision] = None) -> nx.DiGraph:
-    """Layer graph of an ONNX model (path or ``onnx.ModelProto``); see the module docstring.
+    """Layer graph of an ONNX model (path, model bytes or ``onnx.ModelProto``); see the module docstring.
+
+    Raises ``LayerError`` naming the file for anything that is not an ONNX model with at least one
+    layer the mapper models. External weight data is never read: only shapes are needed.
 
     Layers get ``precision`` (default int8 operands, 32-bit accumulators: the MCU deployment the
     mapper targets, whatever the model's own data types).
@@ -139,9 +170,13 @@ def from_onnx(source: Any, name: Optional[str] = None, precision: Optional[Preci
             elif group == c and c_per_group == 1 and k % c == 0:
                 layer = depthwise(label, input_size=(ih, iw), channels=c, kernel=(fy, fx), stride=stride, dilation=dilation,
                                   padding=padding, multiplier=k // c, batch=n)
+            elif group >= 1 and c_per_group * group == c and k % group == 0:
+                layer = conv2d(label, input_size=(ih, iw), in_channels=c, out_channels=k, kernel=(fy, fx), stride=stride,
+                               dilation=dilation, padding=padding, groups=group, batch=n)
             else:
-                raise LayerError(f"{where}: node {label!r} (Conv): group {group} with {c} channels is not supported "
-                                 "(allowed: 1, or one group per input channel)")
+                raise LayerError(f"{where}: node {label!r} (Conv): group {group} does not fit its {c} input channels, weight "
+                                 f"shape {(k, c_per_group, fy, fx)} (allowed: group >= 1 dividing the input and output "
+                                 "channels, weight input channels = input channels / group)")
             data = [x]
         elif op in _DENSE:
             a = node.input[0]
@@ -181,7 +216,11 @@ def from_onnx(source: Any, name: Optional[str] = None, precision: Optional[Preci
                 edges.append((src, label, tensor))
     for entry in skipped:
         log.warning("%s: %s is not a layer the mapper models; it is left out of the graph", where, entry)
-    graph = layer_graph(layers, edges=edges, name=name or (Path(where).stem if where != "<onnx model>" else "onnx"))
+    if not layers:
+        skipped_text = _clip(", ".join(skipped) or "none")
+        raise LayerError(f"{where}: no layer the mapper models (allowed: {', '.join(_CONV + _DENSE + _POOL)}, Add); "
+                         f"ops left out: {skipped_text}")
+    graph = layer_graph(layers, edges=edges, name=name or (Path(where).stem if not where.startswith("<") else "onnx"))
     graph.graph["skipped"] = skipped
     return graph
 

@@ -24,9 +24,9 @@ from tvm import relax
 
 from mapper.graph import layer_graph as _mapper_layer_graph
 from mapper.workload import Layer
-from tvm_bridge import _compat as C
-from tvm_bridge.frontend import BridgeError, main_function
+from tvm_bridge import _compat as compat
 from tvm_bridge.patterns import Unsupported, extract_from_function, layer_patterns
+from tvm_bridge.relax_import import BridgeError, main_function
 
 log = logging.getLogger(__name__)
 
@@ -88,16 +88,17 @@ def layer_graph(mod: tvm.IRModule, name: str = "") -> nx.DiGraph:
             value = binding.value
             callee = _callee(fused, value)
             layer = None
-            if callee is not None and C.function_attr(callee, "Composite") is not None:
+            if callee is not None and compat.function_attr(callee, "Composite") is not None:
                 try:
                     layer = extract_from_function(callee)
                 except Unsupported as exc:  # pragma: no cover - the pattern check already rejected it
-                    log.warning("composite %s not extracted: %s", C.function_attr(callee, "Composite"), exc)
+                    log.warning("composite %s not extracted: %s", compat.function_attr(callee, "Composite"), exc)
             inputs = _vars_in(value)
             if layer is None:
                 producers[binding.var] = set().union(*(producers.get(v, set()) for v in inputs))
-                op = C.op_name(value) or type(value).__name__
-                host_ops.append(HostOp(op, C.var_name(binding.var), C.tensor_shape(binding.var), C.tensor_dtype(binding.var)))
+                op = compat.op_name(value) or type(value).__name__
+                var = binding.var
+                host_ops.append(HostOp(op, compat.var_name(var), compat.tensor_shape(var), compat.tensor_dtype(var)))
                 continue
             layer = replace(layer, name=f"{layer.kind}_{len(layers)}")
             layers.append(layer)
@@ -111,14 +112,14 @@ def layer_graph(mod: tvm.IRModule, name: str = "") -> nx.DiGraph:
     for op, n in sorted(count.items()):
         if op not in GLUE_OPS:
             first = next(h for h in host_ops if h.op == op)
-            # TFLite imports already named their inexact ops (frontend.from_tflite): the Relax view is detail
+            # TFLite imports already named their inexact ops (relax_import.from_tflite): the Relax view is detail
             log.log(logging.INFO if mod.attrs is not None and "match.tflite" in mod.attrs else logging.WARNING,
                     "op %s x%d (first: output %s, shape %s, %s) is not a layer the bridge knows: it stays on TVM's host code",
                     op, n, first.var, first.shape, first.dtype)
     graph = _mapper_layer_graph(layers, [(a, b, t) for a, b, t, _ in edges], name=name)
     for src, dst, _, index in edges:
         graph.edges[src, dst]["input"] = index
-    graph.graph.update(host_ops=host_ops, inputs=[C.var_name(p) for p in main.params],
+    graph.graph.update(host_ops=host_ops, inputs=[compat.var_name(p) for p in main.params],
                        outputs=sorted(set().union(*(producers.get(v, set()) for v in _vars_in(main.body.body)))))
     return graph
 
@@ -140,10 +141,10 @@ def input_order(func: Any) -> list[int]:
     bindings = {b.var: b.value for block in inner.body.blocks for b in block.bindings}
     order: list[int] = []
     for binding in (b for block in inner.body.blocks for b in block.bindings):
-        if C.op_name(binding.value) == "relax.add":
+        if compat.op_name(binding.value) == "relax.add":
             for arg in binding.value.args:
                 value = bindings.get(arg, arg)
-                if C.op_name(value) == "relax.dequantize" and value.args[0] in params:
+                if compat.op_name(value) == "relax.dequantize" and value.args[0] in params:
                     order.append(params.index(value.args[0]))
             if len(order) == len(params):
                 return order
@@ -153,11 +154,11 @@ def input_order(func: Any) -> list[int]:
 
 def composite_function(func: Any) -> Any:
     """The composite (``Composite`` attribute) function of an outer ``Codegen`` function, or ``func``."""
-    if C.function_attr(func, "Composite") is not None:
+    if compat.function_attr(func, "Composite") is not None:
         return func
     for block in func.body.blocks:
         for binding in block.bindings:
-            if isinstance(binding.value, relax.Function) and C.function_attr(binding.value, "Composite") is not None:
+            if isinstance(binding.value, relax.Function) and compat.function_attr(binding.value, "Composite") is not None:
                 return binding.value
     raise BridgeError("function holds no composite function")
 

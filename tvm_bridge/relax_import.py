@@ -1,6 +1,6 @@
 """Model import: TFLite and ONNX files (or a user's Relax ``IRModule``) -> Relax ``IRModule``.
 
-Int8 TFLite models come in QDQ form (see ``docs/notes/tvm_bridge.md``). Bad input raises
+Int8 TFLite models come in QDQ form (``tvm_bridge.patterns`` recognises the chains). Bad input raises
 ``BridgeError`` with the file and the reason: not a model file, a float-only model (nothing to run
 in int8 on an accelerator), dynamic shapes (the mapper needs every extent).
 """
@@ -15,7 +15,7 @@ import numpy as np
 import tvm
 from tvm import relax
 
-from tvm_bridge import _compat as C
+from tvm_bridge import _compat as compat
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +29,7 @@ class BridgeError(ValueError):
 
 def main_function(mod: tvm.IRModule) -> relax.Function:
     """The ``main`` Relax function of ``mod`` (BridgeError if there is none)."""
-    names = [C.var_name(gv) for gv in mod.get_global_vars()]
+    names = [compat.var_name(gv) for gv in mod.get_global_vars()]
     if "main" not in names:
         raise BridgeError(f"the Relax module has no 'main' function (functions: {', '.join(sorted(names)) or 'none'})")
     func = mod["main"]
@@ -44,9 +44,9 @@ def check_module(mod: tvm.IRModule, source: str = "<module>", require_int8: bool
     folded into the convs they feed (``fold_zero_point_pads``)."""
     main = main_function(mod)
     for param in main.params:
-        if C.tensor_shape(param) is None:
-            raise BridgeError(f"{source}: input {C.var_name(param)!r} has a dynamic shape "
-                              f"({C.expr_type(param)}); give static shapes (e.g. shape_dict for ONNX)")
+        if compat.tensor_shape(param) is None:
+            raise BridgeError(f"{source}: input {compat.var_name(param)!r} has a dynamic shape "
+                              f"({compat.expr_type(param)}); give static shapes (e.g. shape_dict for ONNX)")
     if require_int8 and not _has_int8(main):
         raise BridgeError(f"{source}: float-only model (no int8 tensor); the bridge offloads int8-quantized "
                           "layers only: quantize the model to int8 (e.g. TFLite full-integer post-training quantization)")
@@ -66,7 +66,7 @@ class _SplitDequantize(relax.PyExprMutator):
         if not any(isinstance(a, relax.Var) and a in self.shared for a in call.args):
             return call
         args = [self.builder_.emit(self.shared[a]) if isinstance(a, relax.Var) and a in self.shared else a for a in call.args]
-        return C.call_with_args(call, args)
+        return compat.call_with_args(call, args)
 
 
 def split_shared_dequantize(mod: tvm.IRModule) -> tvm.IRModule:
@@ -81,7 +81,7 @@ def split_shared_dequantize(mod: tvm.IRModule) -> tvm.IRModule:
     values: dict = {}
     for block in main.body.blocks:
         for binding in block.bindings:
-            if isinstance(binding.value, relax.Call) and C.op_name(binding.value) == "relax.dequantize":
+            if isinstance(binding.value, relax.Call) and compat.op_name(binding.value) == "relax.dequantize":
                 values[binding.var] = binding.value
             relax.analysis.post_order_visit(binding.value, lambda e: uses.__setitem__(e, uses.get(e, 0) + 1)
                                             if isinstance(e, relax.Var) else None)
@@ -101,17 +101,17 @@ class _FoldPad(relax.PyExprMutator):
 
     def visit_call_(self, call: relax.Call) -> relax.Expr:
         call = super().visit_call_(call)
-        if C.op_name(call) != "relax.nn.conv2d" or not isinstance(call.args[0], relax.Var):
+        if compat.op_name(call) != "relax.nn.conv2d" or not isinstance(call.args[0], relax.Var):
             return call
         dq = self.lookup_binding(call.args[0])
-        if dq is None or C.op_name(dq) != "relax.dequantize" or not isinstance(dq.args[0], relax.Var):
+        if dq is None or compat.op_name(dq) != "relax.dequantize" or not isinstance(dq.args[0], relax.Var):
             return call
         pad = self.lookup_binding(dq.args[0])
-        if pad is None or C.op_name(pad) != "relax.nn.pad" or str(pad.attrs.pad_mode) != "constant":
+        if pad is None or compat.op_name(pad) != "relax.nn.pad" or str(pad.attrs.pad_mode) != "constant":
             return call
-        if not C.is_constant(dq.args[2]) or C.constant_value(dq.args[2]).size != 1:
+        if not compat.is_constant(dq.args[2]) or compat.constant_value(dq.args[2]).size != 1:
             return call
-        if float(pad.attrs.pad_value) != float(C.constant_value(dq.args[2]).reshape(-1)[0]):
+        if float(pad.attrs.pad_value) != float(compat.constant_value(dq.args[2]).reshape(-1)[0]):
             return call  # not the zero point: an exact int8 pad on the host
         layout, widths = str(call.attrs.data_layout), [int(v) for v in pad.attrs.pad_width]
         if len(widths) != 2 * len(layout) or any(widths[2 * i:2 * i + 2] != [0, 0] for i, axis in enumerate(layout)
@@ -120,7 +120,7 @@ class _FoldPad(relax.PyExprMutator):
         h, w = layout.index("H"), layout.index("W")
         top, left, bottom, right = (int(v) for v in call.attrs.padding)
         padding = [top + widths[2 * h], left + widths[2 * w], bottom + widths[2 * h + 1], right + widths[2 * w + 1]]
-        x = self.builder_.emit(C.call_with_args(dq, [pad.args[0]] + list(dq.args[1:])))
+        x = self.builder_.emit(compat.call_with_args(dq, [pad.args[0]] + list(dq.args[1:])))
         a = call.attrs
         out_dtype = str(a.out_dtype) if a.out_dtype is not None else ""
         return relax.op.nn.conv2d(x, call.args[1], strides=a.strides, padding=padding, dilation=a.dilation,
@@ -134,7 +134,7 @@ def fold_zero_point_pads(mod: tvm.IRModule) -> tvm.IRModule:
     zero point dequantizes to 0.0, which is what conv padding adds."""
     pads = []
     relax.analysis.post_order_visit(main_function(mod).body, lambda e: pads.append(e) if isinstance(e, relax.Call)
-                                    and C.op_name(e) == "relax.nn.pad" else None)
+                                    and compat.op_name(e) == "relax.nn.pad" else None)
     if not pads:
         return mod  # nothing to fold: the module as it is
     gv = mod.get_global_var("main")
@@ -144,12 +144,12 @@ def fold_zero_point_pads(mod: tvm.IRModule) -> tvm.IRModule:
 
 
 def _has_int8(func: relax.Function) -> bool:
-    if any(C.tensor_dtype(p) == "int8" for p in func.params):
+    if any(compat.tensor_dtype(p) == "int8" for p in func.params):
         return True
     found = []
 
     def visit(expr: Any) -> None:
-        if isinstance(expr, relax.Call) and C.op_name(expr) in ("relax.quantize", "relax.dequantize"):
+        if isinstance(expr, relax.Call) and compat.op_name(expr) in ("relax.quantize", "relax.dequantize"):
             found.append(expr)
 
     relax.analysis.post_order_visit(func.body, visit)

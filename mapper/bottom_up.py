@@ -1,0 +1,594 @@
+"""Temporal search by branch and bound over partial loop nests, built from the kernel call out.
+
+Same space and the same reference cost model as ``mapper.tree_search`` (which builds nests from
+the outermost loops in); this one starts where deep hierarchies spend most: the innermost memories.
+
+**Construction.** A node fixes the loops below some position (the kernel call, then segments) and
+the cut points placed at or below it (per operand its innermost ones). The first step chooses the
+kernel call's extents and the first group of cut points at its boundary; each further step adds a
+non-empty segment with its leader (``mapper.temporal.order_table``) and the next group; the last
+step adds the outermost segment (possibly empty) with its leader. A placed cut point's tile is
+known at once; its fetch count ``loops above / run`` is known when its reuse run ends: at the first
+segment above it holding a moving loop that indexes its operand (the run then covers that
+segment's irrelevant loops ranked before it), or at the top. Until then the cut point is *open*,
+its run so far the product of the fully irrelevant segments above it.
+
+**Exactness.** A node is dropped only if a lower bound on all its completions cannot strictly beat
+the incumbent (``tree_search.can_beat``). Bound of a node whose position has tile ``P``:
+
+- closed cut points: exact cycles and energy (``costmodel.cost.cut_traffic``);
+- open cut points: their traffic fetched once per position (``fetches >= distinct``, and every
+  cost grows with fetches);
+- unplaced cut points of each operand are its outermost ones, with nested tiles ``P <= T_1 <=
+  ...``: ``H_j(P) = min_{T >= P} c(T) + H_{j-1}(T)`` over the divisor lattice, each fetched once per
+  position and fitting its memory alone, separately for non-overlapped cycles, overlapped
+  (double-buffered) cycles and energy;
+- the kernel call is fixed from the first step: compute, tile overhead and kernel access energy
+  are exact;
+- latency >= max(compute, overlapped traffic) + other traffic + overhead; energy a sum; EDP a product.
+
+A node whose placed buffers (outputs at output precision until known to hold partial sums) plus
+the unplaced cut points' buffers at tile ``P`` (tiles only grow outwards, and buffers with them)
+overflow a memory has no feasible completion. Nodes with the same future (position, placed cut
+points, open cut points with their tiles and runs so far) are compared by dominance
+(``tree_search`` explains the rule). Complete mappings are costed from their parts and the
+winners re-evaluated by the reference cost model. Ties keep the first found: deterministic.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+
+from archs.dims import DIMS, OPERANDS
+from costmodel.cost import _pipelined_cycles, cut_traffic
+from costmodel.problem import Problem
+from mapper.tree_search import (
+    SearchStats,
+    TemporalResult,
+    _complete_costs,
+    _settle_segment_form,
+    _Tables,
+    can_beat,
+    objective_values,
+)
+
+N_DIMS = len(DIMS)
+N_OPS = len(OPERANDS)
+_NO_LOOP = N_DIMS + 1
+_DIVE_WIDTH = 8
+
+
+class _UpTables(_Tables):
+    """``_Tables`` plus the outward chains: ``outer[o][j]`` [3, point], the cheapest (serial cycles,
+    overlapped cycles, energy) of operand ``o``'s ``j`` outermost cut points above a tile."""
+
+    def __init__(self, problem: Problem, objective: str):
+        super().__init__(problem, objective)
+        lat = self.lattice
+        self.outer = []
+        for o in range(N_OPS):
+            tables = [np.zeros((3, lat.size))]
+            for p in reversed(self.cuts_of[o]):  # outermost first
+                step = np.stack([np.where(self.db[p], 0.0, self.cycles_lb[p]),
+                                 np.where(self.db[p], self.cycles_lb[p], 0.0), self.energy_lb[p]])
+                step = np.where(self.fits[p][None, :], step + tables[-1], np.inf)
+                tables.append(lat.upward_min(step))
+            self.outer.append(tables)
+        # Every operand's whole chain above the smallest tile: (serial, overlapped, energy).
+        self.outer_total = sum(self.outer[o][len(self.cuts_of[o])][:, 0] for o in range(N_OPS))
+        self._inner_groups: dict[int, list[int]] = {}
+
+    def inner_groups(self, mask: int) -> list[int]:
+        """Groups that can be placed next above a node with ``mask`` placed: per operand its next
+        innermost unplaced cut points (any number), at least one in all."""
+        if mask not in self._inner_groups:
+            per_op = []
+            for o in range(N_OPS):
+                options, bits = [0], 0
+                for p in self.cuts_of[o]:  # innermost first
+                    if mask >> p & 1:
+                        continue
+                    bits |= 1 << p
+                    options.append(bits)
+                per_op.append(options)
+            self._inner_groups[mask] = sorted({a | b | c for a in per_op[0] for b in per_op[1] for c in per_op[2]} - {0})
+        return self._inner_groups[mask]
+
+
+@dataclass
+class _Nodes:
+    """A batch of partial mappings built from the kernel call out."""
+
+    P: np.ndarray  # [n] lattice index of the tile below the position
+    mask: np.ndarray  # [n] placed cut points
+    kernel: np.ndarray  # [n] lattice index of the kernel call
+    serial: np.ndarray  # [n] exact cycles of closed non-overlapped transfers (+ write-back epilogues)
+    overlapped: np.ndarray  # [n] exact cycles of closed double-buffered transfers
+    energy: np.ndarray  # [n] exact pJ of closed transfers
+    open_serial: np.ndarray  # [n] lower bounds of open cut points (fetched once per position)
+    open_overlapped: np.ndarray  # [n]
+    open_energy: np.ndarray  # [n]
+    db_fetches: np.ndarray  # [n, db cut]
+    db_event: np.ndarray  # [n, db cut]
+    occupancy: np.ndarray  # [n, memory] placed buffers, outputs at their least known precision
+    occupancy_max: np.ndarray  # [n, memory] the same, undecided outputs at accumulator precision
+    open_mask: np.ndarray  # [n] open cut points
+    tile_of: np.ndarray  # [n, cut] lattice index of each placed cut point's tile
+    run: np.ndarray  # [n, cut] run so far of each open cut point
+    depth: np.ndarray  # [n] groups placed
+    leader: np.ndarray  # [n, segment] leader of segments 1..k
+    group_of: np.ndarray  # [n, cut] group of each placed cut point
+    primary: np.ndarray  # [n] bound
+    secondary: np.ndarray  # [n]
+
+    def __len__(self) -> int:
+        return int(self.P.shape[0])
+
+    def take(self, rows) -> "_Nodes":
+        return _Nodes(**{name: getattr(self, name)[rows] for name in self.__dataclass_fields__})
+
+    @staticmethod
+    def concat(parts: list["_Nodes"]) -> "_Nodes":
+        return _Nodes(**{name: np.concatenate([getattr(p, name) for p in parts]) for name in _Nodes.__dataclass_fields__})
+
+
+def _root(t: _UpTables) -> _Nodes:
+    n_db, n_cut = len(t.db_cuts), t.n_cut
+    zeros = np.zeros(1)
+    return _Nodes(np.zeros(1, np.int64), np.zeros(1, np.int64), np.zeros(1, np.int64), zeros, zeros, zeros, zeros,
+                  zeros, zeros, np.zeros((1, n_db)), np.zeros((1, n_db)), np.zeros((1, t.n_mem)),
+                  np.zeros((1, t.n_mem)), np.zeros(1, np.int64), np.zeros((1, n_cut), np.int64),
+                  np.ones((1, n_cut), np.int64), np.zeros(1, np.int64), np.zeros((1, n_cut + 1), np.int64),
+                  np.zeros((1, n_cut), np.int64), np.zeros(1), np.zeros(1))
+
+
+def _bound(t: _UpTables, nodes: _Nodes) -> tuple[np.ndarray, np.ndarray]:
+    """(primary, secondary) lower bounds of ``nodes`` (their kernel call fixed)."""
+    return _bound_of(t, nodes.P, nodes.kernel, nodes.mask, nodes.serial + nodes.open_serial,
+                     nodes.overlapped + nodes.open_overlapped, nodes.energy + nodes.open_energy,
+                     nodes.db_fetches, nodes.db_event)
+
+
+def _bound_of(t: _UpTables, P, kernel, mask, serial, overlapped, energy, db_fetches=None,
+              db_event=None) -> tuple[np.ndarray, np.ndarray]:
+    """Bounds from a node's tile, kernel call, placed cut points and placed costs (closed exact plus
+    open lower bounds): outward chains for the unplaced cut points, the kernel call's own costs.
+
+    The overlapped part of the latency is at least the compute, at least all double-buffered
+    traffic, and at least the pipelined sum of ``evaluate`` over the closed double-buffered cut
+    points' fetches ``db_fetches`` and cycles per fetch ``db_event`` alone (adding events to that
+    sum can only raise it: each call's load grows)."""
+    ser = serial + t.overhead[kernel]
+    ovl = overlapped.copy()
+    en = energy + t.kernel_energy[kernel]
+    for o in range(N_OPS):
+        j = t.unplaced[mask, o]
+        for jj in range(1, len(t.cuts_of[o]) + 1):
+            rows = j == jj
+            if rows.any():
+                table = t.outer[o][jj][:, P[rows]]
+                ser[rows] += table[0]
+                ovl[rows] += table[1]
+                en[rows] += table[2]
+    hidden = np.maximum(t.compute[kernel], ovl)
+    if db_fetches is not None and t.db_cuts:
+        n_steps = (t.total // t.point_volume[kernel]).astype(np.float64)
+        compute = t.compute[kernel]
+        hidden = np.maximum(hidden, _pipelined_cycles(n_steps, compute / n_steps, db_fetches.T, db_event.T))
+    latency = hidden + ser
+    return objective_values(t.objective, latency, en)
+
+
+def _root_bound(t: _UpTables, root: _Nodes) -> tuple[np.ndarray, np.ndarray]:
+    """Bounds of the empty mapping: its kernel call is not chosen yet, so the kernel's compute,
+    overhead and access energy count at their least over every kernel call."""
+    ser = t.outer_total[0] + t.overhead.min()
+    latency = np.maximum(t.compute.min(), t.outer_total[1]) + ser
+    energy = t.outer_total[2] + t.kernel_energy.min()
+    return objective_values(t.objective, np.array([latency]), np.array([energy]))
+
+
+def _capacity_ok(t: _UpTables, nodes: _Nodes) -> np.ndarray:
+    """[node] placed buffers plus unplaced cut points' buffers at the node's tile fit every memory."""
+    return _fits(t, nodes.P, nodes.mask, nodes.occupancy)
+
+
+def _fits(t: _UpTables, P, mask, occupancy) -> np.ndarray:
+    need = occupancy.copy()
+    for p in range(t.n_cut):
+        open_rows = (mask >> p & 1) == 0
+        if open_rows.any():
+            need[open_rows, t.mem[p]] += t.buffer_lb[p, P[open_rows]]
+    return (need <= t.capacity[None, :]).all(axis=1)
+
+
+def _place(t: _UpTables, nodes: _Nodes, group: int) -> None:
+    """Place the cut points of ``group`` at the nodes' tile ``P`` (in place): they open with run 1."""
+    depth = nodes.depth + 1
+    for p in range(t.n_cut):
+        if not group >> p & 1:
+            continue
+        P = nodes.P
+        nodes.tile_of[:, p] = P
+        nodes.run[:, p] = 1
+        nodes.group_of[:, p] = depth
+        if t.db[p]:
+            nodes.open_overlapped += t.cycles_lb[p, P]
+        else:
+            nodes.open_serial += t.cycles_lb[p, P]
+        nodes.open_energy += t.energy_lb[p, P]
+        nodes.occupancy[:, t.mem[p]] += t.buffer_lb[p, P]
+        nodes.occupancy_max[:, t.mem[p]] += t.buffer_partial[p, P]
+    nodes.mask |= group
+    nodes.open_mask |= group
+    nodes.depth = depth
+
+
+def _segment_runs(t: _UpTables, seg: np.ndarray, leader: int) -> tuple[np.ndarray, np.ndarray]:
+    """(closes [row, operand], within [row, operand]) for a segment of factors ``seg`` [row, dim] led by
+    ``leader``: whether it holds a moving loop indexing the operand, and the product of the
+    operand's irrelevant loops ranked before the first such loop (all of them if none)."""
+    rank = t.ranks[leader]
+    moving = seg > 1
+    closes = np.zeros((seg.shape[0], N_OPS), dtype=bool)
+    within = np.ones((seg.shape[0], N_OPS), dtype=np.int64)
+    for o in range(N_OPS):
+        rel = t.relevant[o]
+        first = np.full(seg.shape[0], _NO_LOOP, dtype=np.int64)
+        for d in range(N_DIMS):
+            if rel[d]:
+                first = np.where(moving[:, d], np.minimum(first, rank[d]), first)
+        for d in range(N_DIMS):
+            if not rel[d]:
+                within[:, o] *= np.where(rank[d] < first, seg[:, d], 1)
+        closes[:, o] = first < _NO_LOOP
+    return closes, within
+
+
+def _close(t: _UpTables, nodes: _Nodes, closes: np.ndarray, within: np.ndarray, final: bool) -> None:
+    """Apply a segment (in place): open cut points whose operand's run ends in it (or all, at the
+    top when ``final``) get their exact cost; the others' runs grow by the segment."""
+    for p in range(t.n_cut):
+        is_open = (nodes.open_mask >> p & 1) == 1
+        if not is_open.any():
+            continue
+        o = t.op[p]
+        ending = is_open & (closes[:, o] | final)
+        growing = is_open & ~ending
+        nodes.run[growing, p] *= within[growing, o]
+        rows = np.nonzero(ending)[0]
+        if not rows.size:
+            continue
+        tile = nodes.tile_of[rows, p]
+        run = nodes.run[rows, p] * within[rows, o]
+        fetches = t.total // (t.point_volume[tile] * run)
+        distinct = t.distinct[p, tile]
+        traffic = cut_traffic(t.problem, p, t.lattice.points[tile].T, fetches, distinct)
+        if t.db[p]:
+            i = t.db_cuts.index(p)
+            nodes.overlapped[rows] += traffic.cycles
+            nodes.open_overlapped[rows] -= t.cycles_lb[p, tile]
+            nodes.db_fetches[rows, i] = fetches
+            nodes.db_event[rows, i] = traffic.cycles / fetches
+            if t.is_out[p]:
+                cut = t.problem.cut_points[p]
+                link = min(cut.inner.read_bytes_per_cycle, cut.outer.write_bytes_per_cycle)
+                nodes.serial[rows] += traffic.bytes_out / fetches / link + cut.inner.transfer_fixed_cycles
+        else:
+            nodes.serial[rows] += traffic.cycles
+            nodes.open_serial[rows] -= t.cycles_lb[p, tile]
+        nodes.energy[rows] += traffic.energy_pj
+        nodes.open_energy[rows] -= t.energy_lb[p, tile]
+        if t.is_out[p]:
+            partial = fetches > distinct
+            nodes.occupancy[rows[partial], t.mem[p]] += t.buffer_partial[p, tile[partial]] - t.buffer_lb[p, tile[partial]]
+        nodes.open_mask[rows] &= ~(1 << p)
+    np.maximum(nodes.open_serial, 0.0, out=nodes.open_serial)  # float noise of the subtraction
+    np.maximum(nodes.open_overlapped, 0.0, out=nodes.open_overlapped)
+    np.maximum(nodes.open_energy, 0.0, out=nodes.open_energy)
+
+
+def _leader_options(t: _UpTables, open_mask: np.ndarray, seg: np.ndarray):
+    """(leader, rows, closes, within) per leader, one leader per distinct effect on the open runs of
+    rows with open cut points ``open_mask`` under segments ``seg``."""
+    open_ops = np.zeros((open_mask.size, N_OPS), dtype=bool)
+    for p in range(t.n_cut):
+        open_ops[:, t.op[p]] |= (open_mask >> p & 1) == 1
+    seen = []
+    for leader in range(N_OPS):
+        closes, within = _segment_runs(t, seg, leader)
+        usable = np.ones(open_mask.size, dtype=bool)
+        for c0, w0 in seen:
+            same = (((closes == c0) & (within == w0)) | ~open_ops).all(axis=1)
+            usable &= ~same
+        seen.append((closes, within))
+        rows = np.nonzero(usable)[0]
+        if rows.size:
+            yield leader, rows, closes[rows], within[rows]
+
+
+def _expand(t: _UpTables, nodes: _Nodes, incumbent: tuple, stats: SearchStats):
+    """Children of ``nodes`` that could beat ``incumbent``: complete ones (their outermost segment
+    placed) and partial ones, in batches."""
+    lat = t.lattice
+    owner, T = lat.above(nodes.P)
+    first = nodes.depth[owner] == 0
+    keep = first | (T != nodes.P[owner])
+    owner, T = owner[keep], T[keep]
+    if not owner.size:
+        return
+    # A cheap bound first: the parent's placed costs at the bigger tile (outward chains only grow).
+    kernel = np.where(nodes.depth[owner] == 0, T, nodes.kernel[owner])
+    primary, _ = _bound_of(t, T, kernel, nodes.mask[owner], (nodes.serial + nodes.open_serial)[owner],
+                           (nodes.overlapped + nodes.open_overlapped)[owner], (nodes.energy + nodes.open_energy)[owner])
+    alive = can_beat(primary, np.full(primary.shape, -np.inf), incumbent)
+    stats.pruned += int((~alive).sum())
+    owner, T, kernel = owner[alive], T[alive], kernel[alive]
+    if not owner.size:
+        return
+    seg = lat.points[T] // lat.points[nodes.P[owner]]  # [pair, dim]
+    # The first step has no segment below its group; later steps apply the segment with a leader.
+    variants = []
+    first = np.nonzero(nodes.depth[owner] == 0)[0]
+    if first.size:
+        v = nodes.take(owner[first])
+        v.P, v.kernel = T[first], kernel[first]
+        variants.append(v)
+    later = np.nonzero(nodes.depth[owner] > 0)[0]
+    if later.size:
+        for leader, rows, closes, within in _leader_options(t, nodes.open_mask[owner[later]], seg[later]):
+            pick = later[rows]
+            v = nodes.take(owner[pick])
+            v.P, v.kernel = T[pick], kernel[pick]
+            v.leader[np.arange(pick.size), v.depth] = leader
+            _close(t, v, closes, within, final=False)
+            primary, secondary = _bound(t, v)  # closed costs are exact now: a bound for every group
+            ok = can_beat(primary, secondary, incumbent)
+            stats.pruned += int((~ok).sum())
+            if ok.all():
+                variants.append(v)
+            elif ok.any():
+                variants.append(v.take(np.nonzero(ok)[0]))
+    for v in variants:
+        for m in np.unique(v.mask):
+            rows_m = np.nonzero(v.mask == m)[0]
+            P = v.P[rows_m]
+            base_serial = v.serial[rows_m] + v.open_serial[rows_m]
+            base_overlapped = v.overlapped[rows_m] + v.open_overlapped[rows_m]
+            base_energy = v.energy[rows_m] + v.open_energy[rows_m]
+            for group in t.inner_groups(int(m)):
+                members = [p for p in range(t.n_cut) if group >> p & 1]
+                fits = np.ones(rows_m.size, dtype=bool)
+                for p in members:
+                    fits &= t.fits[p, P]
+                if not fits.any():
+                    continue
+                rows = np.nonzero(fits)[0]
+                Pg = P[rows]
+                serial, overlapped, energy = base_serial[rows], base_overlapped[rows], base_energy[rows]
+                occupancy = v.occupancy[rows_m[rows]]
+                for p in members:
+                    if t.db[p]:
+                        overlapped = overlapped + t.cycles_lb[p, Pg]
+                    else:
+                        serial = serial + t.cycles_lb[p, Pg]
+                    energy = energy + t.energy_lb[p, Pg]
+                    occupancy[:, t.mem[p]] += t.buffer_lb[p, Pg]
+                new_mask = np.full(rows.size, m | group, dtype=np.int64)
+                sel = rows_m[rows]
+                primary, secondary = _bound_of(t, Pg, v.kernel[sel], new_mask, serial, overlapped, energy,
+                                               v.db_fetches[sel], v.db_event[sel])
+                ok = _fits(t, Pg, new_mask, occupancy) & can_beat(primary, secondary, incumbent)
+                stats.children += rows.size
+                stats.pruned += int((~ok).sum())
+                if not ok.any():
+                    continue
+                keep = np.nonzero(ok)[0]
+                child = v.take(rows_m[rows[keep]])
+                _place(t, child, group)
+                child.primary, child.secondary = primary[keep], secondary[keep]
+                yield child
+
+
+def _finish(t: _UpTables, nodes: _Nodes, stats: SearchStats) -> _Nodes:
+    """Complete mappings from nodes with every cut point placed: the outermost segment (the loops
+    left above, possibly none) with each leader that changes something."""
+    seg = t.lattice.points[t.lattice.top] // t.lattice.points[nodes.P]
+    parts = []
+    for leader, rows, closes, within in _leader_options(t, nodes.open_mask, seg):
+        v = nodes.take(rows)
+        v.leader[np.arange(rows.size), v.depth] = leader
+        _close(t, v, closes, within, final=True)
+        v.P = np.full(rows.size, t.lattice.top)
+        parts.append(v)
+    return _Nodes.concat(parts)
+
+
+def _segment_form(t: _UpTables, nodes: _Nodes) -> tuple:
+    """Segment form (segments [segment, dim, cand], leaders [segment, cand], cut_groups [cut, cand]) of
+    complete mappings, padded to ``n_cut + 1`` segments."""
+    lat = t.lattice
+    n = len(nodes)
+    n_seg = t.n_cut + 1
+    segments = np.ones((n_seg, N_DIMS, n), dtype=np.int64)
+    segments[0] = lat.points[nodes.kernel].T
+    # Tile below each group g: the tile of its cut points; segment g = tile(g + 1) / tile(g).
+    group_tile = np.zeros((n_seg + 1, n), dtype=np.int64)
+    for p in range(t.n_cut):
+        group_tile[nodes.group_of[:, p], np.arange(n)] = nodes.tile_of[:, p]
+    cols = np.arange(n)
+    for g in range(1, n_seg):
+        has = nodes.depth >= g
+        upper = np.where(nodes.depth > g, group_tile[np.minimum(g + 1, n_seg), cols], lat.top)
+        segments[g][:, has] = (lat.points[upper[has]] // lat.points[group_tile[g, has]]).T
+    leaders = nodes.leader.T.copy()
+    return segments, leaders, nodes.group_of.T.copy()
+
+
+def _settle(t: _UpTables, leaves: _Nodes, best_key: tuple, stats: SearchStats):
+    latency, energy = _complete_costs(t, _as_leaves(leaves))
+    return _settle_segment_form(t, latency, energy, lambda rows: _segment_form(t, leaves.take(rows)), best_key, stats)
+
+
+def _as_leaves(nodes: _Nodes):
+    """The fields ``tree_search._complete_costs`` reads, kernel call as ``U``."""
+    return _LeafView(nodes.kernel, nodes.energy, nodes.serial, nodes.db_fetches, nodes.db_event)
+
+
+@dataclass
+class _LeafView:
+    U: np.ndarray
+    energy: np.ndarray
+    serial: np.ndarray
+    db_fetches: np.ndarray
+    db_event: np.ndarray
+
+
+def _drop_dominated(t: _UpTables, nodes: _Nodes, stats: SearchStats, group_cap: int = 8) -> _Nodes:
+    """``tree_search._drop_dominated`` for nodes built outwards: same future = same tile, placed and
+    open cut points, and open cut points' tiles and runs so far."""
+    n = len(nodes)
+    if n < 2:
+        return nodes
+    open_bits = (nodes.open_mask[:, None] >> np.arange(t.n_cut)[None, :]) & 1
+    key = np.column_stack([nodes.P, nodes.mask, nodes.kernel, nodes.open_mask, nodes.tile_of * open_bits,
+                           nodes.run * open_bits])
+    order = np.lexsort((np.arange(n), nodes.energy, nodes.serial + nodes.overlapped)
+                       + tuple(key[:, i] for i in range(key.shape[1] - 1, -1, -1)))
+    sorted_key = key[order]
+    new_group = np.ones(n, dtype=bool)
+    new_group[1:] = (sorted_key[1:] != sorted_key[:-1]).any(axis=1)
+    group_id = np.cumsum(new_group) - 1
+    starts = np.nonzero(new_group)[0]
+    sizes = np.diff(np.append(starts, n))
+    if sizes.max() == 1:
+        return nodes
+    cost = np.column_stack([nodes.serial, nodes.energy, nodes.db_fetches, nodes.db_event])[order]
+    low, high = nodes.occupancy[order], nodes.occupancy_max[order]
+    member = np.arange(n) - starts[group_id]
+    size_of = sizes[group_id]
+    reach = np.minimum(size_of, group_cap)
+    rows = np.nonzero(size_of > 1)[0]
+    b = np.repeat(rows, reach[rows])
+    local = np.arange(b.size) - np.repeat(np.cumsum(reach[rows]) - reach[rows], reach[rows])
+    a = starts[group_id[b]] + local
+    pair = a != b
+    a, b = a[pair], b[pair]
+    dominated = (cost[a] <= cost[b]).all(axis=1) & (high[a] <= low[b]).all(axis=1)
+    equal = (cost[a] == cost[b]).all(axis=1) & (high[a] == low[b]).all(axis=1) & (high[b] == low[a]).all(axis=1)
+    dominated &= ~equal | (member[a] < member[b])
+    drop = np.zeros(n, dtype=bool)
+    drop[b[dominated]] = True
+    stats.pruned += int(drop.sum())
+    return nodes.take(np.sort(order[~drop]))
+
+
+def search_bottom_up(problem: Problem, objective: str, incumbent: tuple = (np.inf, np.inf),
+                     deadline: Optional[float] = None, pairs_per_batch: int = 131072) -> TemporalResult:
+    """Best temporal mapping of ``problem`` strictly better than ``incumbent``, built from the kernel
+    call out (best-first, batches of about ``pairs_per_batch`` (node, tile) pairs). Exact unless
+    ``deadline`` (a ``time.perf_counter()`` value) passes: then the least bound left is returned as
+    a certified lower bound."""
+    t = _tables(problem, objective)
+    stats = SearchStats()
+    best_key: tuple = tuple(incumbent)
+    best = None
+    root = _root(t)
+    root.primary, root.secondary = _root_bound(t, root)
+    if not np.isfinite(best_key[0]):
+        found = _dive(t, root, stats, best_key)
+        if found is not None:
+            best_key, best = found
+    pool = root
+    above_count = t.lattice.above_count
+    while len(pool):
+        keep = can_beat(pool.primary, pool.secondary, best_key)
+        if not keep.all():
+            stats.pruned += int((~keep).sum())
+            pool = pool.take(np.nonzero(keep)[0])
+            if not len(pool):
+                break
+        if deadline is not None and np.isfinite(best_key[0]) and time.perf_counter() > deadline:
+            return _result(best_key, best, float(min(best_key[0], pool.primary.min())), False, stats)
+        k = min(len(pool), 4096)
+        head = np.argpartition(pool.primary, k - 1)[:k] if k < len(pool) else np.arange(len(pool))
+        head = head[np.lexsort((-pool.depth[head], pool.secondary[head], pool.primary[head]))]
+        pairs = np.cumsum(above_count[pool.P[head]])
+        take = head[:max(1, int(np.searchsorted(pairs, pairs_per_batch, side="right")))]
+        rest = np.ones(len(pool), dtype=bool)
+        rest[take] = False
+        batch, pool = pool.take(take), pool.take(np.nonzero(rest)[0])
+        stats.nodes += len(batch)
+        new = []
+        for children in _expand(t, batch, best_key, stats):
+            done = children.mask == t.full_mask
+            if done.any():
+                leaves = _finish(t, children.take(np.nonzero(done)[0]), stats)
+                found = _settle(t, leaves, best_key, stats)
+                if found is not None:
+                    best_key, best = found
+            if (~done).any():
+                new.append(children.take(np.nonzero(~done)[0]))
+        if new:
+            fresh = _drop_dominated(t, _Nodes.concat(new), stats)
+            stats.levels = max(stats.levels, int(fresh.depth.max()))
+            pool = _Nodes.concat([pool, fresh])
+    return _result(best_key, best, best_key[0], True, stats)
+
+
+def _result(key: tuple, best, lower: float, complete: bool, stats: SearchStats) -> TemporalResult:
+    if best is None:
+        return TemporalResult((np.inf, np.inf), None, None, None, float(lower), complete, stats=stats)
+    return TemporalResult(key, *best, float(lower), complete, stats=stats)
+
+
+def dive_bottom_up(problem: Problem, objective: str, incumbent: tuple = (np.inf, np.inf)) -> TemporalResult:
+    """A quick mapping strictly better than ``incumbent``, if the narrow dive of ``search_bottom_up``
+    finds one (not a proof: ``complete`` is False, ``lower_bound`` the root's bound)."""
+    t = _tables(problem, objective)
+    stats = SearchStats()
+    root = _root(t)
+    root.primary, root.secondary = _root_bound(t, root)
+    found = _dive(t, root, stats, tuple(incumbent)) if can_beat(root.primary, root.secondary, incumbent)[0] else None
+    if found is None:
+        return _result(incumbent, None, float(root.primary[0]), False, stats)
+    return _result(found[0], found[1], float(root.primary[0]), False, stats)
+
+
+search_bottom_up.dive = dive_bottom_up  # search_module seeds its incumbent with it across unrollings
+
+
+def _tables(problem: Problem, objective: str) -> _UpTables:
+    """The problem's tables, computed once (kept in ``problem.memo``)."""
+    key = ("bottom_up_tables", objective)
+    if key not in problem.memo:
+        problem.memo[key] = _UpTables(problem, objective)
+    return problem.memo[key]
+
+
+def _dive(t: _UpTables, root: _Nodes, stats: SearchStats, incumbent: tuple = (np.inf, np.inf),
+          width: int = _DIVE_WIDTH):
+    """A complete mapping better than ``incumbent``: expand only the ``width`` best nodes of each step."""
+    best_key: tuple = tuple(incumbent)
+    best = None
+    frontier = root
+    while len(frontier):
+        new = []
+        for children in _expand(t, frontier, best_key, stats):
+            done = children.mask == t.full_mask
+            if done.any():
+                leaves = _finish(t, children.take(np.nonzero(done)[0]), stats)
+                found = _settle(t, leaves, best_key, stats)
+                if found is not None:
+                    best_key, best = found
+            if (~done).any():
+                new.append(children.take(np.nonzero(~done)[0]))
+        if not new:
+            break
+        frontier = _Nodes.concat(new)
+        frontier = frontier.take(np.lexsort((frontier.secondary, frontier.primary))[:width])
+    return None if best is None else (best_key, best)

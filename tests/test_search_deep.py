@@ -1,0 +1,223 @@
+"""The search on deep hierarchies: exact against brute force on 2-, 3- and 4-level hypothetical
+modules (double buffering, kernel hooks, every objective), the three temporal strategies agree,
+time budgets return valid mappings with true lower bounds, results are the same across processes,
+and a network keeps its mappable layers when one layer fits no module."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+import archs
+import mapper
+from archs.dims import LoopDim, Operand
+from archs.model import ComputeModel, ExecModule, LayerRule, MemoryLevel, SpatialDim
+from mapper.bottom_up import search_bottom_up
+from mapper.bruteforce import brute_force_objectives
+from mapper.search import enumerate_temporal
+from mapper.tree_search import search_temporal
+
+IN, WT, OUT = Operand.I, Operand.W, Operand.O
+
+
+def _memory(name, size, operands, bandwidth, *, db=False, fixed=0.0, energy=1.0, accumulates=False):
+    return MemoryLevel(name, size, frozenset(operands), bandwidth, bandwidth, transfer_fixed_cycles=fixed,
+                       double_buffering=db, read_energy_pj_per_byte=energy, write_energy_pj_per_byte=energy,
+                       accumulates=accumulates)
+
+
+def _hook(tile, layer):
+    """A kernel hook with a per-call cost and a cost per output row: rewards some tile shapes."""
+    macs = np.ones_like(tile[LoopDim.K])
+    for d in LoopDim:
+        macs = macs * tile[d]
+    return 7.0 + macs / 4.0 + 3.0 * tile[LoopDim.OY]
+
+
+def _module(levels: int, *, db: bool = False, hook: bool = False, array: bool = True) -> ExecModule:
+    """A hypothetical module with ``levels`` memories for weights (registers up to DRAM), small enough
+    that the brute force finishes: 2 levels (buffer, DRAM), 3 (+ registers), 4 (+ a weight SRAM)."""
+    dram = _memory("dram", 1 << 24, (IN, WT, OUT), 4.0, energy=50.0)
+    buffer = _memory("buf", 160, (IN, WT, OUT), 16.0, db=db, fixed=3.0, energy=3.0)
+    memories = [buffer, dram]
+    if levels >= 3:
+        memories.insert(0, _memory("reg", 16, (WT, OUT), 64.0, energy=0.2, accumulates=True))
+    if levels >= 4:
+        memories.insert(1, _memory("wbuf", 40, (WT,), 32.0, energy=1.0))
+    spatial = (SpatialDim("cols", 2, (LoopDim.K, LoopDim.G)),) if array else ()
+    compute = ComputeModel(2.0 if array else 1.0, 0.5, kernel="tests:hook" if hook else None,
+                           kernel_hook=_hook if hook else None)
+    rules = tuple(LayerRule(kind) for kind in archs.LAYER_KINDS) if hasattr(archs, "LAYER_KINDS") else tuple(
+        LayerRule(kind) for kind in ("conv2d", "depthwise", "dense", "add", "pool"))
+    return ExecModule(f"hypo{levels}{'_db' if db else ''}{'_hook' if hook else ''}", spatial, tuple(memories), compute,
+                      accepts=rules, allow_padded_unrolling=True, tile_overhead_cycles=2.0)
+
+
+SHALLOW_LAYERS = [
+    mapper.conv2d("conv", input_size=(4, 2), in_channels=2, out_channels=4, kernel=(3, 1), padding="same"),
+    mapper.conv2d("conv_s2", input_size=(6, 3), in_channels=2, out_channels=2, kernel=3, stride=2, padding="same"),
+    mapper.dense("dense", in_features=6, out_features=4),
+    mapper.depthwise("dw", input_size=(4, 3), channels=2, kernel=3),
+    mapper.pool("pool", input_size=(4, 4), channels=2, kernel=2),
+]
+DEEP_LAYERS = [  # fewer prime factors: the brute force over 3-4 levels stays within seconds
+    mapper.conv2d("conv", input_size=(2, 2), in_channels=2, out_channels=2, kernel=(3, 1), padding="same"),
+    mapper.conv2d("conv_s2", input_size=(4, 3), in_channels=2, out_channels=2, kernel=(1, 3), stride=2,
+                  padding="same"),
+    mapper.dense("dense", in_features=6, out_features=4),
+    mapper.depthwise("dw", input_size=(2, 3), channels=2, kernel=3, padding="same"),
+    mapper.pool("pool", input_size=(4, 4), channels=2, kernel=2),
+]
+MODULES = {
+    "2lvl": _module(2),
+    "2lvl_db_hook": _module(2, db=True, hook=True),
+    "3lvl": _module(3),
+    "3lvl_db": _module(3, db=True),
+    "4lvl": _module(4),
+    "4lvl_db_hook": _module(4, db=True, hook=True),
+}
+CASES = [(la, m) for m in MODULES for la in (SHALLOW_LAYERS if m.startswith("2") else DEEP_LAYERS)]
+OBJECTIVES = ("latency", "energy", "edp")
+
+
+def _value(schedule, objective):
+    return {"latency": schedule.latency_cycles, "energy": schedule.energy_pj,
+            "edp": schedule.latency_cycles * schedule.energy_pj}[objective]
+
+
+@pytest.mark.parametrize("layer, module_name", CASES, ids=[f"{la.name}-{m}" for la, m in CASES])
+def test_search_equals_brute_force_on_deep_hierarchies(layer, module_name):
+    """The optimum, and among (near-)equal optima the least secondary metric (energy for latency)."""
+    module = MODULES[module_name]
+    secondary: dict[str, float] = {}
+    best, count = brute_force_objectives(layer, module, OBJECTIVES, secondary=secondary)
+    assert count > 0
+    for objective in OBJECTIVES:
+        result = mapper.search_module(layer, module, objective)
+        if result.schedule is None:
+            assert best[objective] == float("inf"), result.reason
+            continue
+        assert result.schedule.optimal and result.schedule.optimality_gap == 0.0
+        assert _value(result.schedule, objective) == pytest.approx(best[objective], rel=1e-9), objective
+        assert result.key[1] == pytest.approx(secondary[objective], rel=1e-8), objective
+
+
+STRATEGIES = {
+    "bottom_up": lambda p, o, i, d: search_bottom_up(p, o, i, d),
+    "top_down": lambda p, o, i, d: search_temporal(p, o, i, d),
+    "enumerate": enumerate_temporal,
+}
+
+
+@pytest.mark.parametrize("module_name", ["2lvl_db_hook", "3lvl_db"])
+def test_strategies_agree(module_name):
+    """Each strategy plugs into search_module and finds the same optimum (primary and secondary)."""
+    layer = mapper.conv2d("c", input_size=(4, 2), in_channels=2, out_channels=4, kernel=(3, 1), padding="same")
+    module = MODULES[module_name]
+    keys = {name: mapper.search_module(layer, module, "latency", temporal_search=fn).key
+            for name, fn in STRATEGIES.items()}
+    assert keys["bottom_up"] == pytest.approx(keys["top_down"], rel=1e-9)
+    assert keys["bottom_up"] == pytest.approx(keys["enumerate"], rel=1e-9)
+
+
+def _zigzag(name: str) -> archs.SoC:
+    from archs.zigzag import zigzag_example
+
+    return archs.from_zigzag(zigzag_example(name, "hardware"), zigzag_example(name + "_like" if name == "meta_prototype"
+                                                                               else name, "mapping"))
+
+
+def test_budget_returns_valid_mapping_with_true_lower_bound():
+    """A tiny budget on a 7-cut hierarchy: a feasible mapping, not claimed optimal, whose lower bound
+    is below the optimum the unbounded search proves."""
+    soc = _zigzag("meta_prototype")
+    module = soc.accelerators[0]
+    layer = mapper.conv2d("r8", input_size=(32, 32), in_channels=16, out_channels=16, kernel=3, padding="same")
+    quick = mapper.search_module(layer, module, "latency", time_budget_s=1e-4).schedule
+    full = mapper.search_module(layer, module, "latency").schedule
+    assert full.optimal and full.optimality_gap == 0.0
+    assert quick.latency_cycles >= full.latency_cycles
+    assert quick.lower_bound <= full.latency_cycles * (1 + 1e-12)
+    if not quick.optimal:
+        assert quick.optimality_gap == pytest.approx((quick.latency_cycles - quick.lower_bound) / quick.latency_cycles)
+    assert all(quick.occupancy[m.name] <= m.size_bytes for m in module.memories)
+
+
+def test_map_layer_budget_warns_and_reports_gap(caplog):
+    soc = _zigzag("meta_prototype")
+    layer = mapper.conv2d("big", input_size=(56, 56), in_channels=64, out_channels=64, kernel=3, padding="same")
+    start = time.perf_counter()
+    with caplog.at_level("WARNING"):
+        s = mapper.map_layer(layer, soc, time_budget_s=0.05)
+    assert time.perf_counter() - start < 30  # a dive per module, then it stops
+    assert not s.optimal and 0 < s.optimality_gap < 1 and s.lower_bound < s.latency_cycles
+    assert "time budget ran out" in caplog.text and "'big'" in caplog.text
+
+
+def test_bad_budget():
+    layer = SHALLOW_LAYERS[0]
+    with pytest.raises(ValueError, match="time_budget_s must be a positive number"):
+        mapper.map_layer(layer, archs.load("gap9"), time_budget_s=-1)
+
+
+_SCRIPT = """
+import json, mapper, archs
+from archs.zigzag import zigzag_example
+soc = archs.from_zigzag(zigzag_example("edge_tpu_like", "hardware"), zigzag_example("edge_tpu_like", "mapping"))
+layer = mapper.conv2d("c", input_size=(16, 16), in_channels=16, out_channels=32, kernel=3, padding="same")
+d = mapper.map_layer(layer, soc, time_budget_s=None).to_dict()
+d.pop("search_seconds")
+print(json.dumps(d, sort_keys=True))
+"""
+
+
+def test_same_schedule_across_processes():
+    runs = [subprocess.run([sys.executable, "-c", _SCRIPT], capture_output=True, text=True, check=True).stdout
+            for _ in range(2)]
+    assert runs[0] == runs[1] and json.loads(runs[0])["optimal"] is True
+
+
+def test_network_keeps_mappable_layers_when_one_fails():
+    gap9 = archs.load("gap9")
+    net = mapper.layer_graph([
+        mapper.conv2d("conv", input_size=(8, 8), in_channels=16, out_channels=16, kernel=3, padding="same"),
+        mapper.pool("pool", input_size=(8, 8), channels=16, kernel=2, stride=2),
+        mapper.dense("fc", in_features=256, out_features=10),
+    ])
+    result = mapper.map_network(net, gap9, modules=["ne16"])  # NE16 takes no pooling
+    assert set(result.schedules) == {"conv", "fc"} and set(result.failures) == {"pool"}
+    assert "layer 'pool' (pool) cannot be mapped on gap9" in result.failures["pool"]
+    assert result.to_dict()["failures"] == result.failures
+    with pytest.raises(mapper.MappingError, match="'pool'"):
+        mapper.map_network(net, gap9, modules=["ne16"], strict=True)
+
+
+@pytest.mark.parametrize("module_name", ["3lvl_db", "4lvl_db_hook", "2lvl_db_hook"])
+def test_costs_from_parts_equal_the_reference_cost_model(module_name, monkeypatch):
+    """The search costs complete mappings from the parts it accumulated; those must be exactly what
+    the reference cost model (analyze_segments + evaluate) gives for the same mappings."""
+    import mapper.bottom_up as bottom_up
+    from costmodel.analysis import analyze_segments
+    from costmodel.cost import evaluate
+
+    seen = []
+    original = bottom_up._settle_segment_form
+
+    def recording(t, latency, energy, segment_form, best_key, stats):
+        rows = np.arange(min(latency.size, 64))
+        seen.append((t, latency[rows], energy[rows], segment_form(rows)))
+        return original(t, latency, energy, segment_form, best_key, stats)
+
+    monkeypatch.setattr(bottom_up, "_settle_segment_form", recording)
+    layer = DEEP_LAYERS[0]
+    mapper.search_module(layer, MODULES[module_name], "latency")
+    assert seen
+    for t, latency, energy, (segments, leaders, groups) in seen:
+        cost = evaluate(t.problem, analyze_segments(t.problem, segments, t.ranks.T[:, leaders], groups))
+        assert np.allclose(cost.latency_cycles, latency, rtol=1e-12)
+        assert np.allclose(cost.energy_pj, energy, rtol=1e-12)
