@@ -7,6 +7,7 @@ import json
 import re
 import shlex
 from pathlib import Path
+from typing import Optional
 
 import pytest
 
@@ -29,8 +30,12 @@ def _blocks() -> list[tuple[str, str, str]]:
     return found
 
 
-def _block(heading: str, language: str) -> str:
-    (body,) = [b for h, lang, b in _blocks() if h.startswith(heading) and lang == language]
+def _block(heading: str, language: str, index: Optional[int] = None) -> str:
+    """The one ``language`` block of section ``heading`` (``index``: which one, where there are several)."""
+    bodies = [b for h, lang, b in _blocks() if h.startswith(heading) and lang == language]
+    if index is not None:
+        return bodies[index]
+    (body,) = bodies
     return body
 
 
@@ -54,9 +59,11 @@ def test_every_snippet_has_a_test():
     assert [(h, lang) for h, lang, _ in _blocks()] == [
         ("Library example", "python"),
         ("Compiling a model with TVM (`tvm_bridge`)", "python"),
+        ("Compiling a model with TVM (`tvm_bridge`)", "python"),
         ("Hardware descriptions (`archs/*.yaml`)", "yaml"),
         ("Hardware descriptions (`archs/*.yaml`)", "python"),
         ("ZigZag interoperability", "python"),
+        ("ZigZag interoperability", "python"),  # ZigZag's latency of a mapping: tests/test_zigzag_latency.py
         ("Layer graphs without TVM", "json"),
     ]
 
@@ -68,15 +75,26 @@ def test_library_example_prints_exactly_what_the_readme_shows():
 
 def test_bridge_example_prints_exactly_what_the_readme_shows(tmp_path, monkeypatch):
     pytest.importorskip("tvm")
-    code = _block("Compiling a model with TVM", "python")
+    code = _block("Compiling a model with TVM", "python", 0)
     (tmp_path / "benchmarks").symlink_to(ROOT / "benchmarks")
     monkeypatch.chdir(tmp_path)
     assert _run(code) == _shown_after(code)
     assert (tmp_path / "ad_gap9" / "model.so").is_file() and list((tmp_path / "ad_gap9" / "src").glob("*.c"))
 
 
+def test_real_models_example_prints_exactly_what_the_readme_shows(monkeypatch):
+    """The real int8 models snippet: a TFLite model bit-exact with LiteRT, and LiteRT's abort as LiteRTError."""
+    pytest.importorskip("tvm")
+    pytest.importorskip("tflite")
+    pytest.importorskip("ai_edge_litert")
+    code = _block("Compiling a model with TVM", "python", 1)
+    assert 'model = "tests/data/se_mul.tflite"' in code
+    monkeypatch.chdir(ROOT)
+    assert _run(code) == _shown_after(code)
+
+
 def test_zigzag_example_prints_exactly_what_the_readme_shows():
-    code = _block("ZigZag interoperability", "python")
+    code = _block("ZigZag interoperability", "python", 0)
     printed = _run(code)
     assert printed == _shown_after(code)
     best, again = printed[0].split()

@@ -9,6 +9,8 @@ Public API::
     graph = tvm_bridge.layer_graph(mod)                    # mapper Layers with QuantParams attached
     seq = tvm.transform.Sequential([tvm_bridge.partition_for(soc), relax.transform.RunCodegen()])
     model = tvm_bridge.compile("model.tflite", soc)        # -> CompiledModel: run / schedules / counters / export
+    ref = tvm_bridge.LiteRTReference("model.tflite")       # LiteRT reference kernels in a child process
+    ref.invoke(x)                                          # LiteRTError if LiteRT fails or aborts
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ _LAZY = {
     "compile": "tvm_bridge.compiled",
     "CompiledModel": "tvm_bridge.compiled",
     "LiteRTReference": "tvm_bridge.litert_ref",
+    "LiteRTError": "tvm_bridge.litert_ref",
 }
 
 __all__ = sorted(_LAZY)

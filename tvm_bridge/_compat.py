@@ -131,8 +131,10 @@ def to_runtime_tensor(array: np.ndarray, device: Any = None) -> Any:
     return tvm.nd.array(np.ascontiguousarray(array), device)  # pragma: no cover - TVM < 0.26
 
 
-def compile_relax(mod: Any, target: str = "llvm") -> Any:
-    """Compile a Relax IRModule for the host into a VM executable."""
+def compile_relax(mod: Any, target: str = "llvm", opt_level: Optional[int] = None) -> Any:
+    """Compile a Relax IRModule for the host into a VM executable (``opt_level``: LLVM's, default TVM's)."""
+    if opt_level is not None:
+        target = tvm.target.Target({"kind": target, "opt-level": int(opt_level)})
     if hasattr(tvm, "compile"):
         return tvm.compile(mod, target=target)
     return relax.build(mod, target=target)  # pragma: no cover - TVM < 0.26
@@ -157,3 +159,11 @@ def tensor_type(shape: tuple[int, ...], dtype: str) -> Any:
     if hasattr(relax, "TensorType"):
         return relax.TensorType(shape, dtype)
     return relax.TensorStructInfo(shape, dtype)  # pragma: no cover - TVM 0.25
+
+
+def call_with_args(call: Any, args: list) -> Any:
+    """A copy of Relax call ``call`` with new arguments (``ty_args`` since 0.26, ``sinfo_args`` before)."""
+    extra = getattr(call, "ty_args", None)
+    if extra is None:
+        extra = getattr(call, "sinfo_args", None)
+    return relax.Call(call.op, args, call.attrs, extra)

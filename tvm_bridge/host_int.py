@@ -14,7 +14,6 @@ Relax, compiled by TVM's own LLVM host code. Max pooling is already exact and is
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 import numpy as np
 import tvm
@@ -28,63 +27,11 @@ from tvm_bridge.patterns import Unsupported, extract_from_function, layer_patter
 from tvm_bridge.quant import SINGLE_ROUNDING_OPS, QuantParams
 from tvm_bridge.relax_graph import input_order
 from tvm_bridge.relax_import import main_function
+from tvm_bridge.relax_int import IntBuilder as _Builder
+from tvm_bridge.relax_int import i32 as _i32
+from tvm_bridge.relax_int import i64 as _i64
 
 log = logging.getLogger(__name__)
-
-
-def _i64(value: Any) -> relax.Expr:
-    return relax.const(np.asarray(value, np.int64), "int64")
-
-
-def _i32(value: Any) -> relax.Expr:
-    return relax.const(np.asarray(value, np.int32), "int32")
-
-
-class _Builder:
-    """Emits integer Relax ops into a BlockBuilder dataflow block."""
-
-    def __init__(self, bb: relax.BlockBuilder):
-        self.bb = bb
-
-    def emit(self, expr: relax.Expr) -> relax.Expr:
-        return self.bb.emit(expr)
-
-    def widen(self, x: relax.Expr, zero_point: int, dtype: str = "int32") -> relax.Expr:
-        wide = self.emit(R.astype(x, dtype))
-        return self.emit(R.subtract(wide, relax.const(np.asarray(zero_point, dtype), dtype))) if zero_point else wide
-
-    def rescale(self, x: relax.Expr, multiplier: Any, shift: Any, single: bool = False) -> relax.Expr:
-        """TFLite ``MultiplyByQuantizedMultiplier`` on an int64 tensor (per last-axis channel or scalar)."""
-        multiplier, shift = np.asarray(multiplier, np.int64), np.asarray(shift, np.int64)
-        if single:
-            total = 31 - shift
-            product = self.emit(R.multiply(x, _i64(multiplier)))
-            return self.emit(R.right_shift(self.emit(R.add(product, _i64(np.int64(1) << (total - 1)))), _i64(total)))
-        left, right = np.maximum(shift, 0), np.maximum(-shift, 0)
-        if np.any(left):
-            x = self.emit(R.multiply(x, _i64(np.int64(1) << left)))
-        ab = self.emit(R.multiply(x, _i64(multiplier)))
-        zero = _i64(0)
-        nudged = self.emit(R.add(ab, self.emit(R.where(R.greater_equal(ab, zero), _i64(1 << 30), _i64(1 - (1 << 30))))))
-        # SaturatingRoundingDoublingHighMul: C division by 2**31 truncates toward zero
-        high = self.emit(R.where(R.greater_equal(nudged, zero), R.right_shift(nudged, _i64(31)),
-                                 R.negative(R.right_shift(R.negative(nudged), _i64(31)))))
-        if not np.any(right):
-            return high
-        mask = (np.int64(1) << right) - 1
-        remainder = self.emit(R.bitwise_and(high, _i64(mask)))
-        threshold = self.emit(R.add(_i64(mask >> 1), R.astype(R.less(high, zero), "int64")))
-        rounded = self.emit(R.add(R.right_shift(high, _i64(right)), R.astype(R.greater(remainder, threshold), "int64")))
-        return rounded
-
-    def finish(self, x: relax.Expr, q: QuantParams, add_zero_point: bool = True) -> relax.Expr:
-        """+ output zero point, clamp to the activation range, int8."""
-        if add_zero_point and q.output_zp:
-            x = self.emit(R.add(x, relax.const(np.asarray(q.output_zp, compat.tensor_dtype(x)), compat.tensor_dtype(x))))
-        dtype = compat.tensor_dtype(x)
-        high, low = (relax.const(np.asarray(v, dtype), dtype) for v in (q.act_max, q.act_min))
-        x = self.emit(R.maximum(R.minimum(x, high), low))
-        return self.emit(R.astype(x, "int8"))
 
 
 def _window_counts(layer: Layer) -> np.ndarray:

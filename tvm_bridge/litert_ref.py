@@ -5,13 +5,20 @@
 bridge layer graph (``tvm_bridge.layer_graph``), so a layer can be fed LiteRT's own input tensor and
 compared with LiteRT's output tensor. The optimised (XNNPACK) kernels differ from the reference ones
 by a few LSB, and without ``experimental_preserve_all_tensors`` the arena reuses buffers, so both
-settings are fixed here (with buffer reuse, 10 of ResNet-8's 16 op outputs read back wrong).
-Op details come from the interpreter's private ``_get_ops_details()`` (present in ai-edge-litert 2.x;
-an op's index is its flatbuffer operator index).
+settings are fixed here (with buffer reuse, 10 of ResNet-8's 16 op outputs read back wrong). The
+interpreter runs in a child process (``tvm_bridge.litert_worker``): a LiteRT abort raises ``LiteRTError``
+instead of killing the caller. Op details come from the interpreter's private ``_get_ops_details()``
+(present in ai-edge-litert 2.x; an op's index is its flatbuffer operator index).
 """
 
 from __future__ import annotations
 
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Union
@@ -30,6 +37,29 @@ _OP_KINDS: dict[str, tuple[set[str], set[str]]] = {
 }
 
 
+def _worker_env() -> dict[str, str]:
+    """The environment of the LiteRT child: this one, with the directory holding ``tvm_bridge`` first on
+    PYTHONPATH (so the child runs the same ``tvm_bridge`` as the parent)."""
+    env = dict(os.environ)
+    root = str(Path(__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join([root] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+    return env
+
+
+def _stop(process: subprocess.Popen) -> None:
+    try:
+        pickle.dump(None, process.stdin)
+        process.stdin.close()
+    except (OSError, ValueError):
+        pass
+    try:
+        process.wait(2)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+    process.stdout.close()
+
+
 @dataclass(frozen=True)
 class LayerTensors:
     """The TFLite operator of a layer and the names of its activation input(s) and output tensor."""
@@ -40,20 +70,64 @@ class LayerTensors:
     output: str
 
 
+class LiteRTError(RuntimeError):
+    """LiteRT failed (raised an error or killed its process, e.g. SIGABRT in a reference kernel)."""
+
+
 class LiteRTReference:
-    """A LiteRT interpreter on the reference kernels, every tensor kept after ``run``."""
+    """A LiteRT interpreter on the reference kernels, every tensor kept after ``run``.
+
+    The interpreter lives in a child process, so a LiteRT abort (its reference kernels call
+    ``abort()`` on some inputs, e.g. a softmax input scale of ~1e-8) raises ``LiteRTError`` naming
+    the model and the signal instead of killing the caller. ``close()`` (or the end of a ``with``
+    block, or garbage collection) stops the process.
+    """
 
     def __init__(self, path: Union[str, Path]):
-        from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
         self.path = str(path)
-        self.interpreter = Interpreter(self.path, experimental_op_resolver_type=OpResolverType.BUILTIN_REF,
-                                       experimental_preserve_all_tensors=True)
-        self.interpreter.allocate_tensors()
-        self.tensors = {t["index"]: t for t in self.interpreter.get_tensor_details()}
-        self.ops = self.interpreter._get_ops_details()  # private in ai-edge-litert 2.x, index = flatbuffer op index
-        self.input = self.interpreter.get_input_details()[0]
-        self.output = self.interpreter.get_output_details()[0]
+        if not Path(self.path).is_file():
+            raise LiteRTError(f"{self.path}: no such model file")
+        self._process = subprocess.Popen([sys.executable, "-m", "tvm_bridge.litert_worker", self.path],
+                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=_worker_env())
+        self._finalizer = weakref.finalize(self, _stop, self._process)
+        tensors, self.ops, self.input, self.output = self._receive("loading the model")
+        self.tensors = {t["index"]: t for t in tensors}
+
+    def _receive(self, what: str):
+        try:
+            status, value = pickle.load(self._process.stdout)
+        except (EOFError, OSError, pickle.UnpicklingError):
+            try:
+                self._process.wait(5)
+            except subprocess.TimeoutExpired:
+                pass
+            code = self._process.poll()
+            how = f"signal {signal.Signals(-code).name}" if code is not None and code < 0 else f"exit code {code}"
+            self.close()
+            raise LiteRTError(f"{self.path}: LiteRT's process died ({how}) while {what}") from None
+        if status != "ok":
+            raise LiteRTError(f"{self.path}: LiteRT failed while {what}: {str(value)[:300]}")
+        return value
+
+    def _call(self, x: np.ndarray, indices: list[int]) -> dict[int, np.ndarray]:
+        if self._process.poll() is not None:
+            raise LiteRTError(f"{self.path}: LiteRT's process is not running (closed or died earlier)")
+        try:
+            pickle.dump((np.asarray(x, dtype=self.input["dtype"]), indices), self._process.stdin)
+            self._process.stdin.flush()
+        except (BrokenPipeError, OSError):
+            pass  # it died: _receive reports how
+        return self._receive("running an inference")
+
+    def close(self) -> None:
+        """Stop the LiteRT process."""
+        self._finalizer()
+
+    def __enter__(self) -> "LiteRTReference":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def name(self, index: int) -> str:
         return self.tensors[index]["name"]
@@ -67,16 +141,14 @@ class LiteRTReference:
         return rng.integers(-128, 128, size=self.input_shape, dtype=np.int8)
 
     def invoke(self, x: np.ndarray) -> np.ndarray:
-        """Run one inference; returns the model output (int8)."""
-        self.interpreter.set_tensor(self.input["index"], np.asarray(x, dtype=self.input["dtype"]))
-        self.interpreter.invoke()
-        return self.interpreter.get_tensor(self.output["index"]).copy()
+        """Run one inference; returns the model output (int8). ``LiteRTError`` if LiteRT fails or dies."""
+        return self._call(x, [self.output["index"]])[self.output["index"]]
 
     def run(self, x: np.ndarray) -> dict[str, np.ndarray]:
         """Run one inference; the model input and every operator output by TFLite tensor name (copies)."""
-        self.invoke(x)
         indices = [self.input["index"]] + [i for op in self.ops for i in op["outputs"] if i >= 0]
-        return {self.name(i): self.interpreter.get_tensor(i).copy() for i in indices}
+        tensors = self._call(x, indices)
+        return {self.name(i): tensors[i] for i in indices}
 
     def layer_tensors(self, graph: nx.DiGraph) -> dict[str, LayerTensors]:
         """Layer name -> its TFLite tensors, for every layer of a bridge ``layer_graph``.

@@ -39,7 +39,9 @@ def main_function(mod: tvm.IRModule) -> relax.Function:
 
 
 def check_module(mod: tvm.IRModule, source: str = "<module>", require_int8: bool = True) -> tvm.IRModule:
-    """Validate an imported or user-given module: static input shapes, and int8 tensors if required."""
+    """Validate an imported or user-given module (static input shapes, int8 tensors if required) and
+    return it with shared dequantize bindings split (``split_shared_dequantize``) and zero-point pads
+    folded into the convs they feed (``fold_zero_point_pads``)."""
     main = main_function(mod)
     for param in main.params:
         if compat.tensor_shape(param) is None:
@@ -48,7 +50,97 @@ def check_module(mod: tvm.IRModule, source: str = "<module>", require_int8: bool
     if require_int8 and not _has_int8(main):
         raise BridgeError(f"{source}: float-only model (no int8 tensor); the bridge offloads int8-quantized "
                           "layers only: quantize the model to int8 (e.g. TFLite full-integer post-training quantization)")
-    return mod
+    return fold_zero_point_pads(split_shared_dequantize(mod))
+
+
+@relax.expr_functor.mutator
+class _SplitDequantize(relax.PyExprMutator):
+    """Gives every consumer of a shared ``dequantize`` binding its own copy of it."""
+
+    def __init__(self, mod: tvm.IRModule, shared: dict):
+        super().__init__(mod)
+        self.shared = shared
+
+    def visit_call_(self, call: relax.Call) -> relax.Expr:
+        call = super().visit_call_(call)
+        if not any(isinstance(a, relax.Var) and a in self.shared for a in call.args):
+            return call
+        args = [self.builder_.emit(self.shared[a]) if isinstance(a, relax.Var) and a in self.shared else a for a in call.args]
+        return compat.call_with_args(call, args)
+
+
+def split_shared_dequantize(mod: tvm.IRModule) -> tvm.IRModule:
+    """``main`` with every ``dequantize`` that feeds several ops duplicated, one per consumer.
+
+    ONNX QDQ graphs share one DequantizeLinear between, e.g., a conv and a residual add; a layer
+    pattern that absorbs it would leave the other consumer reading an undefined variable
+    (TVM's ``FuseOpsByPattern``). Duplicates are cheap (an int8 -> float32 cast) and never change results.
+    """
+    main = main_function(mod)
+    uses: dict = {}
+    values: dict = {}
+    for block in main.body.blocks:
+        for binding in block.bindings:
+            if isinstance(binding.value, relax.Call) and compat.op_name(binding.value) == "relax.dequantize":
+                values[binding.var] = binding.value
+            relax.analysis.post_order_visit(binding.value, lambda e: uses.__setitem__(e, uses.get(e, 0) + 1)
+                                            if isinstance(e, relax.Var) else None)
+    shared = {var: value for var, value in values.items() if uses.get(var, 0) > 1}
+    if not shared:
+        return mod
+    gv = mod.get_global_var("main")
+    mutator = _SplitDequantize(mod, shared)
+    mod = tvm.IRModule(dict(mod.functions), attrs=mod.attrs)
+    mod[gv] = mutator.visit_expr(main)
+    return relax.transform.DeadCodeElimination(["main"])(mod)
+
+
+@relax.expr_functor.mutator
+class _FoldPad(relax.PyExprMutator):
+    """``conv2d(dequantize(pad(x, zero point)))`` -> ``conv2d(dequantize(x))`` with the pad in its padding."""
+
+    def visit_call_(self, call: relax.Call) -> relax.Expr:
+        call = super().visit_call_(call)
+        if compat.op_name(call) != "relax.nn.conv2d" or not isinstance(call.args[0], relax.Var):
+            return call
+        dq = self.lookup_binding(call.args[0])
+        if dq is None or compat.op_name(dq) != "relax.dequantize" or not isinstance(dq.args[0], relax.Var):
+            return call
+        pad = self.lookup_binding(dq.args[0])
+        if pad is None or compat.op_name(pad) != "relax.nn.pad" or str(pad.attrs.pad_mode) != "constant":
+            return call
+        if not compat.is_constant(dq.args[2]) or compat.constant_value(dq.args[2]).size != 1:
+            return call
+        if float(pad.attrs.pad_value) != float(compat.constant_value(dq.args[2]).reshape(-1)[0]):
+            return call  # not the zero point: an exact int8 pad on the host
+        layout, widths = str(call.attrs.data_layout), [int(v) for v in pad.attrs.pad_width]
+        if len(widths) != 2 * len(layout) or any(widths[2 * i:2 * i + 2] != [0, 0] for i, axis in enumerate(layout)
+                                                  if axis not in "HW") or min(widths) < 0:
+            return call
+        h, w = layout.index("H"), layout.index("W")
+        top, left, bottom, right = (int(v) for v in call.attrs.padding)
+        padding = [top + widths[2 * h], left + widths[2 * w], bottom + widths[2 * h + 1], right + widths[2 * w + 1]]
+        x = self.builder_.emit(compat.call_with_args(dq, [pad.args[0]] + list(dq.args[1:])))
+        a = call.attrs
+        out_dtype = str(a.out_dtype) if a.out_dtype is not None else ""
+        return relax.op.nn.conv2d(x, call.args[1], strides=a.strides, padding=padding, dilation=a.dilation,
+                                  groups=int(a.groups), data_layout=layout, kernel_layout=str(a.kernel_layout),
+                                  out_layout=str(a.out_layout), out_dtype=None if out_dtype in ("", "None", "void") else out_dtype)
+
+
+def fold_zero_point_pads(mod: tvm.IRModule) -> tvm.IRModule:
+    """``main`` with every pad by the zero point that feeds a (dequantized) conv2d folded into the conv's
+    padding, so the conv keeps its real padding (and can be offloaded with it). Exact: a padded
+    zero point dequantizes to 0.0, which is what conv padding adds."""
+    pads = []
+    relax.analysis.post_order_visit(main_function(mod).body, lambda e: pads.append(e) if isinstance(e, relax.Call)
+                                    and compat.op_name(e) == "relax.nn.pad" else None)
+    if not pads:
+        return mod  # nothing to fold: the module as it is
+    gv = mod.get_global_var("main")
+    new = tvm.IRModule(dict(mod.functions), attrs=mod.attrs)
+    new[gv] = _FoldPad(mod).visit_expr(mod[gv])
+    return relax.transform.DeadCodeElimination(["main"])(new)
 
 
 def _has_int8(func: relax.Function) -> bool:
@@ -86,14 +178,43 @@ def _tflite_dynamic_inputs(model: Any) -> list[str]:
     return bad
 
 
+def _report_inexact_ops(model: Any, source: str) -> None:
+    """One warning per TFLite op kind (with a count) that runs in TVM's float QDQ lowering, which may
+    differ from LiteRT's integer kernels by an LSB; layers and exactly imported ops are not reported."""
+    from collections import Counter
+
+    from tflite.BuiltinOperator import BuiltinOperator
+
+    from tvm_bridge.tflite_convert import EXACT_OPS, LAYER_OPS
+
+    names = {v: k for k, v in vars(BuiltinOperator).items() if not k.startswith("_")}
+    graph = model.Subgraphs(0)
+    counts: Counter = Counter()
+    for i in range(graph.OperatorsLength()):
+        op = graph.Operators(i)
+        code = model.OperatorCodes(op.OpcodeIndex())
+        name = names.get(max(int(code.BuiltinCode()), int(code.DeprecatedBuiltinCode())), "CUSTOM")
+        counts[name] += 1
+    for op, n in sorted(counts.items()):
+        if op not in LAYER_OPS and op not in EXACT_OPS:
+            log.warning("%s: TFLite %s x%d runs in TVM's float QDQ lowering on the host (may differ from LiteRT's "
+                        "integer kernels by 1 LSB)", source, op, n)
+
+
 def from_tflite(path: Union[str, Path, bytes]) -> tvm.IRModule:
     """Import a .tflite file (path or bytes) into a Relax ``IRModule`` with one ``main``.
 
-    Raises ``BridgeError`` for a file that is not a TFLite flatbuffer, a float-only model or an input
-    with a dynamic (non-batch) dimension. A dynamic batch (signature -1) is imported as batch 1.
+    Raises ``BridgeError`` for a file that is not a TFLite flatbuffer, a float-only model, an input
+    with a dynamic (non-batch) dimension or an operator nobody can import (the message names the
+    TFLite op). A dynamic batch (signature -1) is imported as batch 1, its SHAPE chains resolved.
+    Ops TVM's frontend lacks or lowers inexactly are handled by ``tflite_rewrite`` (before TVM reads
+    the model) and ``tflite_convert.MatchConverter`` (exact int8 Relax).
     """
     import tflite
     from tvm.relax.frontend.tflite import from_tflite as _from_tflite
+
+    from tvm_bridge.tflite_convert import converter_class
+    from tvm_bridge.tflite_rewrite import RewriteError, rewrite_tflite
 
     data, source = _read(path, "tflite")
     if len(data) < 8 or data[4:8] != _TFLITE_ID:
@@ -110,10 +231,19 @@ def from_tflite(path: Union[str, Path, bytes]) -> tvm.IRModule:
     if dynamic:
         raise BridgeError(f"{source}: dynamic shapes are not supported (inputs {', '.join(dynamic)})")
     try:
-        mod = _from_tflite(model)
+        rewritten = rewrite_tflite(data)
+    except RewriteError as exc:
+        raise BridgeError(f"{source}: {exc}") from exc
+    for note in rewritten.notes:
+        log.debug("%s: %s", source, note)
+    try:
+        if rewritten.data is not data:
+            model = tflite.Model.GetRootAsModel(rewritten.data, 0)
+        _report_inexact_ops(model, source)
+        mod = _from_tflite(model, op_converter=converter_class(rewritten.input_dilations))
     except Exception as exc:  # noqa: BLE001 - TVM raises OpNotImplemented, AssertionError, TVMError...
         raise BridgeError(f"{source}: TVM's TFLite frontend cannot import it: {type(exc).__name__}: {exc}") from exc
-    return check_module(mod, source)
+    return check_module(mod.with_attr("match.tflite", source), source)
 
 
 def from_onnx(model: Union[str, Path, bytes, Any], shape_dict: dict | None = None) -> tvm.IRModule:
