@@ -141,9 +141,9 @@ def _root(t: _UpTables) -> _Nodes:
     zeros = np.zeros(1)
     return _Nodes(np.zeros(1, np.int64), np.zeros(1, np.int64), np.zeros(1, np.int64), zeros, zeros, zeros, zeros,
                   zeros, zeros, np.zeros((1, n_db)), np.zeros((1, n_db)), np.zeros((1, t.n_mem)),
-                  np.zeros((1, t.n_mem)), np.zeros(1, np.int64), np.zeros((1, n_cut), np.int64),
-                  np.ones((1, n_cut), np.int64), np.zeros(1, np.int64), np.zeros((1, n_cut + 1), np.int64),
-                  np.zeros((1, n_cut), np.int64), np.zeros(1), np.zeros(1))
+                  np.zeros((1, t.n_mem)), np.zeros(1, np.int64), np.zeros((1, n_cut), np.int32),
+                  np.ones((1, n_cut), np.int64), np.zeros(1, np.int64), np.zeros((1, n_cut + 1), np.int8),
+                  np.zeros((1, n_cut), np.int8), np.zeros(1), np.zeros(1))  # small index types: pools get large
 
 
 def _bound(t: _UpTables, nodes: _Nodes) -> tuple[np.ndarray, np.ndarray]:
