@@ -43,4 +43,3 @@ def test_readme_zigzag_example_runs():
         exec(compile(code, "README.md", "exec"), {})
     best, again = (float(v) for v in out.getvalue().split())
     assert best == again > 0  # an explicit mapping costs what the search reported for it
-
