@@ -23,8 +23,14 @@ INPUT_ERRORS: tuple[type[BaseException], ...] = (InputError, archs.ArchError, ma
 
 
 def _bridge_error() -> tuple[type[BaseException], ...]:
-    frontend = sys.modules.get("tvm_bridge.frontend")  # only when a model went through the bridge
-    return (frontend.BridgeError,) if frontend is not None else ()
+    """``tvm_bridge.BridgeError`` when a model went through the bridge (never imports TVM otherwise)."""
+    bridge = sys.modules.get("tvm_bridge")
+    if bridge is None:
+        return ()
+    try:
+        return (bridge.BridgeError,)
+    except (AttributeError, ImportError):
+        return ()
 
 
 class _Parser(argparse.ArgumentParser):
