@@ -9,14 +9,13 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import traceback
 from typing import Optional, Sequence
 
 import archs
 import mapper
 from explorer import cmd_compare, cmd_explain, cmd_map, cmd_sweep, cmd_validate
 from explorer.inputs import InputError
-
-log = logging.getLogger("explorer")
 
 #: Exceptions that mean bad user input (exit status 2).
 INPUT_ERRORS: tuple[type[BaseException], ...] = (InputError, archs.ArchError, mapper.GraphError, mapper.LayerError, FileNotFoundError)
@@ -66,7 +65,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     except Exception:  # noqa: BLE001 - anything else is our bug: say so, with the traceback
-        log.exception("internal error in match-mapper %s (please report it)", args.command)
+        print(f"match-mapper {args.command}: internal error (please report it)\n{traceback.format_exc()}", file=sys.stderr)
         return 1
 
 

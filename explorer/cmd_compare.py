@@ -69,13 +69,13 @@ def run(args: argparse.Namespace) -> int:
     if len(args.arch) < 2:
         raise InputError("--arch: give at least two architectures to compare")
     rows = compare_rows(args.model, args.arch, args.objective, args.policy, args.modules, args.time_budget)
-    best = min(r["latency_cycles"] for r in rows)
+    best = min(r["latency_ms"] for r in rows)
     table = []
     for r in rows:
         split = " ".join(f"{m}={v['latency_cycles'] / (r['latency_cycles'] or 1):.0%}" for m, v in r["per_module"].items())
         table.append({"arch": r["arch"], "cycles": f"{r['latency_cycles']:,.0f}", "MHz": f"{r['clock_mhz']:g}",
                       "ms": f"{r['latency_ms']:.4f}", "uJ": f"{r['energy_pj'] / 1e6:.4f}",
-                      "vs fastest (cycles)": f"{r['latency_cycles'] / best:.2f}x" if best else "-",
+                      "vs fastest (ms)": f"{r['latency_ms'] / best:.2f}x" if best else "-",
                       "latency per module": split, "not mapped": len(r["failures"])})
     print(f"{args.model}, objective {args.objective}, policy {args.policy}")
     print(tabulate(table, headers="keys", disable_numparse=True))

@@ -295,3 +295,58 @@ def test_python_m_explorer_and_console_script_entry(tmp_path):
 def test_mapper_never_imports_explorer():
     for path in (ROOT / "mapper").glob("*.py"):
         assert "explorer" not in path.read_text(), path
+
+
+# --------------------------------------------------------------------------- model formats, exit 1
+def _float_onnx(path: Path) -> None:
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper, save
+
+    rng = np.random.default_rng(0)
+    w = numpy_helper.from_array(rng.standard_normal((8, 3, 3, 3)).astype(np.float32), "w")
+    fc = numpy_helper.from_array(rng.standard_normal((8, 4)).astype(np.float32), "fc")
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+             helper.make_node("GlobalAveragePool", ["c"], ["p"], name="gap"),
+             helper.make_node("Flatten", ["p"], ["f"]),
+             helper.make_node("MatMul", ["f", "fc"], ["y"], name="dense")]
+    graph = helper.make_graph(nodes, "net", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 16, 16])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])], [w, fc])
+    save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+
+
+def test_model_formats_give_the_same_layers(tmp_path, capsys, monkeypatch):
+    from explorer import inputs, load_model
+    from mapper.zigzag_workload import to_zigzag_workload
+
+    ad = mapper.load_graph(ROOT / "benchmarks" / "networks" / "ad.json")
+    workload = tmp_path / "ad_workload.yaml"
+    workload.write_text(yaml.safe_dump(to_zigzag_workload(ad), sort_keys=False))
+    layers = [ad.nodes[n]["layer"].sizes for n in mapper.ordered_layers(ad)]
+    assert [load_model(workload).nodes[n]["layer"].sizes for n in mapper.ordered_layers(load_model(workload))] == layers
+    onnx_path = tmp_path / "net.onnx"
+    _float_onnx(onnx_path)
+    monkeypatch.setattr(inputs, "_tvm_available", lambda: False)  # the path for machines without TVM
+    graph = load_model(onnx_path)
+    assert sorted(graph.nodes[n]["layer"].kind for n in graph) == ["conv2d", "dense", "pool"]
+    code, _, err = run(capsys, "map", ROOT / "benchmarks" / "models" / "ad01_int8.tflite", "--arch", "gap9")
+    assert code == 2 and "needs TVM" in err
+
+
+def test_tflite_through_the_bridge(capsys):
+    pytest.importorskip("tvm")
+    tflite = ROOT / "benchmarks" / "models" / "ad01_int8.tflite"
+    code, out, _ = run(capsys, "map", tflite, "--arch", "gap9")
+    assert code == 0
+    direct = mapper.map_network(mapper.load_graph(ROOT / "benchmarks" / "networks" / "ad.json"), archs.load("gap9"))
+    assert f"total: {direct.total_latency_cycles:,.0f} cycles" in out  # the shipped graph holds the .tflite's layers
+
+
+def test_internal_error_exits_1(capsys, monkeypatch):
+    import explorer.cmd_validate
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(explorer.cmd_validate, "load_arch", broken)
+    code, _, err = run(capsys, "validate", "gap9")
+    assert code == 1 and "internal error" in err and "boom" in err
