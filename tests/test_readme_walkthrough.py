@@ -15,7 +15,8 @@ def test_readme_match_mapper_walkthrough_runs_and_prints_what_it_shows(tmp_path,
     command is in that command's output; the explained layer is the slowest of the map; the claims on
     the schema error and on the sweep's Pareto fronts hold."""
     text = README.read_text()
-    walk = re.search(r"### Walkthrough\n(.*?)\n## Hardware descriptions", text, re.S).group(1)
+    walk = re.search(r"### Walkthrough\n(.*?)\nThe same from Python", text, re.S).group(1)
+    python = re.search(r"\nThe same from Python.*?```python\n(.*?)```\n\nIt prints:\n\n((?:    [^\n]*\n)+)", text, re.S)
     soc_yaml, sweep_yaml = re.findall(r"```yaml\n(.*?)```", walk, re.S)
     monkeypatch.chdir(tmp_path)
     (tmp_path / "my_npu.yaml").write_text(soc_yaml)
@@ -48,3 +49,5 @@ def test_readme_match_mapper_walkthrough_runs_and_prints_what_it_shows(tmp_path,
         sizes = sorted(r["modules.npu.memories.l1.size_bytes"] for r in same)
         assert sizes == (["65536"] if net == "ad" else ["16384", "65536"])
     assert (tmp_path / "sweep_out" / "pareto.png").stat().st_size > 0
+    exec(compile(python.group(1), "README.md", "exec"), {})
+    assert capsys.readouterr().out.splitlines() == [line.strip() for line in python.group(2).splitlines()]
