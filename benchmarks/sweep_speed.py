@@ -64,7 +64,8 @@ def _cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-def run(points: Optional[int], networks: Sequence[str], workers: int, scheduler: Optional[str], out: Path) -> dict[str, Any]:
+def run(points: Optional[int], networks: Sequence[str], workers: int, scheduler: Optional[str], out: Path,
+        time_budget_s: Optional[float] = None) -> dict[str, Any]:
     from explorer import load_spec, run_sweep
 
     out.mkdir(parents=True, exist_ok=True)
@@ -76,7 +77,7 @@ def run(points: Optional[int], networks: Sequence[str], workers: int, scheduler:
     (out / "points.csv").unlink(missing_ok=True)
     load_start = list(os.getloadavg())
     start = time.perf_counter()
-    rows, computed = run_sweep(spec, out, workers=workers, scheduler=scheduler, progress=True)
+    rows, computed = run_sweep(spec, out, workers=workers, scheduler=scheduler, progress=True, time_budget_s=time_budget_s)
     seconds = time.perf_counter() - start
     per_network = {}
     for net in spec.networks:
@@ -85,7 +86,7 @@ def run(points: Optional[int], networks: Sequence[str], workers: int, scheduler:
                             "mapping_seconds_mean": round(sum(times) / len(times), 3) if times else None,
                             "mapping_seconds_max": round(max(times), 2) if times else None}
     return {"points": len(spec.points), "networks": list(spec.networks), "tasks": computed, "workers": workers,
-            "scheduler": scheduler, "sweep_seconds": round(seconds, 2), "per_network": per_network,
+            "scheduler": scheduler, "time_budget_s": time_budget_s, "sweep_seconds": round(seconds, 2), "per_network": per_network,
             "environment": {"python": platform.python_version(), "cpu": _cpu_model(), "cores": os.cpu_count(),
                             "loadavg_start": load_start, "loadavg_end": list(os.getloadavg()), "commit": _git_commit()}}
 
@@ -97,13 +98,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--networks", nargs="+", default=list(NETWORKS), choices=NETWORKS)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--scheduler", help="Dask scheduler address or 'local'")
+    parser.add_argument("--time-budget", type=float, help="search time budget per network and point (s), if the mapper has one")
     parser.add_argument("--json", type=Path, help="write the figures as JSON here")
     parser.add_argument("--out", type=Path, help="sweep output directory (default: a temporary one)")
     args = parser.parse_args(argv)
     if args.points is not None and not 1 <= args.points <= len(SRAM_BYTES) * len(ROWS) * len(COLS):
         parser.error(f"--points: must be in 1..{len(SRAM_BYTES) * len(ROWS) * len(COLS)}, got {args.points}")
     with tempfile.TemporaryDirectory() as tmp:
-        report = run(args.points, args.networks, args.workers, args.scheduler, args.out or Path(tmp))
+        report = run(args.points, args.networks, args.workers, args.scheduler, args.out or Path(tmp), args.time_budget)
     print(f"{report['points']} points x {len(report['networks'])} networks ({report['tasks']} tasks) on {report['workers']} "
           f"workers: {report['sweep_seconds']:.1f} s wall")
     for net, figures in report["per_network"].items():

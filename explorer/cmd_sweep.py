@@ -26,6 +26,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1,
                    help="processes of the local pool (default: the cores; 1 runs in this process)")
     p.add_argument("--scheduler", metavar="ADDRESS", help="run on Dask: a scheduler address, or 'local' for a LocalCluster")
+    p.add_argument("--time-budget", type=float, metavar="S",
+                   help="search time budget per network and point in seconds (when the mapper supports it)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(run=run)
 
@@ -33,10 +35,12 @@ def add_parser(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.workers < 1:
         raise InputError(f"--workers: must be >= 1, got {args.workers}")
+    if args.time_budget is not None and args.time_budget <= 0:
+        raise InputError(f"--time-budget: must be > 0 seconds, got {args.time_budget}")
     start = time.perf_counter()
     spec = load_spec(args.spec)
     out = Path(args.out)
-    rows, new = run_sweep(spec, out, args.workers, args.scheduler, progress=not args.no_progress)
+    rows, new = run_sweep(spec, out, args.workers, args.scheduler, progress=not args.no_progress, time_budget_s=args.time_budget)
     plot_pareto(rows, out / "pareto.png", title=f"{Path(spec.source).name}: {len(spec.points)} points, objective {spec.objective}")
     for param in spec.paths:
         plot_parameter(rows, param, out / parameter_plot_name(param))

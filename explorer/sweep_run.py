@@ -3,7 +3,7 @@ process (``workers=1``) or on a Dask distributed cluster; rows go to ``points.cs
 (so a re-run skips them) and the file is rewritten in spec order at the end.
 
 Columns of ``points.csv`` (one row per point x network): ``point``, the varied paths, ``network``,
-``objective``, ``policy``, ``latency_cycles``, ``latency_ms`` (at the point's clock), ``energy_pj``,
+``objective``, ``policy``, ``time_budget_s``, ``latency_cycles``, ``latency_ms`` (at the point's clock), ``energy_pj``,
 ``edp_cycles_pj`` (cycles x pJ), ``utilization`` (PE-array utilisation weighted by MACs),
 ``onchip_memory_bytes`` (area proxy: the accelerators' memories below their outermost one, which
 holds the layer's tensors), ``pe_count`` (the accelerators' PEs), ``layers``, ``not_mapped`` (layers no
@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 import archs
 from explorer.inputs import InputError, load_model
-from explorer.mapping import failures, mac_weighted_utilization, map_graph, network_optimality
+from explorer.mapping import failures, mac_weighted_utilization, map_graph, network_optimality, supported_options
 from explorer.sweep_spec import SweepSpec
 
 log = logging.getLogger(__name__)
@@ -40,7 +40,7 @@ TIMING_COLUMNS = ("mapping_seconds",)
 
 
 def columns(spec: SweepSpec) -> list[str]:
-    return ["point", *spec.paths, "network", "objective", "policy", *RESULT_COLUMNS]
+    return ["point", *spec.paths, "network", "objective", "policy", "time_budget_s", *RESULT_COLUMNS]
 
 
 def cell(value: Any) -> str:
@@ -49,7 +49,7 @@ def cell(value: Any) -> str:
 
 
 def row_key(row: dict[str, Any], spec: SweepSpec) -> tuple[str, ...]:
-    return tuple(cell(row[p]) for p in spec.paths) + (cell(row["network"]), cell(row["objective"]), cell(row["policy"]))
+    return tuple(cell(row[p]) for p in spec.paths) + tuple(cell(row[k]) for k in ("network", "objective", "policy", "time_budget_s"))
 
 
 def area_proxy(soc: archs.SoC) -> tuple[int, int]:
@@ -68,13 +68,13 @@ def run_task(task: dict[str, Any]) -> dict[str, Any]:
     soc = archs.from_dict(task["data"], source=f"sweep point {task['point']}")
     graph = _graph(task["network"])
     start = time.perf_counter()
-    result = map_graph(graph, soc, task["objective"], task["policy"])
+    result = map_graph(graph, soc, task["objective"], task["policy"], time_budget_s=task["time_budget_s"])
     seconds = time.perf_counter() - start
     memory, pes = area_proxy(soc)
     optimal, gap = network_optimality(result)
     latency, energy = result.total_latency_cycles, result.total_energy_pj
     row = {"point": task["point"], **dict(zip(task["paths"], task["values"])), "network": task["network"],
-           "objective": task["objective"], "policy": task["policy"], "latency_cycles": latency,
+           "objective": task["objective"], "policy": task["policy"], "time_budget_s": task["time_budget_s"], "latency_cycles": latency,
            "latency_ms": soc.cycles_to_ms(latency), "energy_pj": energy, "edp_cycles_pj": latency * energy,
            "utilization": round(mac_weighted_utilization(result), 12), "onchip_memory_bytes": memory, "pe_count": pes,
            "layers": len(result.schedules), "not_mapped": len(failures(result)), "mapping_seconds": round(seconds, 4),
@@ -82,10 +82,11 @@ def run_task(task: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-def tasks(spec: SweepSpec) -> list[dict[str, Any]]:
+def tasks(spec: SweepSpec, time_budget_s: Optional[float] = None) -> list[dict[str, Any]]:
     """Every (point, network) task in spec order (points outer, networks inner)."""
     return [{"point": p.index, "values": p.values, "paths": spec.paths, "data": p.data, "network": net,
-             "objective": spec.objective, "policy": spec.policy} for p in spec.points for net in spec.networks]
+             "objective": spec.objective, "policy": spec.policy, "time_budget_s": time_budget_s}
+            for p in spec.points for net in spec.networks]
 
 
 def read_rows(path: Path, spec: SweepSpec) -> list[dict[str, str]]:
@@ -134,13 +135,19 @@ def _execute_dask(pending: list[dict[str, Any]], scheduler: str) -> Iterable[dic
 
 
 def run_sweep(spec: SweepSpec, out: Path, workers: int = 1, scheduler: Optional[str] = None, progress: bool = True,
-              on_row: Optional[Callable[[dict], None]] = None) -> tuple[list[dict[str, str]], int]:
-    """Run the points not yet in ``out/points.csv``; returns (all rows of this spec in spec order, rows computed now)."""
+              on_row: Optional[Callable[[dict], None]] = None, time_budget_s: Optional[float] = None
+              ) -> tuple[list[dict[str, str]], int]:
+    """Run the points not yet in ``out/points.csv``; returns (all rows of this spec in spec order, rows computed now).
+
+    ``time_budget_s``: search time budget per network (``map_network(time_budget_s=...)``; ``InputError``
+    when the mapper has none); rows record it, and rows of another budget are not reused."""
+    if time_budget_s is not None and "time_budget_s" not in supported_options():
+        raise InputError("--time-budget: this version of the mapper has no time budget (map_network(time_budget_s=...))")
     out.mkdir(parents=True, exist_ok=True)
     path = out / "points.csv"
     existing = read_rows(path, spec)
     done = {row_key(r, spec) for r in existing}
-    todo = tasks(spec)
+    todo = tasks(spec, time_budget_s)
     pending = [t for t in todo if row_key({**dict(zip(t["paths"], t["values"])), **t}, spec) not in done]
     log.info("%d tasks, %d already in %s, %d to run", len(todo), len(todo) - len(pending), path, len(pending))
     new = 0

@@ -100,6 +100,19 @@ def test_map_time_budget_is_passed_only_if_supported(capsys):
         assert code == 2 and "time budget" in err
 
 
+def test_sweep_time_budget_is_passed_only_if_supported(tmp_path, capsys):
+    import inspect
+
+    out = tmp_path / "out"
+    code, _, err = run(capsys, "sweep", _spec(tmp_path), "--out", out, "--workers", "1", "--no-progress", "--time-budget", "5")
+    if "time_budget_s" in inspect.signature(mapper.map_network).parameters:
+        assert code == 0
+        with (out / "points.csv").open() as f:
+            assert {r["time_budget_s"] for r in csv.DictReader(f)} == {"5.0"}
+    else:
+        assert code == 2 and "time budget" in err and not (out / "points.csv").exists()
+
+
 def test_cycle_breakdown_hand_derived():
     """dense 8 -> 4, one l1 level (2 B/cycle links, 10 fixed cycles per transfer, no double buffering):
     I 8 B, W 32 B, O 4 B each moved once: 8/2 + 32/2 + 4/2 + 3 x 10 = 52 cycles; compute 32 MACs / 1 = 32."""
