@@ -18,8 +18,8 @@ import functools
 import importlib.util
 import logging
 import math
+import multiprocessing
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional
 
@@ -102,17 +102,15 @@ def read_rows(path: Path, spec: SweepSpec) -> list[dict[str, str]]:
 
 
 def _execute(pending: list[dict[str, Any]], workers: int, scheduler: Optional[str]) -> Iterable[dict[str, Any]]:
-    """Yield rows as their tasks finish."""
+    """Yield rows as their tasks finish; closing the generator early (an error, Ctrl-C) stops the workers."""
     if scheduler:
         yield from _execute_dask(pending, scheduler)
     elif workers <= 1:
         for task in pending:
             yield run_task(task)
     else:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            futures = [pool.submit(run_task, task) for task in pending]
-            for future in as_completed(futures):
-                yield future.result()
+        with multiprocessing.Pool(min(workers, len(pending))) as pool:  # leaving the block terminates the workers
+            yield from pool.imap_unordered(run_task, pending)
 
 
 def _execute_dask(pending: list[dict[str, Any]], scheduler: str) -> Iterable[dict[str, Any]]:
