@@ -18,7 +18,8 @@ from explorer import cmd_compare, cmd_explain, cmd_map, cmd_sweep, cmd_validate
 from explorer.inputs import InputError
 
 #: Exceptions that mean bad user input (exit status 2).
-INPUT_ERRORS: tuple[type[BaseException], ...] = (InputError, archs.ArchError, mapper.GraphError, mapper.LayerError, FileNotFoundError)
+INPUT_ERRORS: tuple[type[BaseException], ...] = (InputError, archs.ArchError, mapper.GraphError, mapper.LayerError, FileNotFoundError,
+                                                 IsADirectoryError, NotADirectoryError, PermissionError)
 
 
 def _bridge_error() -> tuple[type[BaseException], ...]:
