@@ -37,7 +37,6 @@ winners re-evaluated by the reference cost model. Ties keep the first found: det
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Optional
 
@@ -47,12 +46,16 @@ from archs.dims import DIMS, OPERANDS
 from costmodel.cost import _pipelined_cycles, cut_traffic
 from costmodel.problem import Problem
 from mapper.tree_search import (
+    NodeBatch,
     SearchStats,
     TemporalResult,
     _complete_costs,
+    _result,
     _settle_segment_form,
     _Tables,
+    best_first,
     can_beat,
+    narrow_dive,
     objective_values,
 )
 
@@ -100,7 +103,7 @@ class _UpTables(_Tables):
 
 
 @dataclass
-class _Nodes:
+class _Nodes(NodeBatch):
     """A batch of partial mappings built from the kernel call out."""
 
     P: np.ndarray  # [n] lattice index of the tile below the position
@@ -124,16 +127,6 @@ class _Nodes:
     group_of: np.ndarray  # [n, cut] group of each placed cut point
     primary: np.ndarray  # [n] bound
     secondary: np.ndarray  # [n]
-
-    def __len__(self) -> int:
-        return int(self.P.shape[0])
-
-    def take(self, rows) -> "_Nodes":
-        return _Nodes(**{name: getattr(self, name)[rows] for name in self.__dataclass_fields__})
-
-    @staticmethod
-    def concat(parts: list["_Nodes"]) -> "_Nodes":
-        return _Nodes(**{name: np.concatenate([getattr(p, name) for p in parts]) for name in _Nodes.__dataclass_fields__})
 
 
 def _root(t: _UpTables) -> _Nodes:
@@ -448,43 +441,12 @@ class _LeafView:
     db_event: np.ndarray
 
 
-def _drop_dominated(t: _UpTables, nodes: _Nodes, stats: SearchStats, group_cap: int = 8) -> _Nodes:
-    """``tree_search._drop_dominated`` for nodes built outwards: same future = same tile, placed and
-    open cut points, and open cut points' tiles and runs so far."""
-    n = len(nodes)
-    if n < 2:
-        return nodes
+def _same_future(t: _UpTables, nodes: _Nodes) -> np.ndarray:
+    """[node, column] what a node's completions depend on besides its placed costs: its tile, placed
+    and open cut points, kernel call, and the open cut points' tiles and runs so far."""
     open_bits = (nodes.open_mask[:, None] >> np.arange(t.n_cut)[None, :]) & 1
-    key = np.column_stack([nodes.P, nodes.mask, nodes.kernel, nodes.open_mask, nodes.tile_of * open_bits,
-                           nodes.run * open_bits])
-    order = np.lexsort((np.arange(n), nodes.energy, nodes.serial + nodes.overlapped)
-                       + tuple(key[:, i] for i in range(key.shape[1] - 1, -1, -1)))
-    sorted_key = key[order]
-    new_group = np.ones(n, dtype=bool)
-    new_group[1:] = (sorted_key[1:] != sorted_key[:-1]).any(axis=1)
-    group_id = np.cumsum(new_group) - 1
-    starts = np.nonzero(new_group)[0]
-    sizes = np.diff(np.append(starts, n))
-    if sizes.max() == 1:
-        return nodes
-    cost = np.column_stack([nodes.serial, nodes.energy, nodes.db_fetches, nodes.db_event])[order]
-    low, high = nodes.occupancy[order], nodes.occupancy_max[order]
-    member = np.arange(n) - starts[group_id]
-    size_of = sizes[group_id]
-    reach = np.minimum(size_of, group_cap)
-    rows = np.nonzero(size_of > 1)[0]
-    b = np.repeat(rows, reach[rows])
-    local = np.arange(b.size) - np.repeat(np.cumsum(reach[rows]) - reach[rows], reach[rows])
-    a = starts[group_id[b]] + local
-    pair = a != b
-    a, b = a[pair], b[pair]
-    dominated = (cost[a] <= cost[b]).all(axis=1) & (high[a] <= low[b]).all(axis=1)
-    equal = (cost[a] == cost[b]).all(axis=1) & (high[a] == low[b]).all(axis=1) & (high[b] == low[a]).all(axis=1)
-    dominated &= ~equal | (member[a] < member[b])
-    drop = np.zeros(n, dtype=bool)
-    drop[b[dominated]] = True
-    stats.pruned += int(drop.sum())
-    return nodes.take(np.sort(order[~drop]))
+    return np.column_stack([nodes.P, nodes.mask, nodes.kernel, nodes.open_mask, nodes.tile_of * open_bits,
+                            nodes.run * open_bits])
 
 
 def search_bottom_up(problem: Problem, objective: str, incumbent: tuple = (np.inf, np.inf),
@@ -499,51 +461,26 @@ def search_bottom_up(problem: Problem, objective: str, incumbent: tuple = (np.in
     best = None
     root = _root(t)
     root.primary, root.secondary = _root_bound(t, root)
+    expand, finish = _steps(t, stats)
     if not np.isfinite(best_key[0]):
-        found = _dive(t, root, stats, best_key)
+        found = narrow_dive(root, expand, finish, t.full_mask, best_key, _DIVE_WIDTH)
         if found is not None:
             best_key, best = found
-    pool = root
     above_count = t.lattice.above_count
-    while len(pool):
-        keep = can_beat(pool.primary, pool.secondary, best_key)
-        if not keep.all():
-            stats.pruned += int((~keep).sum())
-            pool = pool.take(np.nonzero(keep)[0])
-            if not len(pool):
-                break
-        if deadline is not None and np.isfinite(best_key[0]) and time.perf_counter() > deadline:
-            return _result(best_key, best, float(min(best_key[0], pool.primary.min())), False, stats)
-        k = min(len(pool), 4096)
-        head = np.argpartition(pool.primary, k - 1)[:k] if k < len(pool) else np.arange(len(pool))
-        head = head[np.lexsort((-pool.depth[head], pool.secondary[head], pool.primary[head]))]
-        pairs = np.cumsum(above_count[pool.P[head]])
-        take = head[:max(1, int(np.searchsorted(pairs, pairs_per_batch, side="right")))]
-        rest = np.ones(len(pool), dtype=bool)
-        rest[take] = False
-        batch, pool = pool.take(take), pool.take(np.nonzero(rest)[0])
-        stats.nodes += len(batch)
-        new = []
-        for children in _expand(t, batch, best_key, stats):
-            done = children.mask == t.full_mask
-            if done.any():
-                leaves = _finish(t, children.take(np.nonzero(done)[0]), stats)
-                found = _settle(t, leaves, best_key, stats)
-                if found is not None:
-                    best_key, best = found
-            if (~done).any():
-                new.append(children.take(np.nonzero(~done)[0]))
-        if new:
-            fresh = _drop_dominated(t, _Nodes.concat(new), stats)
-            stats.levels = max(stats.levels, int(fresh.depth.max()))
-            pool = _Nodes.concat([pool, fresh])
-    return _result(best_key, best, best_key[0], True, stats)
+    return best_first(root, expand, finish, t.full_mask, lambda nodes: above_count[nodes.P],
+                      lambda nodes: _same_future(t, nodes), best_key, best, deadline, stats, pairs_per_batch)
 
 
-def _result(key: tuple, best, lower: float, complete: bool, stats: SearchStats) -> TemporalResult:
-    if best is None:
-        return TemporalResult((np.inf, np.inf), None, None, None, float(lower), complete, stats=stats)
-    return TemporalResult(key, *best, float(lower), complete, stats=stats)
+def _steps(t: _UpTables, stats: SearchStats):
+    """(expand, finish) for ``tree_search.best_first``: children of a batch; complete mappings (their
+    outermost segment added) costed and the best one re-evaluated."""
+    def expand(nodes: _Nodes, incumbent: tuple):
+        return _expand(t, nodes, incumbent, stats)
+
+    def finish(leaves: _Nodes, incumbent: tuple):
+        return _settle(t, _finish(t, leaves, stats), incumbent, stats)
+
+    return expand, finish
 
 
 def dive_bottom_up(problem: Problem, objective: str, incumbent: tuple = (np.inf, np.inf)) -> TemporalResult:
@@ -553,7 +490,9 @@ def dive_bottom_up(problem: Problem, objective: str, incumbent: tuple = (np.inf,
     stats = SearchStats()
     root = _root(t)
     root.primary, root.secondary = _root_bound(t, root)
-    found = _dive(t, root, stats, tuple(incumbent)) if can_beat(root.primary, root.secondary, incumbent)[0] else None
+    expand, finish = _steps(t, stats)
+    found = (narrow_dive(root, expand, finish, t.full_mask, tuple(incumbent), _DIVE_WIDTH)
+             if can_beat(root.primary, root.secondary, incumbent)[0] else None)
     if found is None:
         return _result(incumbent, None, float(root.primary[0]), False, stats)
     return _result(found[0], found[1], float(root.primary[0]), False, stats)
@@ -568,27 +507,3 @@ def _tables(problem: Problem, objective: str) -> _UpTables:
     if key not in problem.memo:
         problem.memo[key] = _UpTables(problem, objective)
     return problem.memo[key]
-
-
-def _dive(t: _UpTables, root: _Nodes, stats: SearchStats, incumbent: tuple = (np.inf, np.inf),
-          width: int = _DIVE_WIDTH):
-    """A complete mapping better than ``incumbent``: expand only the ``width`` best nodes of each step."""
-    best_key: tuple = tuple(incumbent)
-    best = None
-    frontier = root
-    while len(frontier):
-        new = []
-        for children in _expand(t, frontier, best_key, stats):
-            done = children.mask == t.full_mask
-            if done.any():
-                leaves = _finish(t, children.take(np.nonzero(done)[0]), stats)
-                found = _settle(t, leaves, best_key, stats)
-                if found is not None:
-                    best_key, best = found
-            if (~done).any():
-                new.append(children.take(np.nonzero(~done)[0]))
-        if not new:
-            break
-        frontier = _Nodes.concat(new)
-        frontier = frontier.take(np.lexsort((frontier.secondary, frontier.primary))[:width])
-    return None if best is None else (best_key, best)

@@ -60,11 +60,7 @@ class TileLattice:
     @property
     def below_count(self) -> np.ndarray:
         """[point] how many points are at or below each point."""
-        count = np.ones(self.size, dtype=np.int64)
-        for a, dv in enumerate(self.divisors):
-            position = (np.arange(self.size) // self.strides[a]) % len(dv)
-            count *= np.diff(self.below_start[a])[position]
-        return count
+        return self._count(self.below_start)
 
     def below(self, U: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Every pair (i, T) with ``T <= U[i]`` (``U`` included), grouped by ``i`` in order: (i [pair], T [pair])."""
@@ -77,10 +73,13 @@ class TileLattice:
     @property
     def above_count(self) -> np.ndarray:
         """[point] how many points are at or above each point."""
+        return self._count(self.above_start)
+
+    def _count(self, starts) -> np.ndarray:
         count = np.ones(self.size, dtype=np.int64)
         for a, dv in enumerate(self.divisors):
             position = (np.arange(self.size) // self.strides[a]) % len(dv)
-            count *= np.diff(self.above_start[a])[position]
+            count *= np.diff(starts[a])[position]
         return count
 
     def _pairs(self, U: np.ndarray, starts, flats) -> tuple[np.ndarray, np.ndarray]:

@@ -128,6 +128,20 @@ class TemporalResult:
     stats: SearchStats = field(default_factory=SearchStats)
 
 
+class NodeBatch:
+    """Base of the searches' node batches: a dataclass of arrays whose first axis is the node."""
+
+    def __len__(self) -> int:
+        return int(getattr(self, next(iter(self.__dataclass_fields__))).shape[0])
+
+    def take(self, rows):
+        return type(self)(**{name: getattr(self, name)[rows] for name in self.__dataclass_fields__})
+
+    @classmethod
+    def concat(cls, parts: list):
+        return cls(**{name: np.concatenate([getattr(p, name) for p in parts]) for name in cls.__dataclass_fields__})
+
+
 class _Tables:
     """Everything the search needs about one problem, computed once over the tile lattice."""
 
@@ -240,7 +254,7 @@ class _Tables:
 
 
 @dataclass
-class _Nodes:
+class _Nodes(NodeBatch):
     """A batch of partial (or complete) mappings; history arrays locate each step's choices."""
 
     U: np.ndarray  # [n] lattice index of the tile left below
@@ -259,16 +273,6 @@ class _Nodes:
     steps_group: np.ndarray  # [n, step] cut points each step placed (bit mask)
     primary: np.ndarray  # [n] bound
     secondary: np.ndarray  # [n]
-
-    def __len__(self) -> int:
-        return int(self.U.shape[0])
-
-    def take(self, rows) -> "_Nodes":
-        return _Nodes(**{name: getattr(self, name)[rows] for name in self.__dataclass_fields__})
-
-    @staticmethod
-    def concat(parts: list["_Nodes"]) -> "_Nodes":
-        return _Nodes(**{name: np.concatenate([getattr(p, name) for p in parts]) for name in _Nodes.__dataclass_fields__})
 
 
 def _root(t: _Tables) -> _Nodes:
@@ -306,8 +310,9 @@ def _new_runs(t: _Tables, seg: np.ndarray, leader: int, runs: np.ndarray) -> np.
 
 
 def _expand(t: _Tables, nodes: _Nodes, incumbent: tuple, stats: SearchStats):
-    """Every child of ``nodes`` that could beat ``incumbent``, in batches: one segment below each node
-    (non-empty below the first group), a leader, and a group of cut points below it."""
+    """Every child of ``nodes`` that could beat ``incumbent`` and fits the memories, in batches: one
+    segment below each node (non-empty below the first group), a leader, and a group of cut points
+    below it."""
     lat = t.lattice
     parent, T = lat.below(nodes.U)
     keep = (T != nodes.U[parent]) | (nodes.depth[parent] == 0)
@@ -336,7 +341,11 @@ def _expand(t: _Tables, nodes: _Nodes, incumbent: tuple, stats: SearchStats):
         seen.append((runs, allowed))
         rows = np.nonzero(usable)[0]
         if rows.size:
-            yield from _place_groups(t, nodes, parent[rows], T[rows], leader, runs[rows], incumbent, stats)
+            for children in _place_groups(t, nodes, parent[rows], T[rows], leader, runs[rows], incumbent, stats):
+                fits = t.capacity_ok(children.mask, children.occupancy)
+                stats.pruned += int((~fits).sum())
+                if fits.any():
+                    yield children.take(np.nonzero(fits)[0])
 
 
 def _place_groups(t: _Tables, nodes: _Nodes, parent: np.ndarray, T: np.ndarray, leader: int, runs: np.ndarray,
@@ -424,22 +433,22 @@ def _place_groups(t: _Tables, nodes: _Nodes, parent: np.ndarray, T: np.ndarray, 
                          occupancy_max, depth + 1, steps_tile, steps_leader, steps_group, primary, secondary)
 
 
-def _drop_dominated(t: _Tables, nodes: _Nodes, stats: SearchStats, group_cap: int = 8) -> _Nodes:
-    """``nodes`` without those dominated by another node with the same future.
+def drop_dominated(nodes, key: np.ndarray, stats: SearchStats, group_cap: int = 8):
+    """``nodes`` without those dominated by another node with the same future: equal rows of ``key``
+    [node, column] (what the completions depend on, besides costs already placed).
 
-    Nodes with equal (tile, placed cut points, runs) have the same completions at the same cost
-    for the cut points still to place and the kernel call. Node A dominates node B when A's
-    non-overlapped cycles, energy, and every placed double-buffered cut point's fetches and cycles
-    per fetch are at most B's (the pipelined latency of ``evaluate`` grows with each of them), and
-    A's largest possible occupancy of each memory is at most B's least (so A fits wherever B
-    does): every completion then costs A no more than B in latency and energy. Among equal nodes
-    the first (in the nodes' order) is kept. Groups larger than ``group_cap`` are compared against
-    their ``group_cap`` cheapest nodes only (fewer removals, still exact).
+    Nodes with the same future have the same completions at the same cost for the cut points still
+    to place and the kernel call. Node A dominates node B when A's non-overlapped cycles, energy,
+    and every placed double-buffered cut point's fetches and cycles per fetch are at most B's (the
+    pipelined latency of ``evaluate`` grows with each of them), and A's largest possible occupancy of
+    each memory is at most B's least (so A fits wherever B does): every completion then costs A no
+    more than B in latency and energy. Among equal nodes the first (in the nodes' order) is kept.
+    Groups larger than ``group_cap`` are compared against their ``group_cap`` cheapest nodes only
+    (fewer removals, still exact).
     """
     n = len(nodes)
     if n < 2:
         return nodes
-    key = np.column_stack([nodes.U, nodes.mask, nodes.runs])
     # By key, then cheapest first (the likeliest dominators lead each group), then position.
     order = np.lexsort((np.arange(n), nodes.energy, nodes.serial + nodes.overlapped)
                        + tuple(key[:, i] for i in range(key.shape[1] - 1, -1, -1)))
@@ -471,8 +480,77 @@ def _drop_dominated(t: _Tables, nodes: _Nodes, stats: SearchStats, group_cap: in
     # A dropped node may have dominated others: they stay dominated by transitivity (its dominator
     # dominates them too), except among equals, where the first one survives.
     stats.pruned += int(drop.sum())
-    survivors = np.sort(order[~drop])
-    return nodes.take(survivors)
+    return nodes.take(np.sort(order[~drop]))
+
+
+def grow(frontier, expand, finish, full_mask: int, best_key: tuple, best):
+    """Expand ``frontier`` (``expand(nodes, incumbent)`` yields batches of children); complete
+    children (every cut point placed) go to ``finish(leaves, incumbent)``, which returns a better
+    ((primary, secondary), segment form) or None. Returns (best_key, best, [partial children])."""
+    new = []
+    for children in expand(frontier, best_key):
+        done = children.mask == full_mask
+        if done.any():
+            found = finish(children.take(np.nonzero(done)[0]), best_key)
+            if found is not None:
+                best_key, best = found
+        if (~done).any():
+            new.append(children.take(np.nonzero(~done)[0]))
+    return best_key, best, new
+
+
+def narrow_dive(root, expand, finish, full_mask: int, incumbent: tuple, width: int):
+    """A complete mapping better than ``incumbent``: expand only the ``width`` best nodes of each
+    step. Returns ((primary, secondary), segment form) or None."""
+    best_key, best, frontier = tuple(incumbent), None, root
+    while len(frontier):
+        best_key, best, new = grow(frontier, expand, finish, full_mask, best_key, best)
+        if not new:
+            break
+        frontier = type(root).concat(new)
+        frontier = frontier.take(np.lexsort((frontier.secondary, frontier.primary))[:width])
+    return None if best is None else (best_key, best)
+
+
+def best_first(root, expand, finish, full_mask: int, pair_count, same_future, best_key: tuple, best,
+               deadline: Optional[float], stats: SearchStats, pairs_per_batch: int) -> TemporalResult:
+    """Branch and bound from ``root``: repeatedly expand the pool's nodes with the least bounds
+    (deeper first among equals) until their children's (node, tile) pairs (``pair_count(nodes)``)
+    reach ``pairs_per_batch``; drop what cannot beat the incumbent and what a node with the same
+    future (``same_future(nodes)``: ``drop_dominated``'s key) dominates. Exact when the pool
+    empties; when ``deadline`` passes first, the least bound left is the certified lower bound."""
+    pool = root
+    while len(pool):
+        keep = can_beat(pool.primary, pool.secondary, best_key)
+        if not keep.all():
+            stats.pruned += int((~keep).sum())
+            pool = pool.take(np.nonzero(keep)[0])
+            if not len(pool):
+                break
+        if deadline is not None and np.isfinite(best_key[0]) and time.perf_counter() > deadline:
+            return _result(best_key, best, float(min(best_key[0], pool.primary.min())), False, stats)
+        k = min(len(pool), 4096)
+        head = np.argpartition(pool.primary, k - 1)[:k] if k < len(pool) else np.arange(len(pool))
+        head = head[np.lexsort((-pool.depth[head], pool.secondary[head], pool.primary[head]))]
+        pairs = np.cumsum(pair_count(pool.take(head)))
+        take = head[:max(1, int(np.searchsorted(pairs, pairs_per_batch, side="right")))]
+        rest = np.ones(len(pool), dtype=bool)
+        rest[take] = False
+        batch, pool = pool.take(take), pool.take(np.nonzero(rest)[0])
+        stats.nodes += len(batch)
+        best_key, best, new = grow(batch, expand, finish, full_mask, best_key, best)
+        if new:
+            fresh = type(root).concat(new)
+            fresh = drop_dominated(fresh, same_future(fresh), stats)
+            stats.levels = max(stats.levels, int(fresh.depth.max()))
+            pool = type(root).concat([pool, fresh])
+    return _result(best_key, best, best_key[0], True, stats)
+
+
+def _result(key: tuple, best, lower: float, complete: bool, stats: SearchStats) -> TemporalResult:
+    if best is None:
+        return TemporalResult((np.inf, np.inf), None, None, None, float(lower), complete, stats=stats)
+    return TemporalResult(key, *best, float(lower), complete, stats=stats)
 
 
 def _complete_costs(t: _Tables, leaves: _Nodes) -> tuple[np.ndarray, np.ndarray]:
@@ -531,79 +609,20 @@ def search_temporal(problem: Problem, objective: str, incumbent: tuple = (np.inf
     root = _root(t)
     if not can_beat(root.primary, root.secondary, best_key)[0]:
         return TemporalResult((np.inf, np.inf), None, None, None, float(root.primary[0]), True, stats=stats)
+    def expand(nodes: _Nodes, bar: tuple):
+        return _expand(t, nodes, bar, stats)
+
+    def finish(leaves: _Nodes, bar: tuple):
+        return _settle_leaves(t, leaves, bar, stats)
+
     if not np.isfinite(best_key[0]):
-        found = _dive(t, root, stats)
+        found = narrow_dive(root, expand, finish, t.full_mask, best_key, _DIVE_BEAM)
         if found is not None:  # a first incumbent from a narrow dive, then the exact search
             best_key, best = found
-    pool = root
     below_count = t.lattice.below_count
-    while len(pool):
-        keep = can_beat(pool.primary, pool.secondary, best_key)
-        if not keep.all():
-            stats.pruned += int((~keep).sum())
-            pool = pool.take(np.nonzero(keep)[0])
-            if not len(pool):
-                break
-        if deadline is not None and np.isfinite(best_key[0]) and time.perf_counter() > deadline:
-            lower = float(min(best_key[0], pool.primary.min()))
-            return _result(best_key, best, lower, False, stats)
-        # The nodes with the least bounds (deeper first among equals), up to the pair budget.
-        k = min(len(pool), 4096)
-        head = np.argpartition(pool.primary, k - 1)[:k] if k < len(pool) else np.arange(len(pool))
-        head = head[np.lexsort((-pool.depth[head], pool.secondary[head], pool.primary[head]))]
-        pairs = np.cumsum(below_count[pool.U[head]])
-        take = head[:max(1, int(np.searchsorted(pairs, pairs_per_batch, side="right")))]
-        rest = np.ones(len(pool), dtype=bool)
-        rest[take] = False
-        batch, pool = pool.take(take), pool.take(np.nonzero(rest)[0])
-        stats.nodes += len(batch)
-        new = []
-        for children in _expand(t, batch, best_key, stats):
-            fits = t.capacity_ok(children.mask, children.occupancy)
-            stats.pruned += int((~fits).sum())
-            children = children.take(np.nonzero(fits)[0])
-            done = children.mask == t.full_mask
-            if done.any():
-                found = _settle_leaves(t, children.take(np.nonzero(done)[0]), best_key, stats)
-                if found is not None:
-                    best_key, best = found
-            if (~done).any():
-                new.append(children.take(np.nonzero(~done)[0]))
-        if new:
-            fresh = _drop_dominated(t, _Nodes.concat(new), stats)
-            stats.levels = max(stats.levels, int(fresh.depth.max()))
-            pool = _Nodes.concat([pool, fresh])
-    return _result(best_key, best, best_key[0], True, stats)
-
-
-def _result(key: tuple, best, lower: float, complete: bool, stats: SearchStats) -> TemporalResult:
-    if best is None:
-        return TemporalResult((np.inf, np.inf), None, None, None, float(lower), complete, stats=stats)
-    return TemporalResult(key, *best, float(lower), complete, stats=stats)
-
-
-def _dive(t: _Tables, root: _Nodes, stats: SearchStats, width: int = _DIVE_BEAM):
-    """A first complete mapping: expand only the ``width`` best nodes of each step."""
-    best_key: tuple = (np.inf, np.inf)
-    best = None
-    frontier = root
-    while len(frontier):
-        new = []
-        for children in _expand(t, frontier, best_key, stats):
-            fits = t.capacity_ok(children.mask, children.occupancy)
-            children = children.take(np.nonzero(fits)[0])
-            done = children.mask == t.full_mask
-            if done.any():
-                found = _settle_leaves(t, children.take(np.nonzero(done)[0]), best_key, stats)
-                if found is not None:
-                    best_key, best = found
-            if (~done).any():
-                new.append(children.take(np.nonzero(~done)[0]))
-        if not new:
-            break
-        frontier = _Nodes.concat(new)
-        frontier = frontier.take(np.lexsort((frontier.secondary, frontier.primary))[:width])
-    return None if best is None else (best_key, best)
+    return best_first(root, expand, finish, t.full_mask, lambda nodes: below_count[nodes.U],
+                      lambda nodes: np.column_stack([nodes.U, nodes.mask, nodes.runs]), best_key, best, deadline,
+                      stats, pairs_per_batch)
 
 
 def _settle_leaves(t: _Tables, leaves: _Nodes, best_key: tuple, stats: SearchStats):
