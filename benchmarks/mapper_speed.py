@@ -265,26 +265,6 @@ def _zigzag_python(explicit: Optional[str]) -> tuple[Optional[str], str]:
     return None, "zigzag-dse is not importable (pip install '.[compare]') and /work/venvs/zigzag does not exist"
 
 
-def _git_commit() -> str:
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True,
-                               text=True).stdout.strip()
-        return head + ("+uncommitted changes" if dirty else "")
-    except OSError:
-        return "?"
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "?"
-
-
 def _zigzag_comparison(python: str, how: str, lpf: int, ours: dict[str, Any]) -> dict[str, Any]:
     hardware, mapping = _zigzag_files()
     tmp = Path(tempfile.mkdtemp(prefix="mapper_speed_zigzag_"))
@@ -318,6 +298,7 @@ def _zigzag_comparison(python: str, how: str, lpf: int, ours: dict[str, Any]) ->
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     """Run every part in fresh single-core worker processes; return the JSON-ready report."""
+    from benchmarks._environment import cpu_model, git_commit
     cores = sorted(os.sched_getaffinity(0))
     core = args.core if args.core is not None else cores[0]
     os.sched_setaffinity(0, {core})  # inherited by every worker
@@ -328,8 +309,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     report: dict[str, Any] = {
         "benchmark": "mapper_speed",
         "counts": COUNTS,
-        "environment": {"core": core, "python": platform.python_version(), "cpu": _cpu_model(),
-                        "loadavg_start": list(os.getloadavg()), "commit": _git_commit(),
+        "environment": {"core": core, "python": platform.python_version(), "cpu": cpu_model(),
+                        "loadavg_start": list(os.getloadavg()), "commit": git_commit(),
                         "threads": {v: os.environ[v] for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")}},
         "layer": "ResNet-8 conv 3x3, 16 -> 16 channels, 32x32 output, stride 1, SAME padding, int8 "
                  "(tpu_like: 16-bit partial sums as ZigZag requires; gap9/diana: 32-bit)",

@@ -22,13 +22,14 @@ import dataclasses
 import json
 import os
 import platform
-import subprocess
 import tempfile
 import time
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
 import yaml
+
+from benchmarks._environment import cpu_model, git_commit
 
 ROOT = Path(__file__).resolve().parent.parent
 SRAM_BYTES = [65536, 131072, 262144, 524288, 1048576]
@@ -43,26 +44,6 @@ def spec_dict(networks: Sequence[str]) -> dict[str, Any]:
             "vary": {"modules.os_array.memories.sram.size_bytes": SRAM_BYTES, "modules.os_array.spatial.rows.size": ROWS,
                      "modules.os_array.spatial.cols.size": COLS},
             "networks": list(networks)}
-
-
-def _git_commit() -> str:
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True,
-                               text=True).stdout.strip()
-    except OSError:
-        return "unknown"
-    return head + ("-dirty" if dirty else "")
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 class _Stop(Exception):
@@ -105,8 +86,8 @@ def run(points: Optional[int], networks: Sequence[str], workers: int, scheduler:
     return {"points": len(spec.points), "networks": list(spec.networks), "complete": complete,
             "tasks_total": len(spec.points) * len(spec.networks), "tasks": computed, "workers": workers,
             "scheduler": scheduler, "time_budget_s": time_budget_s, "sweep_seconds": round(seconds, 2), "per_network": per_network,
-            "environment": {"python": platform.python_version(), "cpu": _cpu_model(), "cores": os.cpu_count(),
-                            "loadavg_start": load_start, "loadavg_end": list(os.getloadavg()), "commit": _git_commit()}}
+            "environment": {"python": platform.python_version(), "cpu": cpu_model(), "cores": os.cpu_count(),
+                            "loadavg_start": load_start, "loadavg_end": list(os.getloadavg()), "commit": git_commit()}}
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
