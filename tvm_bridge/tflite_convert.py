@@ -144,6 +144,15 @@ class MatchConverter(OperatorConverter):
         low, high = int8_ops.activation_range(activation, scale, zp)
         return IntBuilder(self.bb).finish(acc, SimpleNamespace(output_zp=zp, act_min=low, act_max=high))
 
+    def _fused_activation(self, op: Any, options_class: type) -> str:
+        """The fused activation of ``op`` (NONE when the model omits its optional options table)."""
+        table = op.BuiltinOptions()
+        if table is None:
+            return self.activation_fn_type[0]
+        opts = options_class()
+        opts.Init(table.Bytes, table.Pos)
+        return self.activation_fn_type[opts.FusedActivationFunction()]
+
     def _mul(self, op: Any) -> Any:
         from tflite.MulOptions import MulOptions
 
@@ -155,13 +164,7 @@ class MatchConverter(OperatorConverter):
         x1, x2 = (b.widen(self.get_tensor_expr(t), z, "int64") for t, z in ((inputs[0], z1), (inputs[1], z2)))
         multiplier, shift = int8_ops.mul_multiplier(s1, s2, _quant(out)[0])
         acc = b.rescale(b.emit(relax.op.multiply(x1, x2)), multiplier, shift)
-        opts = MulOptions()
-        table = op.BuiltinOptions()
-        activation = 0
-        if table is not None:
-            opts.Init(table.Bytes, table.Pos)
-            activation = opts.FusedActivationFunction()
-        return self._finish(acc, out, self.activation_fn_type[activation])
+        return self._finish(acc, out, self._fused_activation(op, MulOptions))
 
     def _conv(self, op: Any) -> Any:
         """Grouped int8 CONV_2D (not a layer the bridge recognises) as exact integer Relax; others: TVM's."""
@@ -329,13 +332,7 @@ class MatchConverter(OperatorConverter):
             shifted = b.emit(relax.op.left_shift(b.widen(self.get_tensor_expr(t), zp, "int64"), i64(ADD_LEFT_SHIFT)))
             terms.append(b.rescale(shifted, m, sh))
         total = b.rescale(b.emit(relax.op.add(*terms)), p["output_multiplier"], p["output_shift"])
-        opts = AddOptions()
-        table = op.BuiltinOptions()
-        activation = 0
-        if table is not None:
-            opts.Init(table.Bytes, table.Pos)
-            activation = opts.FusedActivationFunction()
-        return self._finish(total, out, self.activation_fn_type[activation])
+        return self._finish(total, out, self._fused_activation(op, AddOptions))
 
     def _mean(self, op: Any) -> Any:
         inputs, out = self.get_input_tensors(op), self.get_output_tensors(op)[0]
