@@ -81,6 +81,23 @@ class _UpTables(_Tables):
                 step = np.where(self.fits[p][None, :], step + tables[-1], np.inf)
                 tables.append(lat.upward_min(step))
             self.outer.append(tables)
+        # Extra cost of each cut point, over its once-per-position bound, if its run ended right at
+        # a tile: fetched once per position of the loops left above it (serial, overlapped, energy).
+        tiles = np.ascontiguousarray(lat.points.T)
+        rest = self.total // self.point_volume
+        self.close_now = np.zeros((self.n_cut, 3, lat.size))
+        for p in range(self.n_cut):
+            now = cut_traffic(problem, p, tiles, rest, self.distinct[p])
+            extra = np.maximum(now.cycles - self.cycles_lb[p], 0.0)
+            self.close_now[p] = [np.where(self.db[p], 0.0, extra), np.where(self.db[p], extra, 0.0),
+                                 np.maximum(now.energy_pj - self.energy_lb[p], 0.0)]
+        # Dims with loops, grouped by the operands they index: (operands, [point] a loop is left above).
+        patterns: dict[tuple, list[int]] = {}
+        for d in range(N_DIMS):
+            if problem.remaining[d] > 1:
+                patterns.setdefault(tuple(o for o in range(N_OPS) if problem.relevant[o][d]), []).append(d)
+        self.first_loops = [(ops, (lat.points[:, dims] < problem.remaining[dims][None, :]).any(axis=1))
+                            for ops, dims in sorted(patterns.items())]
         # Every operand's whole chain above the smallest tile: (serial, overlapped, energy).
         self.outer_total = sum(self.outer[o][len(self.cuts_of[o])][:, 0] for o in range(N_OPS))
         self._inner_groups: dict[int, list[int]] = {}
@@ -143,18 +160,28 @@ def _bound(t: _UpTables, nodes: _Nodes) -> tuple[np.ndarray, np.ndarray]:
     """(primary, secondary) lower bounds of ``nodes`` (their kernel call fixed)."""
     return _bound_of(t, nodes.P, nodes.kernel, nodes.mask, nodes.serial + nodes.open_serial,
                      nodes.overlapped + nodes.open_overlapped, nodes.energy + nodes.open_energy,
-                     nodes.db_fetches, nodes.db_event)
+                     nodes.db_fetches, nodes.db_event, nodes.open_mask)
 
 
 def _bound_of(t: _UpTables, P, kernel, mask, serial, overlapped, energy, db_fetches=None,
-              db_event=None) -> tuple[np.ndarray, np.ndarray]:
+              db_event=None, open_mask=None) -> tuple[np.ndarray, np.ndarray]:
     """Bounds from a node's tile, kernel call, placed cut points and placed costs (closed exact plus
     open lower bounds): outward chains for the unplaced cut points, the kernel call's own costs.
 
     The overlapped part of the latency is at least the compute, at least all double-buffered
     traffic, and at least the pipelined sum of ``evaluate`` over the closed double-buffered cut
     points' fetches ``db_fetches`` and cycles per fetch ``db_event`` alone (adding events to that
-    sum can only raise it: each call's load grows)."""
+    sum can only raise it: each call's load grows), with the open ones (given ``open_mask``)
+    fetched once per position of their tile (the sum grows with fetches: periods nest, so more
+    fetches of an event make it due at more calls). An open cut point's tile has the relevant
+    extents of ``P`` (only loops its operand ignores lie between them), so ``P`` indexes its
+    tables.
+
+    With ``open_mask`` (the node's open cut points) the bound also looks one loop ahead: below the
+    top, every completion has a first moving loop above ``P``, of some dim ``d`` with loops left.
+    Every open cut point whose operand ``d`` indexes ends its run right there, with the run it has
+    (an open cut point's tile times its run is ``P``): it is fetched once per position of the
+    loops left above ``P`` (``close_now``). The bound is the least over ``d`` of those costs."""
     ser = serial + t.overhead[kernel]
     ovl = overlapped.copy()
     en = energy + t.kernel_energy[kernel]
@@ -169,11 +196,40 @@ def _bound_of(t: _UpTables, P, kernel, mask, serial, overlapped, energy, db_fetc
                 en[rows] += table[2]
     hidden = np.maximum(t.compute[kernel], ovl)
     if db_fetches is not None and t.db_cuts:
+        if open_mask is not None:  # open double-buffered cut points: fetched at least once per position
+            db_fetches, db_event = db_fetches.copy(), db_event.copy()
+            for i, p in enumerate(t.db_cuts):
+                rows = np.nonzero((open_mask >> p & 1) == 1)[0]
+                if rows.size:
+                    db_fetches[rows, i] = t.distinct[p, P[rows]]
+                    db_event[rows, i] = t.cycles_lb[p, P[rows]] / t.distinct[p, P[rows]]
         n_steps = (t.total // t.point_volume[kernel]).astype(np.float64)
         compute = t.compute[kernel]
         hidden = np.maximum(hidden, _pipelined_cycles(n_steps, compute / n_steps, db_fetches.T, db_event.T))
-    latency = hidden + ser
-    return objective_values(t.objective, latency, en)
+    base_p, base_s = objective_values(t.objective, hidden + ser, en)
+    if open_mask is None or not t.first_loops:
+        return base_p, base_s
+    ending = [None] * N_OPS  # per operand: costs of its open cut points if their runs end now
+    for p in range(t.n_cut):
+        is_open = (open_mask >> p & 1) == 1
+        if is_open.any():
+            delta = t.close_now[p][:, P] * is_open
+            o = t.op[p]
+            ending[o] = delta if ending[o] is None else ending[o] + delta
+    primary, secondary = np.full(P.size, np.inf), np.full(P.size, np.inf)
+    for ops, left in t.first_loops:
+        parts = [ending[o] for o in ops if ending[o] is not None]
+        if not parts:
+            extra_p, extra_s = base_p, base_s
+        else:
+            extra = sum(parts)
+            extra_p, extra_s = objective_values(t.objective, np.maximum(hidden, ovl + extra[1]) + ser + extra[0],
+                                                en + extra[2])
+        moves = left[P]
+        primary = np.where(moves, np.minimum(primary, extra_p), primary)
+        secondary = np.where(moves, np.minimum(secondary, extra_s), secondary)
+    at_top = ~np.isfinite(primary)
+    return np.where(at_top, base_p, primary), np.where(at_top, base_s, secondary)
 
 
 def _root_bound(t: _UpTables, root: _Nodes) -> tuple[np.ndarray, np.ndarray]:
@@ -374,7 +430,7 @@ def _expand(t: _UpTables, nodes: _Nodes, incumbent: tuple, stats: SearchStats):
                 new_mask = np.full(rows.size, m | group, dtype=np.int64)
                 sel = rows_m[rows]
                 primary, secondary = _bound_of(t, Pg, v.kernel[sel], new_mask, serial, overlapped, energy,
-                                               v.db_fetches[sel], v.db_event[sel])
+                                               v.db_fetches[sel], v.db_event[sel], v.open_mask[sel] | group)
                 ok = _fits(t, Pg, new_mask, occupancy) & can_beat(primary, secondary, incumbent)
                 stats.children += rows.size
                 stats.pruned += int((~ok).sum())

@@ -512,6 +512,64 @@ def narrow_dive(root, expand, finish, full_mask: int, incumbent: tuple, width: i
     return None if best is None else (best_key, best)
 
 
+class NodePool:
+    """Nodes waiting for expansion, kept as runs sorted by (primary, secondary, deeper first).
+
+    Taking the best nodes merges the runs' heads and advances each run by what it gave (views, no
+    copy); new children become a new run. Runs are merged when a newer one is at least half the
+    size of the one before it (at most ``log2`` runs of the largest size), so the pool is never
+    copied whole per batch. Order is total and stable (older runs first among equal keys):
+    deterministic.
+    """
+
+    def __init__(self, nodes):
+        self.runs: list = []
+        self.add(nodes)
+
+    def __len__(self) -> int:
+        return sum(len(r) for r in self.runs)
+
+    @staticmethod
+    def _sorted(nodes):
+        return nodes.take(np.lexsort((-nodes.depth, nodes.secondary, nodes.primary)))
+
+    def add(self, nodes) -> None:
+        if not len(nodes):
+            return
+        self.runs.append(self._sorted(nodes))
+        while len(self.runs) > 1 and 2 * len(self.runs[-1]) >= len(self.runs[-2]):
+            last = self.runs.pop()
+            self.runs[-1] = self._sorted(type(last).concat([self.runs[-1], last]))
+
+    def least_bound(self) -> float:
+        return float(min(r.primary[0] for r in self.runs))
+
+    def prune(self, incumbent: tuple) -> int:
+        """Drop the nodes whose primary bound is above the incumbent's tie band (they cannot beat
+        it: ``can_beat``); returns how many."""
+        limit = incumbent[0] * (1 + _TIE)
+        dropped, runs = 0, []
+        for r in self.runs:
+            n = int(np.searchsorted(r.primary, limit, side="right"))
+            dropped += len(r) - n
+            if n:
+                runs.append(r if n == len(r) else r.take(slice(0, n)))
+        self.runs = runs
+        return dropped
+
+    def pop(self, pair_count, pairs_per_batch: int, head: int = 4096):
+        """The best nodes, in order, until their (node, tile) pairs reach ``pairs_per_batch``."""
+        heads = [r.take(slice(0, head)) for r in self.runs]
+        cand = type(heads[0]).concat(heads) if len(heads) > 1 else heads[0]
+        run_of = np.repeat(np.arange(len(heads)), [len(h) for h in heads])
+        order = np.lexsort((np.arange(len(cand)), -cand.depth, cand.secondary, cand.primary))[:head]
+        pairs = np.cumsum(pair_count(cand.take(order)))
+        order = order[:max(1, int(np.searchsorted(pairs, pairs_per_batch, side="right")))]
+        taken = np.bincount(run_of[order], minlength=len(self.runs))
+        self.runs = [r.take(slice(int(c), None)) for r, c in zip(self.runs, taken) if c < len(r)]
+        return cand.take(order)
+
+
 def best_first(root, expand, finish, full_mask: int, pair_count, same_future, best_key: tuple, best,
                deadline: Optional[float], stats: SearchStats, pairs_per_batch: int) -> TemporalResult:
     """Branch and bound from ``root``: repeatedly expand the pool's nodes with the least bounds
@@ -519,31 +577,27 @@ def best_first(root, expand, finish, full_mask: int, pair_count, same_future, be
     reach ``pairs_per_batch``; drop what cannot beat the incumbent and what a node with the same
     future (``same_future(nodes)``: ``drop_dominated``'s key) dominates. Exact when the pool
     empties; when ``deadline`` passes first, the least bound left is the certified lower bound."""
-    pool = root
-    while len(pool):
-        keep = can_beat(pool.primary, pool.secondary, best_key)
+    pool = NodePool(root)
+    while True:
+        stats.pruned += pool.prune(best_key)
+        if not len(pool.runs):
+            break
+        if deadline is not None and np.isfinite(best_key[0]) and time.perf_counter() > deadline:
+            return _result(best_key, best, float(min(best_key[0], pool.least_bound())), False, stats)
+        batch = pool.pop(pair_count, pairs_per_batch)
+        keep = can_beat(batch.primary, batch.secondary, best_key)
         if not keep.all():
             stats.pruned += int((~keep).sum())
-            pool = pool.take(np.nonzero(keep)[0])
-            if not len(pool):
-                break
-        if deadline is not None and np.isfinite(best_key[0]) and time.perf_counter() > deadline:
-            return _result(best_key, best, float(min(best_key[0], pool.primary.min())), False, stats)
-        k = min(len(pool), 4096)
-        head = np.argpartition(pool.primary, k - 1)[:k] if k < len(pool) else np.arange(len(pool))
-        head = head[np.lexsort((-pool.depth[head], pool.secondary[head], pool.primary[head]))]
-        pairs = np.cumsum(pair_count(pool.take(head)))
-        take = head[:max(1, int(np.searchsorted(pairs, pairs_per_batch, side="right")))]
-        rest = np.ones(len(pool), dtype=bool)
-        rest[take] = False
-        batch, pool = pool.take(take), pool.take(np.nonzero(rest)[0])
+            batch = batch.take(np.nonzero(keep)[0])
+            if not len(batch):
+                continue
         stats.nodes += len(batch)
         best_key, best, new = grow(batch, expand, finish, full_mask, best_key, best)
         if new:
             fresh = type(root).concat(new)
             fresh = drop_dominated(fresh, same_future(fresh), stats)
             stats.levels = max(stats.levels, int(fresh.depth.max()))
-            pool = type(root).concat([pool, fresh])
+            pool.add(fresh)
     return _result(best_key, best, best_key[0], True, stats)
 
 
