@@ -96,6 +96,8 @@ class _UpTables(_Tables):
         for d in range(N_DIMS):
             if problem.remaining[d] > 1:
                 patterns.setdefault(tuple(o for o in range(N_OPS) if problem.relevant[o][d]), []).append(d)
+        self.cuts_in = np.array([sum(1 << p for p in range(self.n_cut) if self.mem[p] == m) for m in range(self.n_mem)],
+                                dtype=np.int64)  # [memory] mask of the cut points it holds
         self.first_loops = [(ops, (lat.points[:, dims] < problem.remaining[dims][None, :]).any(axis=1))
                             for ops, dims in sorted(patterns.items())]
         # Every operand's whole chain above the smallest tile: (serial, overlapped, energy).
@@ -497,12 +499,19 @@ class _LeafView:
     db_event: np.ndarray
 
 
-def _same_future(t: _UpTables, nodes: _Nodes) -> np.ndarray:
+def _same_future(t: _UpTables, nodes: _Nodes):
     """[node, column] what a node's completions depend on besides its placed costs: its tile, placed
-    and open cut points, kernel call, and the open cut points' tiles and runs so far."""
+    and open cut points, kernel call, and the open cut points' tiles and runs so far. With no
+    double-buffered cut point, latency is a plain sum, so the kernel call leaves the key: its
+    compute, overhead and access energy are compared as costs instead (``drop_dominated``)."""
     open_bits = (nodes.open_mask[:, None] >> np.arange(t.n_cut)[None, :]) & 1
-    return np.column_stack([nodes.P, nodes.mask, nodes.kernel, nodes.open_mask, nodes.tile_of * open_bits,
-                            nodes.run * open_bits])
+    columns = [nodes.P, nodes.mask, nodes.open_mask, nodes.tile_of * open_bits, nodes.run * open_bits]
+    settled = np.where(((nodes.mask[:, None] & t.cuts_in[None, :]) == t.cuts_in[None, :]), t.capacity[None, :],
+                       -np.inf)
+    if t.db_cuts:
+        return np.column_stack(columns + [nodes.kernel]), None, settled
+    k = nodes.kernel
+    return np.column_stack(columns), (t.compute[k] + t.overhead[k], t.kernel_energy[k]), settled
 
 
 def search_bottom_up(problem: Problem, objective: str, incumbent: tuple = (np.inf, np.inf),
@@ -524,7 +533,8 @@ def search_bottom_up(problem: Problem, objective: str, incumbent: tuple = (np.in
             best_key, best = found
     above_count = t.lattice.above_count
     return best_first(root, expand, finish, t.full_mask, lambda nodes: above_count[nodes.P],
-                      lambda nodes: _same_future(t, nodes), best_key, best, deadline, stats, pairs_per_batch)
+                      lambda nodes: _same_future(t, nodes), best_key, best, deadline, stats, pairs_per_batch,
+                      t.objective)
 
 
 def _steps(t: _UpTables, stats: SearchStats):

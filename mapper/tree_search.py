@@ -433,7 +433,9 @@ def _place_groups(t: _Tables, nodes: _Nodes, parent: np.ndarray, T: np.ndarray, 
                          occupancy_max, depth + 1, steps_tile, steps_leader, steps_group, primary, secondary)
 
 
-def drop_dominated(nodes, key: np.ndarray, stats: SearchStats, group_cap: int = 8):
+def drop_dominated(nodes, key: np.ndarray, stats: SearchStats, group_cap: int = 8,
+                   additive: Optional[tuple] = None, objective: str = "edp",
+                   incumbent: tuple = (np.inf, np.inf), settled: Optional[np.ndarray] = None):
     """``nodes`` without those dominated by another node with the same future: equal rows of ``key``
     [node, column] (what the completions depend on, besides costs already placed).
 
@@ -444,13 +446,31 @@ def drop_dominated(nodes, key: np.ndarray, stats: SearchStats, group_cap: int = 
     each memory is at most B's least (so A fits wherever B does): every completion then costs A no
     more than B in latency and energy. Among equal nodes the first (in the nodes' order) is kept.
     Groups larger than ``group_cap`` are compared against their ``group_cap`` cheapest nodes only
-    (fewer removals, still exact).
+    (fewer removals, still exact). ``additive`` ([node] cycles, [node] pJ), when given, is a part of
+    every completion's latency and energy that differs within a group (the searches pass the kernel
+    call's compute, overhead and access energy when the key leaves the kernel call out, which is
+    exact when no cut point is double-buffered: latency is then a plain sum); it is added to the
+    compared cycles and energy.
+
+    ``settled`` [node, memory], when given, is the memory's capacity where no cut point is left to
+    place in it, else -inf: there A fits every completion when its largest possible occupancy fits
+    the capacity (later steps only settle its outputs' precision), whatever B's occupancy.
+
+    The secondary metric only breaks ties (``can_beat``), so with a finite ``incumbent`` it is not
+    compared when the primary one is strictly lower by more than twice the tie tolerance of the
+    incumbent: for ``objective`` latency, when A's non-overlapped cycles are lower by that margin
+    (and its double-buffered parts no higher), every completion of A is faster than the same
+    completion of B by the margin, so B's can only win where A's does, or beat nothing that could
+    still win; likewise for energy. Still transitive, so dropping in any order is exact.
     """
     n = len(nodes)
     if n < 2:
         return nodes
     # By key, then cheapest first (the likeliest dominators lead each group), then position.
-    order = np.lexsort((np.arange(n), nodes.energy, nodes.serial + nodes.overlapped)
+    serial, energy = nodes.serial, nodes.energy
+    if additive is not None:
+        serial, energy = serial + additive[0], energy + additive[1]
+    order = np.lexsort((np.arange(n), energy, serial + nodes.overlapped)
                        + tuple(key[:, i] for i in range(key.shape[1] - 1, -1, -1)))
     sorted_key = key[order]
     new_group = np.ones(n, dtype=bool)
@@ -460,8 +480,9 @@ def drop_dominated(nodes, key: np.ndarray, stats: SearchStats, group_cap: int = 
     sizes = np.diff(np.append(starts, n))
     if sizes.max() == 1:
         return nodes
-    cost = np.column_stack([nodes.serial, nodes.energy, nodes.db_fetches, nodes.db_event])[order]
+    cost = np.column_stack([serial, energy, nodes.db_fetches, nodes.db_event])[order]
     low, high = nodes.occupancy[order], nodes.occupancy_max[order]
+    room = low if settled is None else np.maximum(low, settled[order])
     # Pairs (a, b) inside one group, a among the group's first group_cap members, a != b.
     member = np.arange(n) - starts[group_id]
     size_of = sizes[group_id]
@@ -472,7 +493,17 @@ def drop_dominated(nodes, key: np.ndarray, stats: SearchStats, group_cap: int = 
     a = starts[group_id[b]] + local
     keep_pair = a != b
     a, b = a[keep_pair], b[keep_pair]
-    dominated = (cost[a] <= cost[b]).all(axis=1) & (high[a] <= low[b]).all(axis=1)
+    no_more = cost[a] <= cost[b]
+    fits = (high[a] <= room[b]).all(axis=1)
+    margin = 2 * _TIE * incumbent[0]
+    if objective == "latency" and np.isfinite(margin):
+        faster = cost[a, 0] < cost[b, 0] - margin
+        dominated = fits & no_more[:, [0] + list(range(2, cost.shape[1]))].all(axis=1) & (no_more[:, 1] | faster)
+    elif objective == "energy" and np.isfinite(margin):
+        cheaper = cost[a, 1] < cost[b, 1] - margin
+        dominated = fits & no_more[:, 1] & (np.delete(no_more, 1, axis=1).all(axis=1) | cheaper)
+    else:
+        dominated = fits & no_more.all(axis=1)
     equal = (cost[a] == cost[b]).all(axis=1) & (high[a] == low[b]).all(axis=1) & (high[b] == low[a]).all(axis=1)
     dominated &= ~equal | (member[a] < member[b])  # of equals, the first stays
     drop = np.zeros(n, dtype=bool)
@@ -571,11 +602,13 @@ class NodePool:
 
 
 def best_first(root, expand, finish, full_mask: int, pair_count, same_future, best_key: tuple, best,
-               deadline: Optional[float], stats: SearchStats, pairs_per_batch: int) -> TemporalResult:
+               deadline: Optional[float], stats: SearchStats, pairs_per_batch: int,
+               objective: str = "edp") -> TemporalResult:
     """Branch and bound from ``root``: repeatedly expand the pool's nodes with the least bounds
     (deeper first among equals) until their children's (node, tile) pairs (``pair_count(nodes)``)
     reach ``pairs_per_batch``; drop what cannot beat the incumbent and what a node with the same
-    future (``same_future(nodes)``: ``drop_dominated``'s key) dominates. Exact when the pool
+    future (``same_future(nodes)``: ``drop_dominated``'s key, or (key, additive, settled)) dominates
+    (``objective`` as in ``drop_dominated``). Exact when the pool
     empties; when ``deadline`` passes first, the least bound left is the certified lower bound."""
     pool = NodePool(root)
     while True:
@@ -595,7 +628,10 @@ def best_first(root, expand, finish, full_mask: int, pair_count, same_future, be
         best_key, best, new = grow(batch, expand, finish, full_mask, best_key, best)
         if new:
             fresh = type(root).concat(new)
-            fresh = drop_dominated(fresh, same_future(fresh), stats)
+            future = same_future(fresh)
+            key, additive, settled = future if isinstance(future, tuple) else (future, None, None)
+            fresh = drop_dominated(fresh, key, stats, additive=additive, objective=objective, incumbent=best_key,
+                                   settled=settled)
             stats.levels = max(stats.levels, int(fresh.depth.max()))
             pool.add(fresh)
     return _result(best_key, best, best_key[0], True, stats)
@@ -676,7 +712,7 @@ def search_temporal(problem: Problem, objective: str, incumbent: tuple = (np.inf
     below_count = t.lattice.below_count
     return best_first(root, expand, finish, t.full_mask, lambda nodes: below_count[nodes.U],
                       lambda nodes: np.column_stack([nodes.U, nodes.mask, nodes.runs]), best_key, best, deadline,
-                      stats, pairs_per_batch)
+                      stats, pairs_per_batch, t.objective)
 
 
 def _settle_leaves(t: _Tables, leaves: _Nodes, best_key: tuple, stats: SearchStats):
