@@ -1,0 +1,170 @@
+"""``plan_memory``: the static plan of a model's outermost on-chip memory (``mapper.memory_plan.MemoryPlan``).
+
+The steps are the bindings of the imported module's ``main`` after layer recognition
+(``tvm_bridge.relax_graph.recognise``), in order: one per layer (named as ``layer_graph`` names it, so
+the names match ``CompiledModel.schedules``) and one per op left to the host. Tensors:
+
+- each model input (``input:<name>``, live from step 0) and each step's output (``<layer>:out`` for a
+  layer, ``<var>`` for a host op: its static shape x element size); reshape-like ops
+  (``VIEW_OPS``) alias their input and allocate nothing; the tensors reaching ``main``'s result stay
+  live to the last step;
+- scratch of an offloaded layer in the planned memory, live during its step only (``<layer>:scratch``):
+  the int32 partial-sum copy of the output (``GeneratedLayer.psum_bytes``) and the zero-point padded
+  input copy when the host pads for the module (``Schedule.host_padding``). The host build declares
+  both static per layer; a port following this plan places them in the arena.
+
+Weights are counted as a deployment stores them (``QuantParams``): int8 weights plus int32 bias,
+multiplier and shift per output channel for layers with weights, and the constants host ops read
+(e.g. lookup tables). Host layers are counted with the same tensors as offloaded ones; the wider
+intermediates of TVM's integer host lowering (``tvm_bridge.host_int``), which a deployed int8 kernel
+does not materialise, are not. The planned memory is the host module's last (outermost) memory,
+which every module's last level names in the shipped SoCs (L2 on GAP9 and DIANA).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping, Optional
+
+import numpy as np
+import tvm
+from tvm import relax
+
+from archs.dims import LoopDim as D
+from archs.model import SoC
+from mapper.arena import LiveTensor
+from mapper.memory_plan import MemoryPlan, MemoryPlanError, StepMemory, build_plan
+from mapper.schedule import Schedule
+from mapper.workload import Layer
+from tvm_bridge import _compat as compat
+from tvm_bridge.patterns import Unsupported, extract_from_function
+from tvm_bridge.relax_graph import _vars_in, recognise
+from tvm_bridge.relax_import import BridgeError, main_function
+
+#: ops whose output is a view of their input (no copy, no new buffer)
+VIEW_OPS = frozenset({"relax.reshape", "relax.squeeze", "relax.expand_dims", "relax.flatten"})
+class MemoryOverflowError(BridgeError, MemoryPlanError):
+    """``tvm_bridge.compile``: the model does not fit the SoC's outermost memory (the message is
+    ``MemoryPlan.overflow_message``: the largest live set, its step and layer, bytes vs capacity)."""
+
+
+#: offset alignment in the planned memory (bytes): GAP9/DIANA cores and DMAs move words
+ALIGNMENT_BYTES = 4
+
+
+def tensor_bytes(expr: Any, what: str) -> int:
+    """Bytes of a statically shaped tensor (``BridgeError`` naming ``what`` if the shape is not static)."""
+    shape, dtype = compat.tensor_shape(expr), compat.tensor_dtype(expr)
+    if shape is None or not dtype:
+        raise BridgeError(f"memory plan: tensor {what} has no static shape ({expr.struct_info}); "
+                          "the plan needs static shapes (give the model a fixed batch size)")
+    kind = tvm.runtime.DataType(dtype)
+    return math.prod(shape) * -(-kind.bits * kind.lanes // 8)  # bool: one byte per element
+
+
+def layer_weight_bytes(layer: Layer) -> int:
+    """Bytes of the constants a deployed int8 kernel of ``layer`` keeps: weights, and with them the int32
+    bias, multiplier and shift arrays (one entry per output channel)."""
+    q = layer.quant
+    if q is None or q.weights is None:
+        return 0
+    return sum(int(np.asarray(a).nbytes) for a in (q.weights, q.bias, q.multiplier, q.shift) if a is not None)
+
+
+def scratch_bytes(layer: Layer, schedule: Schedule, psum_bytes: int) -> int:
+    """Planned-memory scratch of an offloaded layer: its partial-sum copy plus the padded input copy the
+    host writes when it pads for the module (``c_emitter._with_host_padding``)."""
+    top, bottom, left, right = tuple(getattr(schedule, "host_padding", (0, 0, 0, 0)))
+    padded = 0
+    if top or bottom or left or right:
+        iy, ix = layer.input_size
+        s = layer.sizes
+        padded = s[D.B] * (iy + top + bottom) * (ix + left + right) * s[D.C] * s[D.G]
+    return psum_bytes + padded
+
+
+def plan_memory(mod: tvm.IRModule, soc: SoC, schedules: Mapping[str, Schedule], offloaded: Mapping[str, bool],
+                generated: Optional[Mapping[str, Any]] = None, alignment_bytes: int = ALIGNMENT_BYTES) -> MemoryPlan:
+    """The plan of ``soc``'s outermost memory for the imported module ``mod`` (before partitioning).
+
+    ``schedules``/``offloaded``: per layer, as ``CompiledModel`` has them; ``generated``: layer ->
+    ``c_emitter.GeneratedLayer`` of the offloaded layers (missing ones are generated here)."""
+    from tvm_bridge.c_emitter import emit_layer
+
+    generated = dict(generated or {})
+    fused = recognise(mod)
+    main = main_function(fused)
+    bindings = [b for block in main.body.blocks for b in block.bindings]
+    last_step = max(len(bindings) - 1, 0)
+    tensors: dict[str, dict[str, Any]] = {}  # name -> size/first/last/kind
+    base: dict[Any, str] = {}  # Relax var -> tensor name
+
+    for param in main.params:
+        name = f"input:{compat.var_name(param)}"
+        tensors[name] = {"size": tensor_bytes(param, name), "first": 0, "last": 0, "kind": "input"}
+        base[param] = name
+    seen_constants: set[int] = set()
+    steps: list[StepMemory] = []
+    layer_count = 0
+    for index, binding in enumerate(bindings):
+        value = binding.value
+        callee = fused[value.op] if isinstance(value, relax.Call) and isinstance(value.op, tvm.ir.GlobalVar) else None
+        layer = None
+        if callee is not None and compat.function_attr(callee, "Composite") is not None:
+            try:
+                layer = extract_from_function(callee)
+            except Unsupported:  # pragma: no cover - the pattern check already rejected it
+                layer = None
+        read = [base[v] for v in _vars_in(value) if v in base]
+        for name in read:
+            tensors[name]["last"] = index
+        var_name = compat.var_name(binding.var)
+        if layer is None and compat.op_name(value) in VIEW_OPS and len(read) == 1:
+            base[binding.var] = read[0]
+            steps.append(StepMemory(index, f"{compat.op_name(value)} {var_name}", soc.host, False, False, tuple(read)))
+            continue
+        if layer is not None:
+            name = f"{layer.kind}_{layer_count}"
+            layer_count += 1
+            out = f"{name}:out"
+        else:
+            name = f"{compat.op_name(value) or type(value).__name__} {var_name}"
+            out = var_name if var_name not in tensors else f"{var_name}@{index}"
+        tensors[out] = {"size": tensor_bytes(binding.var, f"{out} (step {index}, {name})"), "first": index, "last": index,
+                        "kind": "activation"}
+        base[binding.var] = out
+        own = read + [out]
+        if layer is None:
+            constants = [a for a in getattr(value, "args", []) if compat.is_constant(a) and id(a) not in seen_constants]
+            seen_constants.update(id(a) for a in constants)
+            weights = sum(int(compat.constant_value(a).nbytes) for a in constants)
+            steps.append(StepMemory(index, name, soc.host, False, False, tuple(own), weights))
+            continue
+        schedule = schedules.get(name)
+        on_accelerator = bool(offloaded.get(name)) and schedule is not None
+        inner: tuple[tuple[str, int], ...] = ()
+        if on_accelerator:
+            layer = _named(layer, name)
+            gen = generated.get(name) or emit_layer(layer, schedule, soc, f"{name}_layer")
+            inner = tuple(sorted((m, int(b)) for m, b in gen.arena_used.items()))
+            scratch = scratch_bytes(layer, schedule, int(gen.psum_bytes))
+            if scratch:
+                tensors[f"{name}:scratch"] = {"size": scratch, "first": index, "last": index, "kind": "scratch"}
+                own.append(f"{name}:scratch")
+        module = schedule.module if schedule is not None else soc.host
+        steps.append(StepMemory(index, name, module, True, on_accelerator, tuple(own), layer_weight_bytes(layer), inner))
+
+    for var in _vars_in(main.body.body):
+        if var in base:
+            tensors[base[var]]["last"] = last_step
+            if tensors[base[var]]["kind"] == "activation":
+                tensors[base[var]]["kind"] = "output"
+    live = [LiveTensor(n, int(t["size"]), t["first"], t["last"], t["kind"]) for n, t in tensors.items()]
+    memory = soc.host_module.memories[-1]
+    return build_plan(soc.name, memory.name, memory.size_bytes, live, steps, alignment_bytes)
+
+
+def _named(layer: Layer, name: str) -> Layer:
+    from dataclasses import replace
+
+    return replace(layer, name=name)
