@@ -86,7 +86,7 @@ def test_greedy_is_valid_and_within_its_documented_bound_of_the_brute_force_opti
         optimal += plan.arena_bytes == best
         worst = max(worst, plan.arena_bytes / best)
     assert worst <= GREEDY_BOUND
-    assert optimal >= 0.95 * len(sets)  # the docstring's figure
+    assert optimal >= 0.99 * len(sets)  # the docstring's figure (these are its first 400 sets)
 
 
 @pytest.mark.parametrize("alignment", [1, 4, 16])

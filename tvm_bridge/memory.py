@@ -103,7 +103,7 @@ def plan_memory(mod: tvm.IRModule, soc: SoC, schedules: Mapping[str, Schedule], 
         name = f"input:{compat.var_name(param)}"
         tensors[name] = {"size": tensor_bytes(param, name), "first": 0, "last": 0, "kind": "input"}
         base[param] = name
-    seen_constants: set[int] = set()
+    seen_constants: list[Any] = []  # Relax constants already counted (compared by identity, same_as)
     steps: list[StepMemory] = []
     layer_count = 0
     for index, binding in enumerate(bindings):
@@ -135,8 +135,9 @@ def plan_memory(mod: tvm.IRModule, soc: SoC, schedules: Mapping[str, Schedule], 
         base[binding.var] = out
         own = read + [out]
         if layer is None:
-            constants = [a for a in getattr(value, "args", []) if compat.is_constant(a) and id(a) not in seen_constants]
-            seen_constants.update(id(a) for a in constants)
+            constants = [a for a in getattr(value, "args", [])
+                         if compat.is_constant(a) and not any(a.same_as(c) for c in seen_constants)]
+            seen_constants.extend(constants)
             weights = sum(int(compat.constant_value(a).nbytes) for a in constants)
             steps.append(StepMemory(index, name, soc.host, False, False, tuple(own), weights))
             continue
