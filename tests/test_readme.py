@@ -190,6 +190,9 @@ def test_mlperf_tables_match_a_run(tmp_path):
         assert line.split()[:6] == ran[tuple(line.split()[:3])], line  # model target strategy cycles ms energy
     speedups = [line for line in shown if re.search(r"\d\.\d+x ", line)]
     assert len(speedups) == 10 and all(line in printed for line in speedups)
+    memory = section.split("**Memory.**", 1)[1].split("\n\n", 2)[1]
+    memory_rows = [line[4:] for line in memory.splitlines()]
+    assert len(memory_rows) == 10 and all(line in printed for line in memory_rows)  # header, rule, 8 plans
 
 
 def test_hardware_python_example_prints_exactly_what_the_readme_shows(monkeypatch):
