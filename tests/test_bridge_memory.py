@@ -19,6 +19,7 @@ import pytest
 pytest.importorskip("tvm")
 pytest.importorskip("ai_edge_litert")
 
+import tvm  # noqa: E402
 from test_bridge_import import model_path  # noqa: E402
 from test_memory_plan import _assert_valid  # noqa: E402
 
@@ -153,3 +154,41 @@ def test_plan_table_and_json(compiled):
     data = plan.to_dict()
     assert data["peak_bytes"] == plan.peak_bytes and data["fits"] is True
     assert data["layers"]["add_3"]["level_bytes"] == plan.level_bytes("add_3")
+
+
+def test_views_tuples_and_dynamic_shapes_hand_checked():
+    """A split (one tuple tensor), its fields and a reshape allocate nothing new and keep what they view
+    alive; a dynamic shape is refused by name."""
+    from tvm.script import relax as R
+
+    from tvm_bridge.memory import plan_memory
+
+    @tvm.script.ir_module
+    class Views:
+        @R.function
+        def main(x: R.Tensor((1, 8, 8, 4), "int8")):
+            with R.dataflow():
+                t = R.split(x, 2, axis=3)  # step 0: 2 x 128 B
+                b = R.add(t[0], t[1])  # steps 1-2 read the fields, step 3 the add (128 B)
+                c = R.reshape(b, (1, 128))  # step 4: a view of b
+                d = R.astype(c, "int32")  # step 5: 512 B, the output
+                R.output(d)
+            return d
+
+    plan = plan_memory(Views, archs.load("gap9"), {}, {})
+    lifetimes = {t.name: (t.size_bytes, t.first_step, t.last_step, t.kind) for t in plan.arena.tensors}
+    assert lifetimes == {"input:x": (256, 0, 0, "input"), "t": (256, 0, 3, "activation"), "b": (128, 3, 5, "activation"),
+                         "d": (512, 5, 5, "output")}
+    assert plan.activation_bytes == 640 and plan.weight_bytes == 0  # b + d at step 5; t + b at step 3: 384
+
+    @tvm.script.ir_module
+    class Dynamic:
+        @R.function
+        def main(x: R.Tensor(("n", 4), "int8")):
+            with R.dataflow():
+                y = R.add(x, x)
+                R.output(y)
+            return y
+
+    with pytest.raises(BridgeError, match="tensor input:x has no static shape"):
+        plan_memory(Dynamic, archs.load("gap9"), {}, {})

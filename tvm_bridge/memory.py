@@ -24,6 +24,7 @@ which every module's last level names in the shipped SoCs (L2 on GAP9 and DIANA)
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import Any, Mapping, Optional
 
 import numpy as np
@@ -53,13 +54,24 @@ ALIGNMENT_BYTES = 4
 
 
 def tensor_bytes(expr: Any, what: str) -> int:
-    """Bytes of a statically shaped tensor (``BridgeError`` naming ``what`` if the shape is not static)."""
-    shape, dtype = compat.tensor_shape(expr), compat.tensor_dtype(expr)
-    if shape is None or not dtype:
-        raise BridgeError(f"memory plan: tensor {what} has no static shape ({expr.struct_info}); "
+    """Bytes of a statically shaped tensor, or of every field of a tuple of them (``BridgeError`` naming
+    ``what`` if a shape is not static)."""
+    return _info_bytes(compat.expr_type(expr), what)
+
+
+_TUPLE_TYPES = tuple(t for t in (getattr(relax, "TupleType", None), getattr(relax, "TupleStructInfo", None)) if isinstance(t, type))
+
+
+def _info_bytes(info: Any, what: str) -> int:
+    if isinstance(info, _TUPLE_TYPES):
+        return sum(_info_bytes(field, f"{what}[{i}]") for i, field in enumerate(info.fields))
+    shape = getattr(getattr(info, "shape", None), "values", None)
+    dtype = str(getattr(info, "dtype", "") or "")
+    if shape is None or not dtype or not all(isinstance(getattr(d, "value", None), int) for d in shape):
+        raise BridgeError(f"memory plan: tensor {what} has no static shape ({info}); "
                           "the plan needs static shapes (give the model a fixed batch size)")
     kind = tvm.runtime.DataType(dtype)
-    return math.prod(shape) * -(-kind.bits * kind.lanes // 8)  # bool: one byte per element
+    return math.prod(int(d.value) for d in shape) * -(-kind.bits * kind.lanes // 8)  # bool: one byte per element
 
 
 def layer_weight_bytes(layer: Layer) -> int:
@@ -95,77 +107,77 @@ def plan_memory(mod: tvm.IRModule, soc: SoC, schedules: Mapping[str, Schedule], 
     fused = recognise(mod)
     main = main_function(fused)
     bindings = [b for block in main.body.blocks for b in block.bindings]
-    last_step = max(len(bindings) - 1, 0)
     tensors: dict[str, dict[str, Any]] = {}  # name -> size/first/last/kind
-    base: dict[Any, str] = {}  # Relax var -> tensor name
+    base: dict[Any, tuple[str, ...]] = {}  # Relax var -> the tensors it is (several for a tuple)
+
+    def add(name: str, size: int, step: int, kind: str) -> None:
+        tensors[name] = {"size": size, "first": step, "last": step, "kind": kind}
 
     for param in main.params:
         name = f"input:{compat.var_name(param)}"
-        tensors[name] = {"size": tensor_bytes(param, name), "first": 0, "last": 0, "kind": "input"}
-        base[param] = name
+        add(name, tensor_bytes(param, name), 0, "input")
+        base[param] = (name,)
     seen_constants: list[Any] = []  # Relax constants already counted (compared by identity, same_as)
     steps: list[StepMemory] = []
     layer_count = 0
     for index, binding in enumerate(bindings):
-        value = binding.value
-        callee = fused[value.op] if isinstance(value, relax.Call) and isinstance(value.op, tvm.ir.GlobalVar) else None
-        layer = None
-        if callee is not None and compat.function_attr(callee, "Composite") is not None:
-            try:
-                layer = extract_from_function(callee)
-            except Unsupported:  # pragma: no cover - the pattern check already rejected it
-                layer = None
-        read = [base[v] for v in _vars_in(value) if v in base]
+        value, var_name = binding.value, compat.var_name(binding.var)
+        layer = _layer_of(fused, value)
+        read = tuple(dict.fromkeys(n for v in _vars_in(value) for n in base.get(v, ())))
         for name in read:
             tensors[name]["last"] = index
-        var_name = compat.var_name(binding.var)
-        if layer is None and compat.op_name(value) in VIEW_OPS and len(read) == 1:
-            base[binding.var] = read[0]
-            steps.append(StepMemory(index, f"{compat.op_name(value)} {var_name}", soc.host, False, False, tuple(read)))
+        if layer is None and (compat.op_name(value) in VIEW_OPS or isinstance(value, (relax.Tuple, relax.TupleGetItem))):
+            base[binding.var] = read  # a view, a tuple of existing tensors or one of its fields: no new buffer
+            label = compat.op_name(value) or type(value).__name__
+            steps.append(StepMemory(index, f"{label} {var_name}", soc.host, False, False, read))
             continue
-        if layer is not None:
-            name = f"{layer.kind}_{layer_count}"
-            layer_count += 1
-            out = f"{name}:out"
-        else:
+        if layer is None:
             name = f"{compat.op_name(value) or type(value).__name__} {var_name}"
             out = var_name if var_name not in tensors else f"{var_name}@{index}"
-        tensors[out] = {"size": tensor_bytes(binding.var, f"{out} (step {index}, {name})"), "first": index, "last": index,
-                        "kind": "activation"}
-        base[binding.var] = out
-        own = read + [out]
+        else:
+            name, out = f"{layer.kind}_{layer_count}", f"{layer.kind}_{layer_count}:out"
+            layer_count += 1
+        add(out, tensor_bytes(binding.var, f"{out} (step {index}, {name})"), index, "activation")
+        base[binding.var] = (out,)
+        own = read + (out,)
         if layer is None:
             constants = [a for a in getattr(value, "args", [])
                          if compat.is_constant(a) and not any(a.same_as(c) for c in seen_constants)]
             seen_constants.extend(constants)
             weights = sum(int(compat.constant_value(a).nbytes) for a in constants)
-            steps.append(StepMemory(index, name, soc.host, False, False, tuple(own), weights))
+            steps.append(StepMemory(index, name, soc.host, False, False, own, weights))
             continue
         schedule = schedules.get(name)
         on_accelerator = bool(offloaded.get(name)) and schedule is not None
         inner: tuple[tuple[str, int], ...] = ()
         if on_accelerator:
-            layer = _named(layer, name)
+            layer = replace(layer, name=name)
             gen = generated.get(name) or emit_layer(layer, schedule, soc, f"{name}_layer")
             inner = tuple(sorted((m, int(b)) for m, b in gen.arena_used.items()))
             scratch = scratch_bytes(layer, schedule, int(gen.psum_bytes))
             if scratch:
-                tensors[f"{name}:scratch"] = {"size": scratch, "first": index, "last": index, "kind": "scratch"}
-                own.append(f"{name}:scratch")
+                add(f"{name}:scratch", scratch, index, "scratch")
+                own += (f"{name}:scratch",)
         module = schedule.module if schedule is not None else soc.host
-        steps.append(StepMemory(index, name, module, True, on_accelerator, tuple(own), layer_weight_bytes(layer), inner))
+        steps.append(StepMemory(index, name, module, True, on_accelerator, own, layer_weight_bytes(layer), inner))
 
-    for var in _vars_in(main.body.body):
-        if var in base:
-            tensors[base[var]]["last"] = last_step
-            if tensors[base[var]]["kind"] == "activation":
-                tensors[base[var]]["kind"] = "output"
+    for name in dict.fromkeys(n for v in _vars_in(main.body.body) for n in base.get(v, ())):
+        tensors[name]["last"] = max(len(bindings) - 1, 0)
+        if tensors[name]["kind"] == "activation":
+            tensors[name]["kind"] = "output"
     live = [LiveTensor(n, int(t["size"]), t["first"], t["last"], t["kind"]) for n, t in tensors.items()]
     memory = soc.host_module.memories[-1]
     return build_plan(soc.name, memory.name, memory.size_bytes, live, steps, alignment_bytes)
 
 
-def _named(layer: Layer, name: str) -> Layer:
-    from dataclasses import replace
-
-    return replace(layer, name=name)
+def _layer_of(fused: tvm.IRModule, value: Any) -> Optional[Layer]:
+    """The layer a binding's value calls (a composite function of ``recognise``), else None."""
+    if not (isinstance(value, relax.Call) and isinstance(value.op, tvm.ir.GlobalVar)):
+        return None
+    callee = fused[value.op]
+    if compat.function_attr(callee, "Composite") is None:
+        return None
+    try:
+        return extract_from_function(callee)
+    except Unsupported:  # pragma: no cover - the pattern check already rejected it
+        return None
