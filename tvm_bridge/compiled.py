@@ -99,7 +99,8 @@ class CompiledModel:
 
     ``schedules``: layer -> ``Schedule`` for every recognised layer (host layers: their host
     schedule); ``offloaded``: layer -> whether it runs generated code; ``functions``: what the codegen
-    produced per offloaded function; ``timings``: seconds per compilation step.
+    produced per offloaded function; ``timings``: seconds per compilation step; ``memory_plan()``: the
+    static plan of the SoC's outermost memory.
     """
 
     def __init__(self, mod: tvm.IRModule, soc: SoC, schedules: dict[str, Schedule], offloaded: dict[str, bool],
