@@ -12,6 +12,7 @@ from typing import Optional
 
 from archs.model import SoC
 from benchmarks._mlperf_verify import Verification
+from mapper.memory_plan import MemoryPlan
 from mapper.schedule import NetworkSchedule
 
 MODELS_DIR = Path(__file__).resolve().parent / "models"
@@ -37,13 +38,16 @@ class Target:
 
 @dataclass
 class Case:
-    """One model on one target: a ``NetworkSchedule`` per strategy and the verification (None: skipped)."""
+    """One model on one target: a ``NetworkSchedule`` per strategy, the verification (None: skipped) and
+    the static memory plan of the ``best`` mapping (None, with ``memory_error`` saying why, when there is none)."""
 
     model: str
     target: Target
     networks: dict[str, NetworkSchedule]
     verification: Optional[Verification] = None
     violations: list[str] = field(default_factory=list)
+    memory_plan: Optional[MemoryPlan] = None
+    memory_error: str = ""
 
 
 def model_path(model: str) -> Path:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from benchmarks._mlperf_common import MODELS, STRATEGIES, Case, Target, ordered
+from benchmarks._mlperf_memory import memory_json, memory_table
 from benchmarks._mlperf_plots import module_colours, plot_model, plot_target
 from mapper.schedule import Schedule
 
@@ -85,6 +86,7 @@ def results_json(cases: Sequence[Case], models: Sequence[str], targets: Sequence
                       "latency_reduction_vs_accelerator_first_pct": 100 * (1 - 1 / speedup(c, "accelerator_first"))}
                      for c in cases],
         "published": {"source": PUBLISHED_SOURCE, "figures": list(PUBLISHED)},
+        "memory": memory_json(cases),
         "verification": [{"model": c.model, "target": c.target.label, **c.verification.to_dict()} for c in cases
                          if c.verification is not None],
         "models": {m: {"file": MODELS[m][0], "task": MODELS[m][1], "network": MODELS[m][2]} for m in models},
@@ -255,7 +257,9 @@ def format_report(cases: Sequence[Case], timing: dict[str, float]) -> str:
     """The whole printed report: summary, speedups, per-layer breakdowns, times."""
     parts = ["MLPerf Tiny int8 models: predicted latency and energy per inference (mapper cost model, recognised layers: "
              "conv/depthwise/dense/add/pool; ms at the target clock)", summary_table(cases), "",
-             "Speedup of the model-aware strategy (best)", speedup_table(cases), "", "Per-layer breakdown"]
+             "Speedup of the model-aware strategy (best)", speedup_table(cases), "",
+             "Static memory plan of the best mapping (outermost memory: weights + activation arena placed by liveness, bytes)",
+             memory_table(cases, _table), "", "Per-layer breakdown"]
     for case in cases:
         parts += [layer_table(case), ""]
     parts.append("Times (wall, s): " + ", ".join(f"{k.replace('_seconds', '')} {v:.1f}" for k, v in timing.items()))

@@ -49,7 +49,8 @@ class Verification:
     ``output_max_abs_diff``: largest end-to-end |compiled - LiteRT| over the inputs (int8 LSB);
     ``top1_agree``: inputs whose top-1 class agrees with LiteRT; ``compile_seconds`` /
     ``check_seconds``: wall time of ``tvm_bridge.compile`` and of the comparisons (s);
-    ``compile_timings``: the bridge's own per-step timings (s).
+    ``compile_timings``: the bridge's own per-step timings (s); ``memory_peak_bytes``: the compiled
+    model's ``memory_plan().peak_bytes`` (the benchmark checks it equals its own plan's).
     """
 
     passed: bool
@@ -63,6 +64,7 @@ class Verification:
     compile_seconds: float = 0.0
     check_seconds: float = 0.0
     compile_timings: dict[str, float] = field(default_factory=dict)
+    memory_peak_bytes: Optional[int] = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -97,7 +99,7 @@ def verify_model(model_path: Path, soc: SoC, best: NetworkSchedule, inputs: int 
     result = Verification(passed=False, inputs=inputs)
     start = time.perf_counter()
     try:
-        compiled = tvm_bridge.compile(model_path, soc, policy="best")
+        compiled = tvm_bridge.compile(model_path, soc, policy="best", memory_overflow="warn")  # the plan reports it
     except Exception as exc:  # noqa: BLE001 - any bridge failure is a failed verification, reported
         log.exception("%s on %s: compilation failed", model_path.name, soc.name)
         result.failures.append(f"compilation failed: {type(exc).__name__}: {exc}")
@@ -107,6 +109,7 @@ def verify_model(model_path: Path, soc: SoC, best: NetworkSchedule, inputs: int 
     result.compile_timings = {k: float(v) for k, v in compiled.timings.items()}
     result.offloaded_layers = sum(bool(v) for v in compiled.offloaded.values())
     result.host_layers = len(compiled.offloaded) - result.offloaded_layers
+    result.memory_peak_bytes = compiled.memory_plan().peak_bytes
 
     start = time.perf_counter()
     try:

@@ -26,6 +26,11 @@ compiled with ``tvm_bridge.compile(path, soc, policy="best")`` and its offloaded
 bit for bit with LiteRT, as are the bytes its generated code moves (``benchmarks._mlperf_verify``).
 A failed verification gives exit status 1. Bad arguments give exit status 2.
 
+Memory: per model and target the static plan of the SoC's outermost memory (L2) for the ``best``
+mapping (``benchmarks._mlperf_memory``: peak bytes = weights + activation arena, capacity, whether it
+fits), printed and written to the JSON (``memory``); the verification checks that the compiled model's
+``memory_plan()`` has the same peak.
+
 Writes ``results.json``, ``results.csv``, ``layers.csv`` and PNG plots to ``--out`` (default
 ``./mlperf_tiny_results/``); ``--json PATH`` writes the same JSON elsewhere too.
 """
@@ -45,6 +50,7 @@ import networkx as nx
 import archs
 from benchmarks import _mlperf_report as report
 from benchmarks._mlperf_common import MODELS, STRATEGIES, Case, Target, model_path
+from benchmarks._mlperf_memory import plan_best
 from benchmarks._mlperf_strategies import SearchCache, map_strategies
 from benchmarks._mlperf_verify import verify_model
 from mapper.schedule import NetworkSchedule
@@ -192,17 +198,21 @@ def run(models: list[str], targets: list[Target], verify: bool, verify_inputs: i
     ``verification_seconds``)."""
     from tqdm.auto import tqdm
 
+    import tvm_bridge
+
     cache = cache if cache is not None else SearchCache()
 
     timing = {"import_seconds": 0.0, "mapping_seconds": 0.0, "verification_seconds": 0.0}
     steps = len(models) * (1 + len(targets) * (2 if verify else 1))
     cases: list[Case] = []
     graphs: dict[str, nx.DiGraph] = {}
+    mods: dict[str, Any] = {}
     with tqdm(total=steps, desc="mlperf_tiny", unit="step", disable=None, file=sys.stderr) as bar:
         for model in models:
             bar.set_postfix_str(f"{model}: import")
             start = time.perf_counter()
-            graphs[model] = import_graph(model)
+            mods[model] = tvm_bridge.from_tflite(model_path(model))
+            graphs[model] = tvm_bridge.layer_graph(mods[model], name=model)  # as import_graph
             timing["import_seconds"] += time.perf_counter() - start
             log.info("%s: %d layers, %d MACs", model, graphs[model].number_of_nodes(),
                      sum(graphs[model].nodes[n]["layer"].macs for n in graphs[model].nodes))
@@ -213,6 +223,7 @@ def run(models: list[str], targets: list[Target], verify: bool, verify_inputs: i
                 networks = map_strategies(graphs[model], target.soc, cache)
                 timing["mapping_seconds"] += time.perf_counter() - start
                 case = Case(model, target, networks, violations=model_aware_violations(networks))
+                case.memory_plan, case.memory_error = plan_best(mods[model], target.soc, networks["best"])
                 for violation in case.violations:
                     log.error("%s on %s: model-aware strategy slower than another (search bug): %s", model, target.label, violation)
                 log.info("%s on %s: %s", model, target.label, ", ".join(
@@ -226,11 +237,23 @@ def run(models: list[str], targets: list[Target], verify: bool, verify_inputs: i
                 case.verification = verify_model(model_path(case.model), case.target.soc, case.networks["best"],
                                                  inputs=verify_inputs, seed=seed)
                 timing["verification_seconds"] += time.perf_counter() - start
+                _check_memory_plan(case)
                 log.info("%s on %s: verification %s (%d offloaded layers x %d inputs, compile %.1f s)", case.model,
                          case.target.label, "passed" if case.verification.passed else "FAILED", case.verification.offloaded_layers,
                          case.verification.inputs, case.verification.compile_seconds)
                 bar.update()
     return cases, timing
+
+
+def _check_memory_plan(case: Case) -> None:
+    """A verification failure when the compiled model's memory plan peak differs from the benchmark's."""
+    v, plan = case.verification, case.memory_plan
+    if v is None or plan is None or v.memory_peak_bytes is None or v.memory_peak_bytes == plan.peak_bytes:
+        return
+    v.failures.append(f"memory plan: the compiled model needs {v.memory_peak_bytes} B of {plan.memory}, "
+                      f"the benchmark's plan {plan.peak_bytes} B")
+    v.passed = False
+    log.error("%s on %s: %s", case.model, case.target.label, v.failures[-1])
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

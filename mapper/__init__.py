@@ -1,9 +1,12 @@
 """Loop-nest mapper: layers and layer graphs, spatial/temporal search, schedules.
 
 Build layers with ``conv2d``, ``depthwise``, ``dense``, ``add``, ``pool``; map them with
-``map_layer(layer, soc)`` or a whole graph with ``map_network(graph, soc)``.
+``map_layer(layer, soc)`` or a whole graph with ``map_network(graph, soc)``. ``plan_arena`` places
+tensors in one memory by liveness; ``MemoryPlan`` is a compiled model's static plan of its outermost
+memory (``tvm_bridge`` builds it).
 """
 
+from mapper.arena import ArenaError, ArenaPlan, LiveTensor, plan_arena
 from mapper.graph import (
     POLICIES,
     GraphError,
@@ -15,6 +18,7 @@ from mapper.graph import (
     ordered_layers,
     save_graph,
 )
+from mapper.memory_plan import MemoryPlan, MemoryPlanError, StepMemory
 from mapper.onnx_shapes import from_onnx
 from mapper.schedule import NetworkSchedule, Schedule, TileLevel
 from mapper.search import (
@@ -42,5 +46,6 @@ __all__ = [
     "ordered_layers", "save_graph", "NetworkSchedule", "Schedule", "TileLevel", "MappingError", "map_layer",
     "map_layer_accelerator_first", "search_module", "SpatialUnrolling", "spatial_unrollings", "Layer",
     "LayerError", "Precision", "add", "conv2d", "dense", "depthwise", "pool", "relevant_dims",
-    "from_zigzag_workload", "from_onnx",
+    "from_zigzag_workload", "from_onnx", "ArenaError", "ArenaPlan", "LiveTensor", "plan_arena", "MemoryPlan",
+    "MemoryPlanError", "StepMemory",
 ]

@@ -141,13 +141,40 @@ def test_plots_written(mapped):
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000, name
 
 
+def test_memory_plan_in_json_hand_checked_on_ad(mapped):
+    """AD's L2 plan by hand: weights = int8 C x K per dense layer + int32 bias, multiplier and shift per
+    output channel; the largest live set is two neighbouring tensors, 640 + 128 B."""
+    rows = {(r["model"], r["target"]): r for r in mapped["data"]["memory"]}
+    assert set(rows) == {(m, t) for m in MODELS for t in TARGETS}
+    for target, capacity in (("gap9", 1_408_000), ("diana", 524_288)):
+        ad = rows[("ad", target)]
+        weights = sum(c * k + 12 * k for c, k in _AD_LAYERS)
+        assert (ad["weight_bytes"], ad["activation_bytes"], ad["peak_bytes"]) == (weights, 768, weights + 768)
+        assert ad["capacity_bytes"] == capacity and ad["memory"] == "l2" and ad["fits"] is True
+        assert ad["layers"]["dense_0"]["level_bytes"]["l2"] == 640 + 128 + 640 * 128 + 12 * 128
+    for row in rows.values():
+        assert row["peak_bytes"] == row["weight_bytes"] + row["activation_bytes"] <= row["capacity_bytes"]
+
+
+def test_a_compiled_plan_that_differs_fails_the_verification(tmp_path, monkeypatch):
+    def differing(path, soc, best, inputs=2, seed=0):
+        return Verification(passed=True, inputs=inputs, memory_peak_bytes=1)
+
+    monkeypatch.setattr(mlperf_tiny, "verify_model", differing)
+    status = _run(["--models", "ad", "--targets", "gap9", "--no-plots", "--out", tmp_path])
+    assert status == mlperf_tiny.EXIT_VERIFICATION_FAILED
+    failures = json.loads((tmp_path / "results.json").read_text())["verification"][0]["failures"]
+    assert failures == ["memory plan: the compiled model needs 1 B of l2, the benchmark's plan 285024 B"]
+
+
 def test_printed_table(mapped, capsys):
     status = _run(["--models", "ad", "--targets", "gap9", "--no-verify", "--no-plots", "--out", mapped["out"].parent / "print"])
     text = capsys.readouterr().out
     assert status == 0
     for needle in ("host_only", "accelerator_first", "best", "PUBLISHED", "60.88x", "16.94 %", "2.15x", "not measured here",
-                   "ad on gap9 (370 MHz, host fc)", "verification: skipped", "dense_9"):
+                   "ad on gap9 (370 MHz, host fc)", "verification: skipped", "dense_9", "Static memory plan"):
         assert needle in text, needle
+    assert re.search(r"\nad +gap9 +l2 +285,024 +1,408,000 +284,256 +768 +yes \(largest live set 285,024 at dense_0\)", text)
     assert not list((mapped["out"].parent / "print").glob("*.png"))  # --no-plots
 
 

@@ -60,6 +60,7 @@ def test_every_snippet_has_a_test():
         ("Library example", "python"),
         ("Compiling a model with TVM (`tvm_bridge`)", "python"),
         ("Compiling a model with TVM (`tvm_bridge`)", "python"),
+        ("Compiling a model with TVM (`tvm_bridge`)", "python"),  # the static memory plan
         # the walkthrough's blocks: run by tests/test_readme_walkthrough.py
         ("Exploring architectures: the `match-mapper` command line", "yaml"),
         ("Exploring architectures: the `match-mapper` command line", "console"),
@@ -97,6 +98,14 @@ def test_real_models_example_prints_exactly_what_the_readme_shows(monkeypatch):
     pytest.importorskip("ai_edge_litert")
     code = _block("Compiling a model with TVM", "python", 1)
     assert 'model = "tests/data/se_mul.tflite"' in code
+    monkeypatch.chdir(ROOT)
+    assert _run(code) == _shown_after(code)
+
+
+def test_memory_plan_example_prints_exactly_what_the_readme_shows(monkeypatch):
+    pytest.importorskip("tvm")
+    code = _block("Compiling a model with TVM", "python", 2)
+    assert "memory_plan()" in code
     monkeypatch.chdir(ROOT)
     assert _run(code) == _shown_after(code)
 
@@ -181,6 +190,9 @@ def test_mlperf_tables_match_a_run(tmp_path):
         assert line.split()[:6] == ran[tuple(line.split()[:3])], line  # model target strategy cycles ms energy
     speedups = [line for line in shown if re.search(r"\d\.\d+x ", line)]
     assert len(speedups) == 10 and all(line in printed for line in speedups)
+    memory = section.split("**Memory.**", 1)[1].split("\n\n", 2)[1]
+    memory_rows = [line[4:] for line in memory.splitlines()]
+    assert len(memory_rows) == 10 and all(line in printed for line in memory_rows)  # header, rule, 8 plans
 
 
 def test_hardware_python_example_prints_exactly_what_the_readme_shows(monkeypatch):

@@ -9,6 +9,7 @@ Public API::
     graph = tvm_bridge.layer_graph(mod)                    # mapper Layers with QuantParams attached
     seq = tvm.transform.Sequential([tvm_bridge.partition_for(soc), relax.transform.RunCodegen()])
     model = tvm_bridge.compile("model.tflite", soc)        # -> CompiledModel: run / schedules / counters / export
+    print(model.memory_plan())                             # static L2 plan: peak bytes, fits, per-layer bytes
     ref = tvm_bridge.LiteRTReference("model.tflite")       # LiteRT reference kernels in a child process
     ref.invoke(x)                                          # LiteRTError if LiteRT fails or aborts
 """
@@ -28,6 +29,8 @@ _LAZY = {
     "partition_for": "tvm_bridge.partition",
     "compile": "tvm_bridge.compiled",
     "CompiledModel": "tvm_bridge.compiled",
+    "MemoryOverflowError": "tvm_bridge.memory",
+    "plan_memory": "tvm_bridge.memory",
     "LiteRTReference": "tvm_bridge.litert_ref",
     "LiteRTError": "tvm_bridge.litert_ref",
 }

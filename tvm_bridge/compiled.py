@@ -24,9 +24,11 @@ from tvm import relax
 
 import archs
 from archs.model import SoC
+from mapper.memory_plan import MemoryPlan
 from mapper.schedule import Schedule
 from tvm_bridge import _compat as compat
 from tvm_bridge.build import PrecompiledSource, linker
+from tvm_bridge.memory import MemoryOverflowError, plan_memory
 from tvm_bridge.partition import partition_for
 from tvm_bridge.relax_codegen import CodegenSink, OffloadedFunction
 from tvm_bridge.relax_import import BridgeError, ModelLike, load_model, main_function
@@ -74,6 +76,8 @@ def _host_opt_level(mod: tvm.IRModule) -> int:
     return HOST_OPT_LEVEL if host_macs(mod) >= HOST_MACS_FOR_OPT else HOST_OPT_LEVEL_FEW_MACS
 
 
+#: what ``compile`` does when the model does not fit the SoC's outermost memory (``MemoryPlan.fits``)
+MEMORY_OVERFLOW_ACTIONS = ("raise", "warn")
 DEFAULT_CC_OPTIONS = ("-O3",)  # -O3 vectorises the kernels: ~3x faster runs than -O2, same build time
 
 
@@ -95,12 +99,15 @@ class CompiledModel:
 
     ``schedules``: layer -> ``Schedule`` for every recognised layer (host layers: their host
     schedule); ``offloaded``: layer -> whether it runs generated code; ``functions``: what the codegen
-    produced per offloaded function; ``timings``: seconds per compilation step.
+    produced per offloaded function; ``timings``: seconds per compilation step; ``memory_plan()``: the
+    static plan of the SoC's outermost memory.
     """
 
     def __init__(self, mod: tvm.IRModule, soc: SoC, schedules: dict[str, Schedule], offloaded: dict[str, bool],
-                 functions: list[OffloadedFunction], library_path: Path, workdir: Path, timings: dict[str, float]):
+                 functions: list[OffloadedFunction], library_path: Path, workdir: Path, timings: dict[str, float],
+                 plan: MemoryPlan):
         self.mod, self.soc = mod, soc  # mod: the partitioned module (before RunCodegen)
+        self._plan = plan
         self.schedules, self.offloaded = schedules, offloaded
         self.functions = functions
         self.timings = timings
@@ -159,6 +166,14 @@ class CompiledModel:
         out = compat.to_runtime_tensor(np.zeros(out_shape, np.int8))
         self._entry(func.symbol)(*args, out)
         return out.numpy()
+
+    # ------------------------------------------------------------------ memory
+    def memory_plan(self) -> MemoryPlan:
+        """The static plan of the SoC's outermost on-chip memory (L2 on GAP9 and DIANA), ``mapper.memory_plan``:
+        activations and scratch placed by liveness, weights, peak bytes vs capacity (``fits``), per layer
+        the bytes of each on-chip memory it uses (``level_bytes``); ``print`` it for a table.
+        Built by ``tvm_bridge.memory.plan_memory`` during ``compile``."""
+        return self._plan
 
     # ------------------------------------------------------------------ counters
     def counters(self) -> dict[str, list[LevelCounters]]:
@@ -273,7 +288,7 @@ def _exact_int(value: float):
 
 def compile(model: ModelLike, soc: Union[SoC, str, Path], objective: str = "latency", policy: str = "best",  # noqa: A001
             modules: Optional[Sequence[str]] = None, exact_host: bool = True,
-            cc_options: Sequence[str] = DEFAULT_CC_OPTIONS) -> CompiledModel:
+            cc_options: Sequence[str] = DEFAULT_CC_OPTIONS, memory_overflow: str = "raise") -> CompiledModel:
     """Import ``model`` (.tflite/.onnx path, bytes or Relax IRModule), offload the layers ``soc``'s
     accelerators should run (``objective``/``policy``/``modules``/``exact_host`` as in ``partition_for``),
     generate their C code, compile everything for the host and load it.
@@ -284,7 +299,14 @@ def compile(model: ModelLike, soc: Union[SoC, str, Path], objective: str = "late
     ``CompiledModel.timings`` (seconds; ``cxx_cache_hit`` is 1.0 when the C++ object came from the cache).
     Needs a C/C++ compiler (``tvm_bridge.toolchain.c_compiler``: ``BridgeError`` saying what to
     install when there is none).
+
+    After code generation the SoC's outermost memory is planned (``CompiledModel.memory_plan``). A model
+    whose weights, live activations and scratch exceed it raises ``tvm_bridge.MemoryOverflowError`` (a ``BridgeError``)
+    naming the largest live set (step, layer, tensors, bytes vs capacity) before the host build;
+    ``memory_overflow="warn"`` logs that message as a warning and builds anyway.
     """
+    if memory_overflow not in MEMORY_OVERFLOW_ACTIONS:
+        raise ValueError(f"memory_overflow must be one of {', '.join(MEMORY_OVERFLOW_ACTIONS)}, got {memory_overflow!r}")
     c_compiler()  # fail before the import and mapping work when nothing can build the result
     timings: dict[str, float] = {}
     start = time.perf_counter()
@@ -301,6 +323,15 @@ def compile(model: ModelLike, soc: Union[SoC, str, Path], objective: str = "late
     sink = CodegenSink()
     built = relax.transform.RunCodegen({"match": {"sink": sink.key}})(part)
     timings["codegen_s"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    plan = plan_memory(mod, soc, partition.schedules, partition.offloaded,
+                       {name: f.generated for f in sink.functions for name in f.layers})
+    timings["memory_plan_s"] = time.perf_counter() - start
+    if not plan.fits:
+        if memory_overflow == "raise":
+            raise MemoryOverflowError(plan.overflow_message() + " (compile(..., memory_overflow=\"warn\") builds anyway)")
+        log.warning("%s", plan.overflow_message())
 
     start = time.perf_counter()
     workdir = Path(tempfile.mkdtemp(prefix="match_bridge_"))
@@ -325,7 +356,7 @@ def compile(model: ModelLike, soc: Union[SoC, str, Path], objective: str = "late
     timings["cxx_cache_hit"] = float(bool(pre is not None and pre.cache_hit))
 
     model_ = CompiledModel(part, soc, dict(partition.schedules), dict(partition.offloaded), list(sink.functions), library,
-                           workdir, timings)
+                           workdir, timings, plan)
     host = [n for n, on in model_.offloaded.items() if not on]
     log.info("compiled for %s: %d layers offloaded, %d on the host (%s); %s", soc.name, len(model_.functions),
              len(host), ", ".join(host) or "none", ", ".join(f"{k} {v:.2f}" for k, v in timings.items()))
