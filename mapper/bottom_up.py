@@ -96,6 +96,10 @@ class _UpTables(_Tables):
         for d in range(N_DIMS):
             if problem.remaining[d] > 1:
                 patterns.setdefault(tuple(o for o in range(N_OPS) if problem.relevant[o][d]), []).append(d)
+        # [3, cut, point] once-per-position (serial, overlapped, energy) of each cut point's tile.
+        self.placed_lb = np.stack([np.where(self.db[:, None], 0.0, self.cycles_lb),
+                                   np.where(self.db[:, None], self.cycles_lb, 0.0), self.energy_lb])
+        self.mem_onehot = np.eye(self.n_mem)[self.mem]  # [cut, memory]
         self.cuts_in = np.array([sum(1 << p for p in range(self.n_cut) if self.mem[p] == m) for m in range(self.n_mem)],
                                 dtype=np.int64)  # [memory] mask of the cut points it holds
         self.first_loops = [(ops, (lat.points[:, dims] < problem.remaining[dims][None, :]).any(axis=1))
@@ -257,25 +261,27 @@ def _fits(t: _UpTables, P, mask, occupancy) -> np.ndarray:
     return (need <= t.capacity[None, :]).all(axis=1)
 
 
-def _place(t: _UpTables, nodes: _Nodes, group: int) -> None:
-    """Place the cut points of ``group`` at the nodes' tile ``P`` (in place): they open with run 1."""
+def _place(t: _UpTables, nodes: _Nodes, groups: np.ndarray) -> None:
+    """Place each node's cut points ``groups`` [node] at its tile ``P`` (in place): they open with run 1."""
     depth = nodes.depth + 1
+    P = nodes.P
     for p in range(t.n_cut):
-        if not group >> p & 1:
+        rows = np.nonzero(groups >> p & 1)[0]
+        if not rows.size:
             continue
-        P = nodes.P
-        nodes.tile_of[:, p] = P
-        nodes.run[:, p] = 1
-        nodes.group_of[:, p] = depth
+        Pr = P[rows]
+        nodes.tile_of[rows, p] = Pr
+        nodes.run[rows, p] = 1
+        nodes.group_of[rows, p] = depth[rows]
         if t.db[p]:
-            nodes.open_overlapped += t.cycles_lb[p, P]
+            nodes.open_overlapped[rows] += t.cycles_lb[p, Pr]
         else:
-            nodes.open_serial += t.cycles_lb[p, P]
-        nodes.open_energy += t.energy_lb[p, P]
-        nodes.occupancy[:, t.mem[p]] += t.buffer_lb[p, P]
-        nodes.occupancy_max[:, t.mem[p]] += t.buffer_partial[p, P]
-    nodes.mask |= group
-    nodes.open_mask |= group
+            nodes.open_serial[rows] += t.cycles_lb[p, Pr]
+        nodes.open_energy[rows] += t.energy_lb[p, Pr]
+        nodes.occupancy[rows, t.mem[p]] += t.buffer_lb[p, Pr]
+        nodes.occupancy_max[rows, t.mem[p]] += t.buffer_partial[p, Pr]
+    nodes.mask |= groups
+    nodes.open_mask |= groups
     nodes.depth = depth
 
 
@@ -405,44 +411,44 @@ def _expand(t: _UpTables, nodes: _Nodes, incumbent: tuple, stats: SearchStats):
             elif ok.any():
                 variants.append(v.take(np.nonzero(ok)[0]))
     for v in variants:
-        for m in np.unique(v.mask):
-            rows_m = np.nonzero(v.mask == m)[0]
-            P = v.P[rows_m]
-            base_serial = v.serial[rows_m] + v.open_serial[rows_m]
-            base_overlapped = v.overlapped[rows_m] + v.open_overlapped[rows_m]
-            base_energy = v.energy[rows_m] + v.open_energy[rows_m]
-            for group in t.inner_groups(int(m)):
-                members = [p for p in range(t.n_cut) if group >> p & 1]
-                fits = np.ones(rows_m.size, dtype=bool)
-                for p in members:
-                    fits &= t.fits[p, P]
-                if not fits.any():
-                    continue
-                rows = np.nonzero(fits)[0]
-                Pg = P[rows]
-                serial, overlapped, energy = base_serial[rows], base_overlapped[rows], base_energy[rows]
-                occupancy = v.occupancy[rows_m[rows]]
-                for p in members:
-                    if t.db[p]:
-                        overlapped = overlapped + t.cycles_lb[p, Pg]
-                    else:
-                        serial = serial + t.cycles_lb[p, Pg]
-                    energy = energy + t.energy_lb[p, Pg]
-                    occupancy[:, t.mem[p]] += t.buffer_lb[p, Pg]
-                new_mask = np.full(rows.size, m | group, dtype=np.int64)
-                sel = rows_m[rows]
-                primary, secondary = _bound_of(t, Pg, v.kernel[sel], new_mask, serial, overlapped, energy,
-                                               v.db_fetches[sel], v.db_event[sel], v.open_mask[sel] | group)
-                ok = _fits(t, Pg, new_mask, occupancy) & can_beat(primary, secondary, incumbent)
-                stats.children += rows.size
-                stats.pruned += int((~ok).sum())
-                if not ok.any():
-                    continue
-                keep = np.nonzero(ok)[0]
-                child = v.take(rows_m[rows[keep]])
-                _place(t, child, group)
-                child.primary, child.secondary = primary[keep], secondary[keep]
-                yield child
+        rows, groups = _group_pairs(t, v.mask)
+        P = v.P[rows]
+        bits = (groups[:, None] >> np.arange(t.n_cut)[None, :]) & 1 == 1  # [pair, cut] cut points placed now
+        fits = (t.fits[:, P].T | ~bits).all(axis=1)
+        rows, groups, P, bits = rows[fits], groups[fits], P[fits], bits[fits]
+        if not rows.size:
+            continue
+        added = np.einsum("pc,xcp->xp", bits, t.placed_lb[:, :, P])  # [3, pair] once-per-position costs
+        serial = v.serial[rows] + v.open_serial[rows] + added[0]
+        overlapped = v.overlapped[rows] + v.open_overlapped[rows] + added[1]
+        energy = v.energy[rows] + v.open_energy[rows] + added[2]
+        occupancy = v.occupancy[rows] + (bits * t.buffer_lb[:, P].T) @ t.mem_onehot
+        new_mask = v.mask[rows] | groups
+        primary, secondary = _bound_of(t, P, v.kernel[rows], new_mask, serial, overlapped, energy,
+                                       v.db_fetches[rows], v.db_event[rows], v.open_mask[rows] | groups)
+        ok = _fits(t, P, new_mask, occupancy) & can_beat(primary, secondary, incumbent)
+        stats.children += rows.size
+        stats.pruned += int((~ok).sum())
+        if not ok.any():
+            continue
+        keep = np.nonzero(ok)[0]
+        child = v.take(rows[keep])
+        _place(t, child, groups[keep])
+        child.primary, child.secondary = primary[keep], secondary[keep]
+        yield child
+
+
+def _group_pairs(t: _UpTables, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(row, group) pairs: every group that can be placed next above each row's placed ``masks``."""
+    uniq, inverse = np.unique(masks, return_inverse=True)
+    rows, groups = [], []
+    for k, m in enumerate(uniq):
+        options = np.array(t.inner_groups(int(m)), dtype=np.int64)
+        at = np.nonzero(inverse == k)[0]
+        rows.append(np.repeat(at, options.size))
+        groups.append(np.tile(options, at.size))
+    order = np.argsort(np.concatenate(rows), kind="stable")  # row by row, groups in their order
+    return np.concatenate(rows)[order], np.concatenate(groups)[order]
 
 
 def _finish(t: _UpTables, nodes: _Nodes, stats: SearchStats) -> _Nodes:
