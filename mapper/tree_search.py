@@ -504,7 +504,8 @@ def drop_dominated(nodes, key: np.ndarray, stats: SearchStats, group_cap: int = 
         dominated = fits & no_more[:, 1] & (np.delete(no_more, 1, axis=1).all(axis=1) | cheaper)
     else:
         dominated = fits & no_more.all(axis=1)
-    equal = (cost[a] == cost[b]).all(axis=1) & (high[a] == low[b]).all(axis=1) & (high[b] == low[a]).all(axis=1)
+    # Equal: same costs and each fits wherever the other does (then the first stays).
+    equal = (cost[a] == cost[b]).all(axis=1) & fits & (high[b] <= room[a]).all(axis=1)
     dominated &= ~equal | (member[a] < member[b])  # of equals, the first stays
     drop = np.zeros(n, dtype=bool)
     drop[b[dominated]] = True
