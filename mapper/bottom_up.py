@@ -21,11 +21,14 @@ the incumbent (``tree_search.can_beat``). Bound of a node whose position has til
   cost grows with fetches);
 - unplaced cut points of each operand are its outermost ones, with nested tiles ``P <= T_1 <=
   ...``: ``H_j(P) = min_{T >= P} c(T) + H_{j-1}(T)`` over the divisor lattice, each fetched once per
-  position and fitting its memory alone, separately for non-overlapped cycles, overlapped
+  position and fitting its memory alone, separately for non-overlapped cycles (for a
+  double-buffered output: its last write-back, which ``evaluate`` never hides), overlapped
   (double-buffered) cycles and energy;
 - the kernel call is fixed from the first step: compute, tile overhead and kernel access energy
   are exact;
-- latency >= max(compute, overlapped traffic) + other traffic + overhead; energy a sum; EDP a product.
+- latency >= max(compute, overlapped traffic) + other traffic + overhead, and >= all traffic +
+  overhead, the chains' traffic then summed over one tile per cut point (a fourth chain: the
+  separate minima of the first two may take different tiles); energy a sum; EDP a product.
 
 A node whose placed buffers (outputs at output precision until known to hold partial sums) plus
 the unplaced cut points' buffers at tile ``P`` (tiles only grow outwards, and buffers with them)
@@ -72,12 +75,23 @@ class _UpTables(_Tables):
     def __init__(self, problem: Problem, objective: str):
         super().__init__(problem, objective)
         lat = self.lattice
+        # [cut, point] non-overlapped cycles of a tile fetched once per position: all of them, or for a
+        # double-buffered output its last write-back (never hidden: ``evaluate``'s epilogue), at
+        # least one tile at output precision (partial sums are wider) plus the fixed cycles.
+        points = np.ascontiguousarray(lat.points.T)
+        self.serial_lb = np.where(self.db[:, None], 0.0, self.cycles_lb)
+        for p in self.db_cuts:
+            if self.is_out[p]:
+                cut = problem.cut_points[p]
+                once = cut_traffic(problem, p, points, self.distinct[p], self.distinct[p])
+                link = min(cut.inner.read_bytes_per_cycle, cut.outer.write_bytes_per_cycle)
+                self.serial_lb[p] = once.bytes_out / self.distinct[p] / link + cut.inner.transfer_fixed_cycles
         self.outer = []
         for o in range(N_OPS):
-            tables = [np.zeros((3, lat.size))]
+            tables = [np.zeros((4, lat.size))]
             for p in reversed(self.cuts_of[o]):  # outermost first
-                step = np.stack([np.where(self.db[p], 0.0, self.cycles_lb[p]),
-                                 np.where(self.db[p], self.cycles_lb[p], 0.0), self.energy_lb[p]])
+                overlapped = np.where(self.db[p], self.cycles_lb[p], 0.0)
+                step = np.stack([self.serial_lb[p], overlapped, self.energy_lb[p], self.serial_lb[p] + overlapped])
                 step = np.where(self.fits[p][None, :], step + tables[-1], np.inf)
                 tables.append(lat.upward_min(step))
             self.outer.append(tables)
@@ -97,7 +111,7 @@ class _UpTables(_Tables):
             if problem.remaining[d] > 1:
                 patterns.setdefault(tuple(o for o in range(N_OPS) if problem.relevant[o][d]), []).append(d)
         # [3, cut, point] once-per-position (serial, overlapped, energy) of each cut point's tile.
-        self.placed_lb = np.stack([np.where(self.db[:, None], 0.0, self.cycles_lb),
+        self.placed_lb = np.stack([self.serial_lb,
                                    np.where(self.db[:, None], self.cycles_lb, 0.0), self.energy_lb])
         self.mem_onehot = np.eye(self.n_mem)[self.mem]  # [cut, memory]
         self.cuts_in = np.array([sum(1 << p for p in range(self.n_cut) if self.mem[p] == m) for m in range(self.n_mem)],
@@ -191,6 +205,7 @@ def _bound_of(t: _UpTables, P, kernel, mask, serial, overlapped, energy, db_fetc
     ser = serial + t.overhead[kernel]
     ovl = overlapped.copy()
     en = energy + t.kernel_energy[kernel]
+    cycles = ser + ovl  # every transfer cycle, the chains' least sum taken over one tile per cut point
     for o in range(N_OPS):
         j = t.unplaced[mask, o]
         for jj in range(1, len(t.cuts_of[o]) + 1):
@@ -200,6 +215,7 @@ def _bound_of(t: _UpTables, P, kernel, mask, serial, overlapped, energy, db_fetc
                 ser[rows] += table[0]
                 ovl[rows] += table[1]
                 en[rows] += table[2]
+                cycles[rows] += table[3]
     hidden = np.maximum(t.compute[kernel], ovl)
     if db_fetches is not None and t.db_cuts:
         if open_mask is not None:  # open double-buffered cut points: fetched at least once per position
@@ -212,7 +228,7 @@ def _bound_of(t: _UpTables, P, kernel, mask, serial, overlapped, energy, db_fetc
         n_steps = (t.total // t.point_volume[kernel]).astype(np.float64)
         compute = t.compute[kernel]
         hidden = np.maximum(hidden, _pipelined_cycles(n_steps, compute / n_steps, db_fetches.T, db_event.T))
-    base_p, base_s = objective_values(t.objective, hidden + ser, en)
+    base_p, base_s = objective_values(t.objective, np.maximum(hidden + ser, cycles), en)
     if open_mask is None or not t.first_loops:
         return base_p, base_s
     ending = [None] * N_OPS  # per operand: costs of its open cut points if their runs end now
@@ -229,8 +245,8 @@ def _bound_of(t: _UpTables, P, kernel, mask, serial, overlapped, energy, db_fetc
             extra_p, extra_s = base_p, base_s
         else:
             extra = sum(parts)
-            extra_p, extra_s = objective_values(t.objective, np.maximum(hidden, ovl + extra[1]) + ser + extra[0],
-                                                en + extra[2])
+            latency = np.maximum(np.maximum(hidden, ovl + extra[1]) + ser + extra[0], cycles + extra[0] + extra[1])
+            extra_p, extra_s = objective_values(t.objective, latency, en + extra[2])
         moves = left[P]
         primary = np.where(moves, np.minimum(primary, extra_p), primary)
         secondary = np.where(moves, np.minimum(secondary, extra_s), secondary)
@@ -242,7 +258,7 @@ def _root_bound(t: _UpTables, root: _Nodes) -> tuple[np.ndarray, np.ndarray]:
     """Bounds of the empty mapping: its kernel call is not chosen yet, so the kernel's compute,
     overhead and access energy count at their least over every kernel call."""
     ser = t.outer_total[0] + t.overhead.min()
-    latency = np.maximum(t.compute.min(), t.outer_total[1]) + ser
+    latency = np.maximum(np.maximum(t.compute.min(), t.outer_total[1]) + ser, t.outer_total[3] + t.overhead.min())
     energy = t.outer_total[2] + t.kernel_energy.min()
     return objective_values(t.objective, np.array([latency]), np.array([energy]))
 
@@ -275,8 +291,7 @@ def _place(t: _UpTables, nodes: _Nodes, groups: np.ndarray) -> None:
         nodes.group_of[rows, p] = depth[rows]
         if t.db[p]:
             nodes.open_overlapped[rows] += t.cycles_lb[p, Pr]
-        else:
-            nodes.open_serial[rows] += t.cycles_lb[p, Pr]
+        nodes.open_serial[rows] += t.serial_lb[p, Pr]
         nodes.open_energy[rows] += t.energy_lb[p, Pr]
         nodes.occupancy[rows, t.mem[p]] += t.buffer_lb[p, Pr]
         nodes.occupancy_max[rows, t.mem[p]] += t.buffer_partial[p, Pr]
@@ -329,6 +344,7 @@ def _close(t: _UpTables, nodes: _Nodes, closes: np.ndarray, within: np.ndarray, 
             i = t.db_cuts.index(p)
             nodes.overlapped[rows] += traffic.cycles
             nodes.open_overlapped[rows] -= t.cycles_lb[p, tile]
+            nodes.open_serial[rows] -= t.serial_lb[p, tile]
             nodes.db_fetches[rows, i] = fetches
             nodes.db_event[rows, i] = traffic.cycles / fetches
             if t.is_out[p]:
@@ -337,7 +353,7 @@ def _close(t: _UpTables, nodes: _Nodes, closes: np.ndarray, within: np.ndarray, 
                 nodes.serial[rows] += traffic.bytes_out / fetches / link + cut.inner.transfer_fixed_cycles
         else:
             nodes.serial[rows] += traffic.cycles
-            nodes.open_serial[rows] -= t.cycles_lb[p, tile]
+            nodes.open_serial[rows] -= t.serial_lb[p, tile]
         nodes.energy[rows] += traffic.energy_pj
         nodes.open_energy[rows] -= t.energy_lb[p, tile]
         if t.is_out[p]:
