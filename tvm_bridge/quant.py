@@ -22,6 +22,17 @@ the double-rounding (gemmlowp) form; dense (FULLY_CONNECTED) uses the single-rou
 LiteRT's reference kernels compute (ai-edge-litert 2.3, BUILTIN_REF; measured: double rounding is off
 by 1 LSB on ~0.1 % of the MLPerf Tiny FC outputs, single rounding matches all 33,440 AD outputs over
 20 random inputs, while conv/depthwise match only with double rounding).
+
+Layers of ONNX QDQ models (``QuantParams.semantics == "onnx"``) follow ONNX instead: onnxruntime
+runs ``DequantizeLinear -> float op -> QuantizeLinear``, i.e. rounds the real value
+``scale_in * scale_w * acc / scale_out`` half to even (``std::nearbyint``) and saturates. The
+kernels compute that real value in fixed point: ``(acc + bias) * multiplier / 2**(31 - shift)``
+with the multiplier of ``onnx_multipliers`` (31 significant bits of the exact double-precision
+ratio of the float32 scales) and one rounding, ties to even (``rounding_shift_half_even``). An add
+is ``((x1 - zp1) * m1 + (x2 - zp2) * m2) / 2**s``, ties to even (``onnx_add_multipliers``). With
+power-of-two scales every step is exact, as is onnxruntime's float math on small values; with other
+scales the fixed-point value differs from onnxruntime's float32 sum by float rounding only, which
+changes the result where the real value is within ~1e-6 of a tie (see tests/test_bridge_onnx.py).
 """
 
 from __future__ import annotations
@@ -35,6 +46,7 @@ import numpy as np
 from archs.dims import LoopDim as D
 
 OPS = ("conv2d", "depthwise", "dense", "add", "avg_pool", "max_pool")
+SEMANTICS = ("tflite", "onnx")  # whose integer semantics a layer follows (QuantParams.semantics)
 MAC_OPS = ("conv2d", "depthwise", "dense")
 ADD_LEFT_SHIFT = 20  # TFLite int8 ADD: inputs are scaled by 2**20 before rescaling
 SINGLE_ROUNDING_OPS = ("dense",)  # requantized with multiply_by_quantized_multiplier_single_rounding
@@ -93,6 +105,32 @@ def add_multipliers(scale1: float, scale2: float, output_scale: float) -> dict[s
             "output_multiplier": mo, "output_shift": sho}
 
 
+def onnx_multipliers(input_scale: float, weight_scales: np.ndarray, output_scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel (multiplier, shift) of an ONNX QDQ conv/dense layer: ``input_scale * weight_scale[c] /
+    output_scale`` of the float32 scales in double precision, as ``multiplier * 2**shift / 2**31``
+    (``quantize_multiplier``), for ``rounding_shift_half_even(x * multiplier, 31 - shift)``."""
+    f32 = np.float32
+    scales = np.atleast_1d(np.asarray(weight_scales, dtype=np.float32))
+    pairs = [quantize_multiplier(float(f32(input_scale)) * float(s) / float(f32(output_scale))) for s in scales]
+    return np.array([m for m, _ in pairs], np.int32), np.array([s for _, s in pairs], np.int32)
+
+
+def onnx_add_multipliers(scale1: float, scale2: float, output_scale: float) -> tuple[int, int, int]:
+    """(m1, m2, s) of an ONNX QDQ add: ``(x1 - zp1) * scale1 / output_scale ~= (x1 - zp1) * m1 / 2**s``,
+    likewise for input 2; ``s`` is the largest shift (<= 62) keeping both multipliers below 2**31."""
+    f32 = np.float32
+    r1, r2 = (float(f32(s)) / float(f32(output_scale)) for s in (scale1, scale2))
+    _, exponent = math.frexp(max(r1, r2))  # max(r1, r2) < 2**exponent
+    shift = min(62, 31 - exponent)
+    if shift < 1:
+        raise ValueError(f"add input/output scale ratio {max(r1, r2):.3g} is too large for a fixed-point rescale")
+    m1, m2 = (math.floor(r * 2.0 ** shift + 0.5) for r in (r1, r2))
+    while max(m1, m2) >= 1 << 31:  # rounding reached 2**31: one bit less
+        shift -= 1
+        m1, m2 = (math.floor(r * 2.0 ** shift + 0.5) for r in (r1, r2))
+    return int(m1), int(m2), int(shift)
+
+
 # --------------------------------------------------------------------------- fixed-point arithmetic
 
 
@@ -142,6 +180,22 @@ def multiply_by_quantized_multiplier_single_rounding(x: np.ndarray, multiplier: 
     return (product + (np.int64(1) << (total - 1))) >> total
 
 
+def rounding_shift_half_even(x: np.ndarray, total: np.ndarray) -> np.ndarray:
+    """``x / 2**total`` rounded to nearest, ties to even (int64; ``total`` in 1..62, broadcasting)."""
+    x = np.asarray(x, np.int64)
+    total = np.asarray(total, np.int64)
+    floor = x >> total
+    remainder = x - (floor << total)
+    half = np.int64(1) << (total - 1)
+    return floor + ((remainder > half) | ((remainder == half) & ((floor & 1) == 1)))
+
+
+def multiply_half_even(x: np.ndarray, multiplier: np.ndarray, shift: np.ndarray) -> np.ndarray:
+    """ONNX requantization: ``x * multiplier / 2**(31 - shift)``, one rounding, ties to even."""
+    product = np.asarray(x, np.int64) * np.asarray(multiplier, np.int64)
+    return rounding_shift_half_even(product, 31 - np.asarray(shift, np.int64))
+
+
 # --------------------------------------------------------------------------- parameters
 
 
@@ -152,7 +206,9 @@ class QuantParams:
     ``multiplier``/``shift`` are int32 arrays with one entry per output channel (a per-tensor layer
     repeats its single value). ``act_min``/``act_max`` is the output clamp after the zero point
     (fused ReLU/ReLU6/clip folded in). Scales are kept for reporting only; the integer fields are
-    what every kernel uses.
+    what every kernel uses. ``semantics``: ``"tflite"`` (TFLite's fixed-point rounding) or
+    ``"onnx"`` (one rounding, ties to even; an add's ``input1/2_multiplier`` are ``m1``/``m2`` of
+    ``onnx_add_multipliers`` and ``shift[0]`` is ``-s``); ``rounding`` names the form per layer.
     """
 
     op: str
@@ -174,8 +230,19 @@ class QuantParams:
     input_scale: float = 0.0
     output_scale: float = 0.0
     extra: dict = field(default_factory=dict)  # free-form provenance (source op names, scales of input 2, ...)
+    semantics: str = "tflite"
+
+    @property
+    def rounding(self) -> str:
+        """Requantization form: ``"double"`` (TFLite conv, depthwise, add), ``"single"`` (TFLite dense),
+        ``"half_even"`` (ONNX: one rounding, ties to even)."""
+        if self.semantics == "onnx":
+            return "half_even"
+        return "single" if self.op in SINGLE_ROUNDING_OPS else "double"
 
     def __post_init__(self) -> None:
+        if self.semantics not in SEMANTICS:
+            raise ValueError(f"QuantParams.semantics: unknown {self.semantics!r}; allowed: {', '.join(SEMANTICS)}")
         if self.op not in OPS:
             raise ValueError(f"QuantParams.op: unknown op {self.op!r}; allowed: {', '.join(OPS)}")
         if self.op in MAC_OPS:
@@ -238,6 +305,10 @@ def reference_layer(layer, x: np.ndarray, x2: Optional[np.ndarray] = None) -> np
         shape = (b, s[D.OY], s[D.OX], s[D.G])
         _check_shape(layer, "input 1", x, shape)
         _check_shape(layer, "input 2", np.asarray(x2), shape)
+        if q.rounding == "half_even":
+            total = ((x.astype(np.int64) - q.input_zp) * q.input1_multiplier
+                     + (np.asarray(x2).astype(np.int64) - q.input2_zp) * q.input2_multiplier)
+            return _clamp_int8(rounding_shift_half_even(total, -int(q.shift[0])) + q.output_zp, q)
         a1 = (x.astype(np.int64) - q.input_zp) * (1 << q.left_shift)
         a2 = (np.asarray(x2).astype(np.int64) - q.input2_zp) * (1 << q.left_shift)
         r1 = multiply_by_quantized_multiplier(a1, q.input1_multiplier, q.input1_shift)
@@ -279,6 +350,7 @@ def _requant(acc: np.ndarray, q: QuantParams) -> np.ndarray:
     """bias add, per-channel requantization (last axis), output zero point, clamp."""
     if q.bias is not None:
         acc = acc + q.bias.astype(np.int64)
-    rescale = multiply_by_quantized_multiplier_single_rounding if q.op in SINGLE_ROUNDING_OPS else multiply_by_quantized_multiplier
+    rescale = {"double": multiply_by_quantized_multiplier, "single": multiply_by_quantized_multiplier_single_rounding,
+               "half_even": multiply_half_even}[q.rounding]
     out = rescale(acc, q.multiplier.astype(np.int64), q.shift.astype(np.int64))
     return _clamp_int8(out + q.output_zp, q)
