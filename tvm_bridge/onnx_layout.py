@@ -14,6 +14,10 @@ a Gemm). Those transposes are int8 ``permute_dims`` in TVM's host code, outside 
 layers: their cost is host time (one pass over the int8 tensor each; ``layout_transposes`` counts
 them and their bytes), not in the accelerator schedule.
 
+ONNX ``Clip`` comes from TVM's frontend as ``call_tir(maximum)`` / ``call_tir(minimum)`` of
+NaN-sanitised constant bounds; with constant bounds it becomes ``relax.clip`` (``nn.relu`` for
+``[0, inf)``), which the layer patterns know.
+
 Also moved before the dequantize, where they are exact int8 data movement: ``reshape`` of a
 per-tensor dequantized activation (Flatten before Gemm/MatMul), and ``permute_dims`` of a
 dequantized constant weight (Gemm ``transB``), so the dense pattern sees ``dequantize(int8)``.
@@ -155,9 +159,51 @@ class _ToNHWC(relax.PyExprMutator):
         q = self.builder_.emit(relax.op.quantize(new, call.args[1], call.args[2], axis=3, out_dtype=str(call.attrs.out_dtype)))
         return relax.op.permute_dims(q, list(TO_NCHW))
 
+    def _clip_bound(self, expr: Any) -> Optional[float]:
+        """The value of a constant scalar clip bound (through the frontend's ``where(isnan(c), inf, c)``)."""
+        value = self._value(expr)
+        if compat.op_name(value) == "relax.where":
+            value = self._value(value.args[2])
+        if not _scalar(value):
+            return None
+        bound = float(compat.constant_value(value).reshape(()))
+        return None if np.isnan(bound) else bound
+
+    def _te_minmax(self, call: relax.Call) -> Optional[tuple[str, Any, float]]:
+        """("maximum" | "minimum", tensor, bound) of the frontend's ``call_tir`` of a topi max/min by a scalar."""
+        if compat.op_name(call) != "relax.call_tir" or not isinstance(call.args[0], tvm.ir.GlobalVar):
+            return None
+        kind = compat.var_name(call.args[0]).rstrip("0123456789_")
+        args = call.args[1].fields if isinstance(call.args[1], relax.Tuple) else []
+        if kind not in ("maximum", "minimum") or len(args) != 2 or compat.tensor_shape(args[1]) not in ((), None):
+            return None
+        bound = self._clip_bound(args[1])
+        return None if bound is None or compat.tensor_dtype(args[0]) != "float32" else (kind, args[0], bound)
+
+    def _clip(self, call: relax.Call) -> Optional[relax.Expr]:
+        """``relax.clip`` / ``nn.relu`` for the frontend's ONNX Clip (``minimum(maximum(x, lo), hi)``)."""
+        outer = self._te_minmax(call)
+        if outer is None:
+            return None
+        kind, x, bound = outer
+        lo, hi = (bound, np.inf) if kind == "maximum" else (-np.inf, bound)
+        if kind == "minimum":  # its maximum was visited first: already a relu or a clip with no upper bound
+            inner = self._value(x)
+            if compat.op_name(inner) == "relax.nn.relu":
+                x, lo = inner.args[0], 0.0
+            elif compat.op_name(inner) == "relax.clip" and float(compat.scalar_value(inner.args[2])) >= np.finfo(np.float32).max:
+                x, lo = inner.args[0], float(compat.scalar_value(inner.args[1]))
+        if lo == 0.0 and hi == np.inf:
+            return relax.op.nn.relu(x)
+        big = float(np.finfo(np.float32).max)
+        return relax.op.clip(x, max(lo, -big), min(hi, big))
+
     # ------------------------------------------------------------------ visitor
     def visit_call_(self, call: relax.Call) -> relax.Expr:
         call = super().visit_call_(call)
+        clip = self._clip(call)
+        if clip is not None:
+            return clip
         name = compat.op_name(call)
         if name == "relax.quantize":
             new = self._quantized_chain(call)
