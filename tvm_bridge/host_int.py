@@ -25,7 +25,7 @@ from archs.dims import LoopDim as D
 from mapper.workload import Layer
 from tvm_bridge import _compat as compat
 from tvm_bridge.patterns import Unsupported, extract_from_function, layer_patterns
-from tvm_bridge.quant import SINGLE_ROUNDING_OPS, QuantParams
+from tvm_bridge.quant import SINGLE_ROUNDING_OPS, QuantParams, onnx_dequantize_lut
 from tvm_bridge.relax_graph import input_order
 from tvm_bridge.relax_import import main_function, semantics_of
 from tvm_bridge.relax_int import IntBuilder as _Builder
@@ -63,10 +63,12 @@ def _body(b: _Builder, layer: Layer, inputs: list) -> relax.Expr:
     elif q.op == "dense":
         x = b.widen(inputs[0], q.input_zp)
         acc = b.emit(R.matmul(x, _i32(q.weights.T), out_dtype="int32"))
-    elif q.op == "add" and q.rounding == "half_even":
-        t1, t2 = (b.emit(R.multiply(b.widen(x, zp, "int64"), _i64(m)))
-                  for x, zp, m in ((inputs[0], q.input_zp, q.input1_multiplier), (inputs[1], q.input2_zp, q.input2_multiplier)))
-        return b.finish(b.shift_half_even(b.emit(R.add(t1, t2)), -int(q.shift[0])), q)
+    elif q.op == "add" and q.semantics == "onnx":  # onnxruntime's float32 arithmetic (quant.onnx_add)
+        f1, f2 = (b.emit(R.take(relax.const(onnx_dequantize_lut(scale, zp)), b.widen(x, -128), axis=0))
+                  for x, scale, zp in ((inputs[0], q.input_scale, q.input_zp), (inputs[1], q.input2_scale, q.input2_zp)))
+        scaled = b.emit(R.divide(b.emit(R.add(f1, f2)), relax.const(np.float32(q.output_scale))))
+        scaled = b.emit(R.clip(scaled, -(2.0 ** 30), 2.0 ** 30))
+        return b.finish(b.round_half_even(scaled), q)
     elif q.op == "add":
         r1, r2 = (b.rescale(b.emit(R.left_shift(b.widen(x, zp, "int64"), _i64(q.left_shift))), m, sh)
                   for x, zp, m, sh in ((inputs[0], q.input_zp, q.input1_multiplier, q.input1_shift),

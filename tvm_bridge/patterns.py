@@ -37,7 +37,7 @@ from archs.model import SoC
 from mapper.acceptance import padding_split, rejection_reason
 from mapper.workload import Layer, LayerError
 from tvm_bridge import _compat as compat
-from tvm_bridge.quant import QuantParams, add_multipliers, conv_multipliers, dense_multiplier, onnx_add_multipliers, onnx_multipliers
+from tvm_bridge.quant import QuantParams, add_multipliers, conv_multipliers, dense_multiplier, onnx_multipliers
 
 log = logging.getLogger(__name__)
 
@@ -383,14 +383,9 @@ def _add(chain: _Chain, root: Any, name: str, semantics: str = "tflite") -> Laye
     if not shape1 == shape2 == out_shape:
         raise Unsupported(f"broadcasting add {shape1} + {shape2} is not supported")
     extra = {"input_shape": shape1, "input2_shape": shape2, "output_shape": out_shape, "input2_scale": s2}
-    if semantics == "onnx":
-        try:
-            m1, m2, right = onnx_add_multipliers(s1, s2, out_scale)
-        except ValueError as exc:
-            raise Unsupported(str(exc)) from exc
-        q = QuantParams("add", z1, out_zp, act_min, act_max, multiplier=np.array([1], np.int32), shift=np.array([-right], np.int32),
-                        input2_zp=z2, input1_multiplier=m1, input2_multiplier=m2, left_shift=0, input_scale=s1,
-                        output_scale=out_scale, extra=extra, semantics=semantics)
+    if semantics == "onnx":  # onnxruntime's float32 computation, from the scales (quant.onnx_add)
+        q = QuantParams("add", z1, out_zp, act_min, act_max, multiplier=np.array([0], np.int32), shift=np.array([0], np.int32),
+                        input2_zp=z2, input_scale=s1, input2_scale=s2, output_scale=out_scale, extra=extra, semantics=semantics)
     else:
         p = add_multipliers(s1, s2, out_scale)
         q = QuantParams("add", z1, out_zp, act_min, act_max,
@@ -473,7 +468,7 @@ def layer_key(layer: Layer) -> str:
     q: QuantParams = layer.quant
     h = hashlib.sha1(repr((layer.kind, tuple(layer.sizes.values()), layer.stride, layer.dilation, layer.padding)).encode())
     for name in ("op", "semantics", "input_zp", "output_zp", "act_min", "act_max", "input2_zp", "input1_multiplier",
-                 "input1_shift", "input2_multiplier", "input2_shift", "left_shift"):
+                 "input1_shift", "input2_multiplier", "input2_shift", "left_shift", "input_scale", "input2_scale", "output_scale"):
         h.update(repr(getattr(q, name)).encode())
     for name in ("weights", "bias", "multiplier", "shift"):
         value = getattr(q, name)

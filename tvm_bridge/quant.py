@@ -33,6 +33,10 @@ is ``((x1 - zp1) * m1 + (x2 - zp2) * m2) / 2**s``, ties to even (``onnx_add_mult
 power-of-two scales every step is exact, as is onnxruntime's float math on small values; with other
 scales the fixed-point value differs from onnxruntime's float32 sum by float rounding only, which
 changes the result where the real value is within ~1e-6 of a tie (see tests/test_bridge_onnx.py).
+An add has no summation order to guess: it is computed exactly as onnxruntime does, in float32
+(``onnx_add``: each input dequantized through a 256-entry float32 table, one float32 add, one
+float32 division by the output scale, round half to even), which matters for decimal scales
+(0.08, 0.05, 0.1) whose real sums often lie on a tie.
 """
 
 from __future__ import annotations
@@ -115,20 +119,17 @@ def onnx_multipliers(input_scale: float, weight_scales: np.ndarray, output_scale
     return np.array([m for m, _ in pairs], np.int32), np.array([s for _, s in pairs], np.int32)
 
 
-def onnx_add_multipliers(scale1: float, scale2: float, output_scale: float) -> tuple[int, int, int]:
-    """(m1, m2, s) of an ONNX QDQ add: ``(x1 - zp1) * scale1 / output_scale ~= (x1 - zp1) * m1 / 2**s``,
-    likewise for input 2; ``s`` is the largest shift (<= 62) keeping both multipliers below 2**31."""
-    f32 = np.float32
-    r1, r2 = (float(f32(s)) / float(f32(output_scale)) for s in (scale1, scale2))
-    _, exponent = math.frexp(max(r1, r2))  # max(r1, r2) < 2**exponent
-    shift = min(62, 31 - exponent)
-    if shift < 1:
-        raise ValueError(f"add input/output scale ratio {max(r1, r2):.3g} is too large for a fixed-point rescale")
-    m1, m2 = (math.floor(r * 2.0 ** shift + 0.5) for r in (r1, r2))
-    while max(m1, m2) >= 1 << 31:  # rounding reached 2**31: one bit less
-        shift -= 1
-        m1, m2 = (math.floor(r * 2.0 ** shift + 0.5) for r in (r1, r2))
-    return int(m1), int(m2), int(shift)
+def onnx_dequantize_lut(scale: float, zero_point: int) -> np.ndarray:
+    """float32 value of each int8 ``x`` (index ``x + 128``) as onnxruntime's DequantizeLinear computes it."""
+    return (np.arange(-128, 128).astype(np.float32) - np.float32(zero_point)) * np.float32(scale)
+
+
+def onnx_add(x1: np.ndarray, x2: np.ndarray, q: "QuantParams") -> np.ndarray:
+    """int8 ONNX QDQ add as onnxruntime computes it: float32 dequantize, add, divide, round half to even."""
+    total = (onnx_dequantize_lut(q.input_scale, q.input_zp)[np.asarray(x1, np.int64) + 128]
+             + onnx_dequantize_lut(q.input2_scale, q.input2_zp)[np.asarray(x2, np.int64) + 128])
+    scaled = (total / np.float32(q.output_scale)).astype(np.float32)
+    return _clamp_int8(np.rint(np.clip(scaled, -(2.0 ** 30), 2.0 ** 30)).astype(np.int64) + q.output_zp, q)
 
 
 # --------------------------------------------------------------------------- fixed-point arithmetic
@@ -207,8 +208,9 @@ class QuantParams:
     repeats its single value). ``act_min``/``act_max`` is the output clamp after the zero point
     (fused ReLU/ReLU6/clip folded in). Scales are kept for reporting only; the integer fields are
     what every kernel uses. ``semantics``: ``"tflite"`` (TFLite's fixed-point rounding) or
-    ``"onnx"`` (one rounding, ties to even; an add's ``input1/2_multiplier`` are ``m1``/``m2`` of
-    ``onnx_add_multipliers`` and ``shift[0]`` is ``-s``); ``rounding`` names the form per layer.
+    ``"onnx"`` (MAC layers: one rounding, ties to even; an add: onnxruntime's float32 computation
+    from ``input_scale``, ``input2_scale``, ``output_scale``, ``onnx_add``); ``rounding`` names the
+    form per layer.
     """
 
     op: str
@@ -231,6 +233,7 @@ class QuantParams:
     output_scale: float = 0.0
     extra: dict = field(default_factory=dict)  # free-form provenance (source op names, scales of input 2, ...)
     semantics: str = "tflite"
+    input2_scale: float = 0.0  # ONNX add: the second input's scale (the float32 computation uses the scales)
 
     @property
     def rounding(self) -> str:
@@ -305,10 +308,8 @@ def reference_layer(layer, x: np.ndarray, x2: Optional[np.ndarray] = None) -> np
         shape = (b, s[D.OY], s[D.OX], s[D.G])
         _check_shape(layer, "input 1", x, shape)
         _check_shape(layer, "input 2", np.asarray(x2), shape)
-        if q.rounding == "half_even":
-            total = ((x.astype(np.int64) - q.input_zp) * q.input1_multiplier
-                     + (np.asarray(x2).astype(np.int64) - q.input2_zp) * q.input2_multiplier)
-            return _clamp_int8(rounding_shift_half_even(total, -int(q.shift[0])) + q.output_zp, q)
+        if q.semantics == "onnx":
+            return onnx_add(x, x2, q)
         a1 = (x.astype(np.int64) - q.input_zp) * (1 << q.left_shift)
         a2 = (np.asarray(x2).astype(np.int64) - q.input2_zp) * (1 << q.left_shift)
         r1 = multiply_by_quantized_multiplier(a1, q.input1_multiplier, q.input1_shift)

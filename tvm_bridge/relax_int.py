@@ -71,6 +71,17 @@ class IntBuilder:
         up = R.logical_or(R.greater(remainder, half), R.logical_and(R.equal(remainder, half), odd))
         return self.emit(R.add(floor, R.astype(up, "int64")))
 
+    def round_half_even(self, x: relax.Expr) -> relax.Expr:
+        """A float32 tensor rounded to the nearest integer, ties to even (``std::nearbyint``), as int64;
+        spelled out (floor, exact fraction) rather than left to ``round``'s lowering."""
+        floor = self.emit(R.floor(x))
+        fraction = self.emit(R.subtract(x, floor))  # exact for float32
+        low = self.emit(R.astype(floor, "int64"))
+        half = relax.const(np.float32(0.5))
+        odd = R.equal(R.bitwise_and(low, i64(1)), i64(1))
+        up = R.logical_or(R.greater(fraction, half), R.logical_and(R.equal(fraction, half), odd))
+        return self.emit(R.add(low, R.astype(up, "int64")))
+
     def finish(self, x: relax.Expr, q: Any, add_zero_point: bool = True) -> relax.Expr:
         """+ output zero point, clamp to the activation range, int8 (``q``: ``output_zp``, ``act_min``, ``act_max``)."""
         if add_zero_point and q.output_zp:

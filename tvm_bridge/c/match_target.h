@@ -133,12 +133,15 @@ typedef struct {
     const int32_t* shift;      /* [output channels] (> 0: left shift) */
     int32_t in2_zp, in1_multiplier, in1_shift, in2_multiplier, in2_shift, left_shift; /* add */
     int32_t rounding;          /* MATCH_ROUND_*: requantization form */
+    const float* in1_lut;      /* ONNX add: float32 dequantized value of each int8 input 1 (index x + 128) */
+    const float* in2_lut;      /* ONNX add: same for input 2 */
+    float out_scale;           /* ONNX add: output scale (float32 division, as onnxruntime's QuantizeLinear) */
 } match_layer_t;
 
 #define MATCH_ROUND_DOUBLE 0    /* TFLite MultiplyByQuantizedMultiplier (conv, depthwise, add) */
 #define MATCH_ROUND_SINGLE 1    /* TFLite single rounding (LiteRT's FULLY_CONNECTED) */
 #define MATCH_ROUND_HALF_EVEN 2 /* ONNX: x * multiplier / 2^(31 - shift), one rounding, ties to even; add:
-                                   ((a1 - zp1) * m1 + (a2 - zp2) * m2) / 2^(-shift[0]) */
+                                   onnxruntime's float32 math (match_onnx_add) */
 
 /* A tile buffer as the kernel sees it: the element of coordinate x[d] is at
  * ptr + sum_d (x[d] - base[d]) * stride[d] (bytes; stride 0 for dims that do not index it).
@@ -184,6 +187,24 @@ static inline int64_t match_rshift_half_even(int64_t x, int32_t total) {
     const int64_t remainder = x - (int64_t)((uint64_t)floor << total);
     const int64_t half = (int64_t)1 << (total - 1);
     return floor + ((remainder > half || (remainder == half && (floor & 1))) ? 1 : 0);
+}
+
+/* A float rounded to the nearest integer, ties to even (std::nearbyint without libm); |v| <= 2^30. */
+static inline int64_t match_round_half_even(float v) {
+    const double d = v;
+    const int64_t t = (int64_t)d; /* truncates toward zero */
+    const double fraction = d - (double)t;
+    if (fraction > 0.5 || (fraction == 0.5 && (t & 1))) return t + 1;
+    if (fraction < -0.5 || (fraction == -0.5 && (t & 1))) return t - 1;
+    return t;
+}
+
+/* ONNX QDQ add as onnxruntime computes it: float32 dequantize (tables), one add, one division, round half to even. */
+static inline int64_t match_onnx_add(const match_layer_t* L, int8_t a1, int8_t a2) {
+    float q = (L->in1_lut[a1 + 128] + L->in2_lut[a2 + 128]) / L->out_scale;
+    if (q > 1073741824.0f) q = 1073741824.0f;
+    if (q < -1073741824.0f) q = -1073741824.0f;
+    return match_round_half_even(q) + L->out_zp;
 }
 
 static inline int8_t match_clamp(const match_layer_t* L, int64_t v) {
@@ -262,7 +283,8 @@ static inline void match_kernel(const match_layer_t* L, const int32_t org[8], co
                                          - L->in_zp) * ((int64_t)1 << L->left_shift);
             const int64_t a2 = (int64_t)(W->ptr[wo] - L->in2_zp) * ((int64_t)1 << L->left_shift);
             int64_t r = L->rounding == MATCH_ROUND_HALF_EVEN
-                            ? match_rshift_half_even(a1 * L->in1_multiplier + a2 * L->in2_multiplier, -L->shift[0]) + L->out_zp
+                            ? match_onnx_add(L, I->ptr[io + (int64_t)(oy - ib[MATCH_OY]) * is[MATCH_OY] + (int64_t)(ox - ib[MATCH_OX]) * is[MATCH_OX]],
+                                             W->ptr[wo])
                             : match_mbqm(match_mbqm(a1, L->in1_multiplier, L->in1_shift) + match_mbqm(a2, L->in2_multiplier, L->in2_shift),
                                          L->multiplier[0], L->shift[0]) + L->out_zp;
             if (r < INT32_MIN) r = INT32_MIN;
