@@ -205,6 +205,22 @@ def test_rounding_shift_half_even_brute_force():
         np.testing.assert_array_equal(got, expected)
 
 
+def test_onnx_add_tables_equal_float32_arithmetic():
+    """The integer tables the generated C uses for an ONNX add give onnxruntime's float32 result
+    (``quant.onnx_add``) on all 65,536 input pairs, decimal and random scales, with and without clamps."""
+    rng = np.random.default_rng(0)
+    a, b = np.repeat(np.arange(-128, 128), 256), np.tile(np.arange(-128, 128), 256)
+    for trial in range(12):
+        scales = (0.08, 0.05, 0.1) if trial % 3 == 0 else tuple(float(np.float32(v)) for v in rng.uniform(0.005, 0.2, 3))
+        lo, hi = (-128, 127) if trial % 2 else (int(rng.integers(-128, 0)), int(rng.integers(0, 128)))
+        q = quant.QuantParams("add", int(rng.integers(-128, 128)), int(rng.integers(-128, 128)), lo, hi,
+                              multiplier=np.array([0], np.int32), shift=np.array([0], np.int32), input2_zp=int(rng.integers(-128, 128)),
+                              input_scale=scales[0], input2_scale=scales[1], output_scale=scales[2], semantics="onnx")
+        t1, t2, thresholds = quant.onnx_add_tables(q)
+        got = q.act_min + np.searchsorted(thresholds, t1[a + 128] + t2[b + 128], side="right")
+        np.testing.assert_array_equal(got, quant.onnx_add(a, b, q))
+
+
 def test_nchw_chain_runs_nhwc_between_two_transposes(tmp_path):
     mod = tvm_bridge.from_onnx(conv_chain(tmp_path / "chain.onnx", pow2=True))
     script = mod["main"].script()
@@ -280,6 +296,19 @@ def residual_conv_onnx(path):
                               [numpy_helper.from_array(v, k) for k, v in consts.items()])
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), path)
     return path
+
+
+def test_residual_add_on_the_host_is_onnxruntimes(tmp_path):
+    """Nothing offloaded: the add's float32 Relax (``host_int``) equals onnxruntime on the decimal-scale
+    model wherever the conv feeding it does (the conv's own near-tie mismatches, as offloaded)."""
+    path = residual_conv_onnx(tmp_path / "res.onnx")
+    soc = archs.load("gap9")
+    on_host, offloaded = tvm_bridge.compile(path, soc, modules=[soc.host]), tvm_bridge.compile(path, soc)
+    x = np.random.default_rng(5).integers(-128, 128, (4, 1, 8, 8, 8), dtype=np.int8)
+    for xi in x:
+        np.testing.assert_array_equal(on_host.run(xi), offloaded.run(xi))
+    worst, mismatches, total = compare(on_host, path, runs=8)
+    assert worst <= 1 and mismatches <= total * 1e-3, (worst, mismatches, total)
 
 
 def test_shared_dequantize_is_split(tmp_path):

@@ -71,14 +71,20 @@ TARGETS: list[tuple[archs.SoC, str]] = [
 
 
 def make_quant(layer: mapper.Layer, op: str, rng: np.random.Generator) -> quant.QuantParams:
-    """Random but realistic integer parameters (zero points, clamp, per-channel multipliers)."""
+    """Random but realistic integer parameters (zero points, clamp, per-channel multipliers); a
+    quarter of the MAC and add layers follow ONNX's semantics (``onnx_quant``)."""
     s = layer.sizes
     in_zp, out_zp = (int(v) for v in rng.integers(-128, 128, 2))
     act_min, act_max = (-128, 127) if rng.random() < 0.4 else (int(rng.integers(-128, 0)), int(rng.integers(0, 128)))
     if op in ("avg_pool", "max_pool"):
         return quant.QuantParams(op, in_zp, in_zp, act_min, act_max)
     if op == "add":
-        p = quant.add_multipliers(*(float(v) for v in rng.uniform(0.005, 0.2, 3)))
+        scales = [float(v) for v in rng.uniform(0.005, 0.2, 3)]
+        p = quant.add_multipliers(*scales)
+        if rng.random() < 0.25:
+            return quant.QuantParams("add", in_zp, out_zp, act_min, act_max, multiplier=np.array([0], np.int32),
+                                     shift=np.array([0], np.int32), input2_zp=int(rng.integers(-128, 128)), input_scale=scales[0],
+                                     input2_scale=scales[1], output_scale=scales[2], semantics="onnx")
         return quant.QuantParams("add", in_zp, out_zp, act_min, act_max, multiplier=np.array([p["output_multiplier"]], np.int32),
                                  shift=np.array([p["output_shift"]], np.int32), input2_zp=int(rng.integers(-128, 128)),
                                  input1_multiplier=p["input1_multiplier"], input1_shift=p["input1_shift"],
@@ -91,11 +97,17 @@ def make_quant(layer: mapper.Layer, op: str, rng: np.random.Generator) -> quant.
     in_scale, out_scale = float(rng.uniform(0.01, 0.1)), float(rng.uniform(0.01, 0.2))
     high = 2.0 if rng.random() < 0.2 else 0.05  # sometimes effective scales > 0.5 (positive shifts)
     if op == "dense":
-        m, sh = quant.dense_multiplier(in_scale, float(rng.uniform(1e-4, high)), out_scale)
+        w_scales = np.full(channels, rng.uniform(1e-4, high))
+        m, sh = quant.dense_multiplier(in_scale, float(w_scales[0]), out_scale)
         multiplier, shift = np.full(channels, m, np.int32), np.full(channels, sh, np.int32)
     else:
-        multiplier, shift = quant.conv_multipliers(in_scale, rng.uniform(1e-4, high, channels), out_scale)
-    return quant.QuantParams(op, in_zp, out_zp, act_min, act_max, weights=weights, bias=bias, multiplier=multiplier, shift=shift)
+        w_scales = rng.uniform(1e-4, high, channels)
+        multiplier, shift = quant.conv_multipliers(in_scale, w_scales, out_scale)
+    semantics = "onnx" if rng.random() < 0.25 else "tflite"
+    if semantics == "onnx":
+        multiplier, shift = quant.onnx_multipliers(in_scale, w_scales, out_scale)
+    return quant.QuantParams(op, in_zp, out_zp, act_min, act_max, weights=weights, bias=bias, multiplier=multiplier, shift=shift,
+                             semantics=semantics)
 
 
 def make_inputs(gen: GeneratedLayer, rng: np.random.Generator) -> tuple[np.ndarray, Optional[np.ndarray]]:

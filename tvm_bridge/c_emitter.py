@@ -604,6 +604,15 @@ class _Gen:
                 continue
             lines += self._array("int32_t", f"{sym}_{name}", np.asarray(arr, dtype=np.int64))
             ptrs[name] = f"{sym}_{name}"
+        tables = "NULL, NULL, NULL"
+        if q.op == "add" and q.semantics == "onnx":  # integer tables of onnxruntime's float32 add
+            try:
+                values = quant.onnx_add_tables(q)
+            except ValueError as exc:
+                raise self.fail(str(exc)) from exc
+            for name, table in zip(("t1", "t2", "thr"), values):
+                lines += self._array("int64_t", f"{sym}_{name}", table)
+            tables = f"{sym}_t1, {sym}_t2, {sym}_thr"
         s = self.s
         iy, ix = self.layer.input_size
         sizes = ", ".join(str(s[d]) for d in DIMS)
@@ -613,14 +622,8 @@ class _Gen:
                      f"{{{iy}, {ix}}},")
         lines.append(f"    {q.input_zp}, {q.output_zp}, {q.act_min}, {q.act_max}, {ptrs['bias']}, {ptrs['multiplier']}, {ptrs['shift']},")
         rounding = {"double": "MATCH_ROUND_DOUBLE", "single": "MATCH_ROUND_SINGLE", "half_even": "MATCH_ROUND_HALF_EVEN"}[q.rounding]
-        luts = "NULL, NULL, 0.0f"
-        if q.op == "add" and q.semantics == "onnx":
-            for i, (scale, zp) in enumerate(((q.input_scale, q.input_zp), (q.input2_scale, q.input2_zp)), 1):
-                values = ", ".join(f"{float(v).hex()}" for v in quant.onnx_dequantize_lut(scale, zp))
-                lines.insert(0, f"static const float {sym}_lut{i}[256] = {{{values}}};")
-            luts = f"{sym}_lut1, {sym}_lut2, {float(np.float32(q.output_scale)).hex()}f"
         lines.append(f"    {q.input2_zp}, {q.input1_multiplier}, {q.input1_shift}, {q.input2_multiplier}, {q.input2_shift}, "
-                     f"{q.left_shift}, {rounding}, {luts}")
+                     f"{q.left_shift}, {rounding}, {tables}")
         lines.append("};")
         return lines
 

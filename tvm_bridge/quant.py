@@ -36,7 +36,9 @@ changes the result where the real value is within ~1e-6 of a tie (see tests/test
 An add has no summation order to guess: it is computed exactly as onnxruntime does, in float32
 (``onnx_add``: each input dequantized through a 256-entry float32 table, one float32 add, one
 float32 division by the output scale, round half to even), which matters for decimal scales
-(0.08, 0.05, 0.1) whose real sums often lie on a tie.
+(0.08, 0.05, 0.1) whose real sums often lie on a tie. The host runs that float32 arithmetic; the
+generated C, which must not need a float unit, the integer form ``onnx_add_tables`` (exact integer
+sum, then a search among the sums where onnxruntime's result steps up).
 """
 
 from __future__ import annotations
@@ -124,12 +126,47 @@ def onnx_dequantize_lut(scale: float, zero_point: int) -> np.ndarray:
     return (np.arange(-128, 128).astype(np.float32) - np.float32(zero_point)) * np.float32(scale)
 
 
+def _onnx_quantize(total: np.ndarray, q: "QuantParams") -> np.ndarray:
+    """onnxruntime's QuantizeLinear of float32 values: divide by the scale, round half to even, + zero point, clamp."""
+    scaled = (np.asarray(total, np.float32) / np.float32(q.output_scale)).astype(np.float32)
+    return _clamp_int8(np.rint(np.clip(scaled, -(2.0 ** 30), 2.0 ** 30)).astype(np.int64) + q.output_zp, q)
+
+
 def onnx_add(x1: np.ndarray, x2: np.ndarray, q: "QuantParams") -> np.ndarray:
     """int8 ONNX QDQ add as onnxruntime computes it: float32 dequantize, add, divide, round half to even."""
     total = (onnx_dequantize_lut(q.input_scale, q.input_zp)[np.asarray(x1, np.int64) + 128]
              + onnx_dequantize_lut(q.input2_scale, q.input2_zp)[np.asarray(x2, np.int64) + 128])
-    scaled = (total / np.float32(q.output_scale)).astype(np.float32)
-    return _clamp_int8(np.rint(np.clip(scaled, -(2.0 ** 30), 2.0 ** 30)).astype(np.int64) + q.output_zp, q)
+    return _onnx_quantize(total, q)
+
+
+def onnx_add_tables(q: "QuantParams") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Integer-only form of ``onnx_add`` (for kernels without a float unit): (t1, t2, thresholds).
+
+    Both inputs' float32 dequantized values are integers in a common unit ``2**e`` (the smallest
+    ulp among them): ``t1[x1 + 128] + t2[x2 + 128]`` is the exact real sum in that unit. The float32
+    sum, division and rounding are monotone in the exact sum, so the output is ``act_min`` plus the
+    number of ``thresholds`` (int64, non-decreasing, ``act_max - act_min`` of them) at or below it;
+    threshold ``v`` is the smallest exact sum that onnxruntime's float32 arithmetic maps to
+    ``act_min + 1 + v`` or above. Raises ValueError if the sums do not fit 53 bits (scale ratio > ~2**20).
+    """
+    values = [onnx_dequantize_lut(q.input_scale, q.input_zp), onnx_dequantize_lut(q.input2_scale, q.input2_zp)]
+    nonzero = np.concatenate([v[v != 0] for v in values]).astype(np.float64)
+    unit = min(math.frexp(float(v))[1] for v in nonzero) - 24 if nonzero.size else 0
+    tables = [np.array([int(math.ldexp(float(v), -unit)) for v in t], np.int64) for t in values]
+    low, high = int(tables[0].min() + tables[1].min()), int(tables[0].max() + tables[1].max())
+    if max(abs(low), abs(high)) >= 1 << 53:
+        raise ValueError(f"ONNX add input scales {q.input_scale:.3g} and {q.input2_scale:.3g} are too far apart for integer sums")
+
+    def output(total: np.ndarray) -> np.ndarray:  # onnxruntime's result for exact sums (units 2**unit)
+        return _onnx_quantize(np.ldexp(total.astype(np.float64), unit).astype(np.float32), q).astype(np.int64)
+
+    levels = np.arange(q.act_min + 1, q.act_max + 1, dtype=np.int64)
+    lo, hi = np.full(levels.size, low, np.int64), np.full(levels.size, high + 1, np.int64)
+    while np.any(lo < hi):  # smallest sum reaching each level (high + 1: never)
+        mid = lo + (hi - lo) // 2
+        reached = output(np.minimum(mid, high)) >= levels
+        hi, lo = np.where(reached & (lo < hi), mid, hi), np.where(~reached & (lo < hi), mid + 1, lo)
+    return tables[0], tables[1], lo
 
 
 # --------------------------------------------------------------------------- fixed-point arithmetic

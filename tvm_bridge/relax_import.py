@@ -288,9 +288,14 @@ def from_onnx(model: Union[str, Path, bytes, Any], shape_dict: dict | None = Non
         mod = _from_onnx(model, shape_dict=shape_dict)
     except Exception as exc:  # noqa: BLE001
         raise BridgeError(f"{source}: TVM's ONNX frontend cannot import it: {type(exc).__name__}: {exc}") from exc
-    from tvm_bridge.onnx_layout import to_nhwc
+    from tvm_bridge.onnx_layout import layout_transposes, to_nhwc
 
-    return to_nhwc(check_module(mod, source)).with_attr(SEMANTICS_ATTR, "onnx")
+    mod = to_nhwc(check_module(mod, source))
+    transposes = layout_transposes(mod)
+    if transposes:
+        log.info("%s: %d NCHW<->NHWC int8 transposes (%d bytes) run in TVM's host code around the NHWC layers",
+                 source, len(transposes), sum(n for _, _, n in transposes))
+    return mod.with_attr(SEMANTICS_ATTR, "onnx")
 
 
 def load_model(model: ModelLike) -> tvm.IRModule:

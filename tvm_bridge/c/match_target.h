@@ -133,15 +133,15 @@ typedef struct {
     const int32_t* shift;      /* [output channels] (> 0: left shift) */
     int32_t in2_zp, in1_multiplier, in1_shift, in2_multiplier, in2_shift, left_shift; /* add */
     int32_t rounding;          /* MATCH_ROUND_*: requantization form */
-    const float* in1_lut;      /* ONNX add: float32 dequantized value of each int8 input 1 (index x + 128) */
-    const float* in2_lut;      /* ONNX add: same for input 2 */
-    float out_scale;           /* ONNX add: output scale (float32 division, as onnxruntime's QuantizeLinear) */
+    const int64_t* in1_table;  /* ONNX add (quant.onnx_add_tables): exact dequantized value of input 1 (index x + 128) */
+    const int64_t* in2_table;  /* ONNX add: same for input 2, in the same unit */
+    const int64_t* thresholds; /* ONNX add: act_max - act_min non-decreasing sums, one per output level above act_min */
 } match_layer_t;
 
 #define MATCH_ROUND_DOUBLE 0    /* TFLite MultiplyByQuantizedMultiplier (conv, depthwise, add) */
 #define MATCH_ROUND_SINGLE 1    /* TFLite single rounding (LiteRT's FULLY_CONNECTED) */
 #define MATCH_ROUND_HALF_EVEN 2 /* ONNX: x * multiplier / 2^(31 - shift), one rounding, ties to even; add:
-                                   onnxruntime's float32 math (match_onnx_add) */
+                                   onnxruntime's float32 result from integer tables (match_onnx_add) */
 
 /* A tile buffer as the kernel sees it: the element of coordinate x[d] is at
  * ptr + sum_d (x[d] - base[d]) * stride[d] (bytes; stride 0 for dims that do not index it).
@@ -189,22 +189,17 @@ static inline int64_t match_rshift_half_even(int64_t x, int32_t total) {
     return floor + ((remainder > half || (remainder == half && (floor & 1))) ? 1 : 0);
 }
 
-/* A float rounded to the nearest integer, ties to even (std::nearbyint without libm); |v| <= 2^30. */
-static inline int64_t match_round_half_even(float v) {
-    const double d = v;
-    const int64_t t = (int64_t)d; /* truncates toward zero */
-    const double fraction = d - (double)t;
-    if (fraction > 0.5 || (fraction == 0.5 && (t & 1))) return t + 1;
-    if (fraction < -0.5 || (fraction == -0.5 && (t & 1))) return t - 1;
-    return t;
-}
-
-/* ONNX QDQ add as onnxruntime computes it: float32 dequantize (tables), one add, one division, round half to even. */
+/* ONNX QDQ add, integer only: onnxruntime's float32 result (dequantize, add, divide, round half to even,
+ * zero point, clamp) is act_min + the number of thresholds at or below the exact sum (quant.onnx_add_tables). */
 static inline int64_t match_onnx_add(const match_layer_t* L, int8_t a1, int8_t a2) {
-    float q = (L->in1_lut[a1 + 128] + L->in2_lut[a2 + 128]) / L->out_scale;
-    if (q > 1073741824.0f) q = 1073741824.0f;
-    if (q < -1073741824.0f) q = -1073741824.0f;
-    return match_round_half_even(q) + L->out_zp;
+    const int64_t total = L->in1_table[a1 + 128] + L->in2_table[a2 + 128];
+    int32_t lo = 0, hi = L->act_max - L->act_min;
+    while (lo < hi) {
+        const int32_t mid = lo + (hi - lo) / 2;
+        if (L->thresholds[mid] <= total) lo = mid + 1;
+        else hi = mid;
+    }
+    return (int64_t)L->act_min + lo;
 }
 
 static inline int8_t match_clamp(const match_layer_t* L, int64_t v) {
