@@ -65,10 +65,14 @@ class QDQBuilder:
         self.inits[name] = value
         return name
 
-    def _dequantize(self, tensor: str, scale: float, zp: int, dtype=np.int8) -> str:
+    def _dequantize(self, tensor: str, scale, zp: int, dtype=np.int8) -> str:
+        """DequantizeLinear; a vector ``scale`` is per channel (axis 0, zero points 0)."""
         out = self._name("dq")
-        self.nodes.append(self.helper.make_node("DequantizeLinear", [tensor, self._const("s", np.array(scale, np.float32)),
-                                                                      self._const("z", np.array(zp, dtype))], [out]))
+        scale = np.asarray(scale, np.float32)
+        zero = np.full(scale.shape, zp, dtype)
+        attrs = {"axis": 0} if scale.ndim else {}
+        self.nodes.append(self.helper.make_node("DequantizeLinear", [tensor, self._const("s", scale), self._const("z", zero)],
+                                                [out], **attrs))
         return out
 
     def _quantize(self, tensor: str, spread: float) -> None:
@@ -91,21 +95,22 @@ class QDQBuilder:
         return out
 
     def conv(self, out_channels: int, kernel: int = 3, stride: int = 1, groups: int = 1, act: str = "relu",
-             bias: bool = True) -> "QDQBuilder":
+             bias: bool = True, per_channel: bool = False) -> "QDQBuilder":
         b, c, h, w = self.shape
         cin = c // groups
         weights = self.rng.integers(-127, 128, (out_channels, cin, kernel, kernel), dtype=np.int8)
-        w_scale = self._scale(0.01)
+        w_scale = np.array([self._scale(0.01 * v) for v in self.rng.uniform(0.5, 2.0, out_channels)]) if per_channel \
+            else self._scale(0.01)
         x = self._dequantize(self.tensor, self.scale, self.zp)
         inputs = [x, self._dequantize(self._const("W", weights), w_scale, 0)]
         if bias:
-            b_scale = float(np.float32(np.float32(self.scale) * np.float32(w_scale)))  # as ORT's quantizer sets it
+            b_scale = np.float32(self.scale) * np.asarray(w_scale, np.float32)  # as onnxruntime's quantizer sets it
             values = self.rng.integers(-2000, 2000, out_channels, dtype=np.int32)
             inputs.append(self._dequantize(self._const("B", values), b_scale, 0, np.int32))
         out = self._name("conv")
         pad = kernel // 2
         self.nodes.append(self.helper.make_node("Conv", inputs, [out], pads=[pad] * 4, strides=[stride, stride], group=groups))
-        spread = self.scale * w_scale * self.spread * 73.0 * np.sqrt(cin * kernel * kernel)
+        spread = self.scale * float(np.mean(w_scale)) * self.spread * 73.0 * np.sqrt(cin * kernel * kernel)
         self.shape = (b, out_channels, (h + 2 * pad - kernel) // stride + 1, (w + 2 * pad - kernel) // stride + 1)
         self._quantize(self._activation(out, act), spread)
         return self
@@ -161,8 +166,10 @@ def conv_chain(path, pow2: bool, seed: int = 0) -> str:
 
 
 def conv_stack(path, pow2: bool, seed: int = 0) -> str:
-    """conv 3x3 + Relu, depthwise 3x3 stride 2 + Clip(0, 6), conv 1x1 + residual add: 400 int8 outputs."""
-    return QDQBuilder((1, 8, 10, 10), pow2, seed).conv(16).conv(16, stride=2, groups=16, act="clip").residual().save(path)
+    """conv 3x3 + Relu, depthwise 3x3 stride 2 + Clip(0, 6) (per-channel weight scales), conv 1x1 +
+    residual add: 400 int8 outputs."""
+    return (QDQBuilder((1, 8, 10, 10), pow2, seed).conv(16).conv(16, stride=2, groups=16, act="clip", per_channel=True)
+            .residual().save(path))
 
 
 def matmul_chain(path, pow2: bool, seed: int = 0) -> str:
