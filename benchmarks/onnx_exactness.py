@@ -10,6 +10,7 @@ inputs through both and prints per model the largest |difference| and how many i
 
     python -m benchmarks.onnx_exactness
     python -m benchmarks.onnx_exactness --runs 50 --targets gap9 diana --json onnx.json
+    python -m benchmarks.onnx_exactness --models decimal_residual --targets gap9
 """
 
 from __future__ import annotations
@@ -255,6 +256,7 @@ def main(argv: Optional[Sequence[str]] = None) -> list[dict]:
     parser = argparse.ArgumentParser(description="ONNX QDQ models: bridge vs onnxruntime (ORT_DISABLE_ALL), int8 outputs.")
     parser.add_argument("--runs", type=int, default=20, help="random inputs per model (default 20)")
     parser.add_argument("--targets", nargs="+", default=["gap9", "diana"], help="SoC names or YAML paths")
+    parser.add_argument("--models", nargs="+", choices=sorted(MODELS), help="models to measure (default: all)")
     parser.add_argument("--json", type=Path, help="write the rows as JSON here")
     args = parser.parse_args(argv)
     logging.getLogger("tvm_bridge").setLevel(logging.ERROR)
@@ -262,6 +264,8 @@ def main(argv: Optional[Sequence[str]] = None) -> list[dict]:
     print(f"{'model':24} {'target':7} {'max|diff|':>9} {'differ':>8} {'outputs':>9} {'offloaded':>10}")
     with tempfile.TemporaryDirectory() as tmp:
         for name, make in MODELS.items():
+            if args.models and name not in args.models:
+                continue
             for target in args.targets:
                 row = measure(name, make, target, args.runs, Path(tmp))
                 rows.append(row)

@@ -14,6 +14,7 @@ runs DequantizeLinear -> float op -> QuantizeLinear, the reference for ONNX's se
 
 from __future__ import annotations
 
+import json
 from fractions import Fraction
 
 import numpy as np
@@ -146,3 +147,13 @@ def test_residual_conv_compiles_and_runs(tmp_path, target):
     assert compiled.offloaded["conv2d_0"]
     worst, mismatches, total = compare(compiled, path, runs=8)
     assert worst <= 1 and mismatches <= total * 1e-3, (worst, mismatches, total)
+
+
+def test_exactness_benchmark_writes_json(tmp_path, capsys):
+    from benchmarks import onnx_exactness
+
+    out = tmp_path / "onnx.json"
+    onnx_exactness.main(["--runs", "1", "--targets", "gap9", "--models", "conv_chain_pow2_s0", "--json", str(out)])
+    rows = json.loads(out.read_text())["rows"]
+    assert [(r["model"], r["target"], r["max_abs_diff"], r["offloaded"]) for r in rows] == [("conv_chain_pow2_s0", "gap9", 0, 5)]
+    assert "conv_chain_pow2_s0" in capsys.readouterr().out
