@@ -8,6 +8,8 @@ runs DequantizeLinear -> float op -> QuantizeLinear, the reference for ONNX's se
 - with random float scales onnxruntime's float32 sums can differ from the exact real value near a
   rounding tie: the mismatch rate is measured (0 in these models, asserted) and must stay at most
   1e-3 with decimal scales, whose real values often lie on ties (measured: 2e-4);
+- a model quantized by onnxruntime's own ``quantize_static`` (float input/output, per-tensor and
+  per-channel weights) is offloaded whole and equals onnxruntime exactly;
 - a conv with a residual add sharing its input's DequantizeLinear (``y = Conv(x) + x``) imports,
   compiles and runs (it used to fail in ``tvm.compile`` with ``Var lvN is not defined``).
 """
@@ -111,6 +113,63 @@ def test_random_scales_mismatch_rate(tmp_path, make):
     worst, mismatches, total = compare(compiled, path, runs=10)
     assert worst <= 1 and mismatches <= total * 1e-3, (worst, mismatches, total)
     assert worst == 0, f"{mismatches} of {total} outputs 1 LSB off onnxruntime"
+
+
+def quantized_by_onnxruntime(tmp_path, per_channel: bool) -> str:
+    """A float model (conv + Relu, depthwise + Clip(0, 6), 1x1 conv + residual add, Flatten + Gemm)
+    quantized by onnxruntime's own ``quantize_static`` (QDQ, int8, activations calibrated on 8
+    random inputs; it folds Relu/Clip into the ranges). Float input and output."""
+    from onnx import TensorProto, helper, numpy_helper
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    rng = np.random.default_rng(0)
+
+    def w(*shape, s=0.2):
+        return (rng.standard_normal(shape) * s).astype(np.float32)
+
+    inits = {"W1": w(16, 8, 3, 3), "B1": w(16), "W2": w(16, 1, 3, 3, s=0.3), "B2": w(16), "W3": w(16, 16, 1, 1), "B3": w(16),
+             "W4": w(10, 16 * 5 * 5, s=0.05), "B4": w(10), "lo": np.array(0, np.float32), "hi": np.array(6, np.float32)}
+    nodes = [helper.make_node("Conv", ["x", "W1", "B1"], ["c1"], pads=[1, 1, 1, 1]), helper.make_node("Relu", ["c1"], ["r1"]),
+             helper.make_node("Conv", ["r1", "W2", "B2"], ["c2"], pads=[1, 1, 1, 1], strides=[2, 2], group=16),
+             helper.make_node("Clip", ["c2", "lo", "hi"], ["r2"]),
+             helper.make_node("Conv", ["r2", "W3", "B3"], ["c3"]), helper.make_node("Add", ["c3", "r2"], ["a3"]),
+             helper.make_node("Flatten", ["a3"], ["f"]), helper.make_node("Gemm", ["f", "W4", "B4"], ["y"], transB=1)]
+    graph = helper.make_graph(nodes, "float", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8, 10, 10])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 10])],
+                              [numpy_helper.from_array(v, k) for k, v in inits.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.save(model, tmp_path / "float.onnx")
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.data = iter([{"x": rng.standard_normal((1, 8, 10, 10)).astype(np.float32)} for _ in range(8)])
+
+        def get_next(self):
+            return next(self.data, None)
+
+    out = tmp_path / "quantized.onnx"
+    quantize_static(str(tmp_path / "float.onnx"), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=per_channel,
+                    activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
+    return str(out)
+
+
+@pytest.mark.parametrize("per_channel", [False, True])
+@pytest.mark.parametrize("target", ["gap9", "diana"])
+def test_onnxruntime_quantized_model_offloaded_and_exact(tmp_path, target, per_channel):
+    """A model made by onnxruntime's quantizer: every layer offloaded, outputs equal onnxruntime's
+    (float outputs of the final DequantizeLinear compared exactly) on 10 random float inputs."""
+    pytest.importorskip("onnxruntime.quantization")
+    from benchmarks.onnx_exactness import ort_session
+
+    path = quantized_by_onnxruntime(tmp_path, per_channel)
+    compiled = tvm_bridge.compile(path, archs.load(target))
+    assert compiled.offloaded == {"conv2d_0": True, "depthwise_1": True, "conv2d_2": True, "add_3": True, "dense_4": True}
+    session = ort_session(path)
+    rng = np.random.default_rng(1)
+    for _ in range(10):
+        x = rng.standard_normal((1, 8, 10, 10)).astype(np.float32)
+        np.testing.assert_array_equal(compiled.run(x), session.run(None, {"x": x})[0])
 
 
 def test_residual_add_on_the_host_is_onnxruntimes(tmp_path):

@@ -37,7 +37,7 @@ from archs.model import SoC
 from mapper.acceptance import padding_split, rejection_reason
 from mapper.workload import Layer, LayerError
 from tvm_bridge import _compat as compat
-from tvm_bridge.quant import QuantParams, add_multipliers, conv_multipliers, dense_multiplier, onnx_multipliers
+from tvm_bridge.quant import QuantParams, add_multipliers, conv_multipliers, dense_multiplier, onnx_add_unit, onnx_multipliers
 
 log = logging.getLogger(__name__)
 
@@ -386,6 +386,10 @@ def _add(chain: _Chain, root: Any, name: str, semantics: str = "tflite") -> Laye
     if semantics == "onnx":  # onnxruntime's float32 computation, from the scales (quant.onnx_add)
         q = QuantParams("add", z1, out_zp, act_min, act_max, multiplier=np.array([0], np.int32), shift=np.array([0], np.int32),
                         input2_zp=z2, input_scale=s1, input2_scale=s2, output_scale=out_scale, extra=extra, semantics=semantics)
+        try:
+            onnx_add_unit(q)  # the generated C's integer form must exist
+        except ValueError as exc:
+            raise Unsupported(str(exc)) from exc
     else:
         p = add_multipliers(s1, s2, out_scale)
         q = QuantParams("add", z1, out_zp, act_min, act_max,

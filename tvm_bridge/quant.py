@@ -139,6 +139,18 @@ def onnx_add(x1: np.ndarray, x2: np.ndarray, q: "QuantParams") -> np.ndarray:
     return _onnx_quantize(total, q)
 
 
+def onnx_add_unit(q: "QuantParams") -> tuple[int, list[np.ndarray]]:
+    """(e, [t1, t2]): both inputs' float32 dequantized values as int64 multiples of ``2**e``, the
+    smallest ulp among them. Raises ValueError if their sums do not fit 53 bits (scale ratio > ~2**20)."""
+    values = [onnx_dequantize_lut(q.input_scale, q.input_zp), onnx_dequantize_lut(q.input2_scale, q.input2_zp)]
+    nonzero = np.concatenate([v[v != 0] for v in values]).astype(np.float64)
+    unit = min(math.frexp(float(v))[1] for v in nonzero) - 24 if nonzero.size else 0
+    tables = [np.array([int(math.ldexp(float(v), -unit)) for v in t], np.int64) for t in values]
+    if max(int(np.abs(t).max()) for t in tables) >= 1 << 52:
+        raise ValueError(f"ONNX add input scales {q.input_scale:.3g} and {q.input2_scale:.3g} are too far apart for integer sums")
+    return unit, tables
+
+
 def onnx_add_tables(q: "QuantParams") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Integer-only form of ``onnx_add`` (for kernels without a float unit): (t1, t2, thresholds).
 
@@ -149,13 +161,8 @@ def onnx_add_tables(q: "QuantParams") -> tuple[np.ndarray, np.ndarray, np.ndarra
     threshold ``v`` is the smallest exact sum that onnxruntime's float32 arithmetic maps to
     ``act_min + 1 + v`` or above. Raises ValueError if the sums do not fit 53 bits (scale ratio > ~2**20).
     """
-    values = [onnx_dequantize_lut(q.input_scale, q.input_zp), onnx_dequantize_lut(q.input2_scale, q.input2_zp)]
-    nonzero = np.concatenate([v[v != 0] for v in values]).astype(np.float64)
-    unit = min(math.frexp(float(v))[1] for v in nonzero) - 24 if nonzero.size else 0
-    tables = [np.array([int(math.ldexp(float(v), -unit)) for v in t], np.int64) for t in values]
+    unit, tables = onnx_add_unit(q)
     low, high = int(tables[0].min() + tables[1].min()), int(tables[0].max() + tables[1].max())
-    if max(abs(low), abs(high)) >= 1 << 53:
-        raise ValueError(f"ONNX add input scales {q.input_scale:.3g} and {q.input2_scale:.3g} are too far apart for integer sums")
 
     def output(total: np.ndarray) -> np.ndarray:  # onnxruntime's result for exact sums (units 2**unit)
         return _onnx_quantize(np.ldexp(total.astype(np.float64), unit).astype(np.float32), q).astype(np.int64)
