@@ -31,10 +31,10 @@ class QDQBuilder:
     ``pow2``: every scale a power of two (onnxruntime's float math is then exact: small integers
     times powers of two, sums below 2**24 units); else random float scales. Output scales are set
     from the expected spread of each layer's real output so that activations neither vanish nor
-    saturate.
+    saturate. ``uint8``: activations (input, output, every QuantizeLinear) uint8 instead of int8.
     """
 
-    def __init__(self, shape: tuple[int, int, int, int], pow2: bool, seed: int):
+    def __init__(self, shape: tuple[int, int, int, int], pow2: bool, seed: int, uint8: bool = False):
         from onnx import TensorProto, helper
 
         self.helper, self.TensorProto = helper, TensorProto
@@ -45,6 +45,7 @@ class QDQBuilder:
         self.input_shape = shape
         self.scale, self.zp, self.spread = self._scale(0.05), int(self.rng.integers(-10, 11)), 74.0
         self.tensor, self.shape, self.count = "x", shape, 0
+        self.uint8 = uint8
 
     def _scale(self, value: float) -> float:
         if self.pow2:
@@ -70,12 +71,22 @@ class QDQBuilder:
                                                 [out], **attrs))
         return out
 
+    def _zero_point(self, zp: int) -> np.ndarray:
+        """An activation zero point (given in int8 terms) in the activations' dtype."""
+        return np.array(zp + 128, np.uint8) if self.uint8 else np.array(zp, np.int8)
+
+    def _dequantize_act(self, tensor: str, scale: float, zp: int) -> str:
+        out = self._name("dq")
+        self.nodes.append(self.helper.make_node("DequantizeLinear", [tensor, self._const("s", np.array(scale, np.float32)),
+                                                                      self._const("z", self._zero_point(zp))], [out]))
+        return out
+
     def _quantize(self, tensor: str, spread: float) -> None:
         """QuantizeLinear with an output scale for a real output of about ``spread`` standard deviation."""
         scale, zp = self._scale(3.0 * spread / 127.0), int(self.rng.integers(-10, 11))
         out = self._name("q")
         self.nodes.append(self.helper.make_node("QuantizeLinear", [tensor, self._const("s", np.array(scale, np.float32)),
-                                                                    self._const("z", np.array(zp, np.int8))], [out]))
+                                                                    self._const("z", self._zero_point(zp))], [out]))
         self.tensor, self.scale, self.zp, self.spread = out, scale, zp, 74.0
 
     def _activation(self, tensor: str, act: str) -> str:
@@ -96,7 +107,7 @@ class QDQBuilder:
         weights = self.rng.integers(-127, 128, (out_channels, cin, kernel, kernel), dtype=np.int8)
         w_scale = np.array([self._scale(0.01 * v) for v in self.rng.uniform(0.5, 2.0, out_channels)]) if per_channel \
             else self._scale(0.01)
-        x = self._dequantize(self.tensor, self.scale, self.zp)
+        x = self._dequantize_act(self.tensor, self.scale, self.zp)
         inputs = [x, self._dequantize(self._const("W", weights), w_scale, 0)]
         if bias:
             b_scale = np.float32(self.scale) * np.asarray(w_scale, np.float32)  # as onnxruntime's quantizer sets it
@@ -114,7 +125,7 @@ class QDQBuilder:
         """``y = conv1x1(x) + x`` (the add's second input shares x's tensor)."""
         skip, skip_scale, skip_zp = self.tensor, self.scale, self.zp
         self.conv(self.shape[1], kernel=1, act="none")
-        a, b = self._dequantize(self.tensor, self.scale, self.zp), self._dequantize(skip, skip_scale, skip_zp)
+        a, b = self._dequantize_act(self.tensor, self.scale, self.zp), self._dequantize_act(skip, skip_scale, skip_zp)
         out = self._name("add")
         self.nodes.append(self.helper.make_node("Add", [a, b], [out]))
         self._quantize(self._activation(out, act), 74.0 * max(self.scale, skip_scale) * 1.4)
@@ -124,7 +135,7 @@ class QDQBuilder:
         """Flatten, then Gemm (``transB=1``, bias) or MatMul (+ Add of a dequantized bias)."""
         features = int(np.prod(self.shape[1:]))
         flat = self._name("flat")
-        self.nodes.append(self.helper.make_node("Flatten", [self._dequantize(self.tensor, self.scale, self.zp)], [flat]))
+        self.nodes.append(self.helper.make_node("Flatten", [self._dequantize_act(self.tensor, self.scale, self.zp)], [flat]))
         w_scale = self._scale(0.01)
         b_scale = float(np.float32(np.float32(self.scale) * np.float32(w_scale)))
         bias = self._dequantize(self._const("B", self.rng.integers(-2000, 2000, out_features, dtype=np.int32)), b_scale, 0, np.int32)
@@ -148,8 +159,9 @@ class QDQBuilder:
         from onnx import numpy_helper
 
         helper, tp = self.helper, self.TensorProto
-        graph = helper.make_graph(self.nodes, "qdq", [helper.make_tensor_value_info("x", tp.INT8, list(self.input_shape))],
-                                  [helper.make_tensor_value_info(self.tensor, tp.INT8, list(self.shape))],
+        act = tp.UINT8 if self.uint8 else tp.INT8
+        graph = helper.make_graph(self.nodes, "qdq", [helper.make_tensor_value_info("x", act, list(self.input_shape))],
+                                  [helper.make_tensor_value_info(self.tensor, act, list(self.shape))],
                                   [numpy_helper.from_array(v, k) for k, v in self.inits.items()])
         onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(path))
         return str(path)
@@ -161,16 +173,17 @@ def conv_chain(path, pow2: bool, seed: int = 0) -> str:
             .gemm(10).save(path))
 
 
-def conv_stack(path, pow2: bool, seed: int = 0) -> str:
+def conv_stack(path, pow2: bool, seed: int = 0, uint8: bool = False) -> str:
     """conv 3x3 + Relu, depthwise 3x3 stride 2 + Clip(0, 6) (per-channel weight scales), conv 1x1 +
     residual add: 400 int8 outputs."""
-    return (QDQBuilder((1, 8, 10, 10), pow2, seed).conv(16).conv(16, stride=2, groups=16, act="clip", per_channel=True)
+    return (QDQBuilder((1, 8, 10, 10), pow2, seed, uint8).conv(16).conv(16, stride=2, groups=16, act="clip", per_channel=True)
             .residual().save(path))
 
 
-def matmul_chain(path, pow2: bool, seed: int = 0) -> str:
+def matmul_chain(path, pow2: bool, seed: int = 0, uint8: bool = False) -> str:
     """conv 3x3 stride 2 without bias or activation, MatMul + bias add + Relu."""
-    return QDQBuilder((1, 4, 8, 8), pow2, seed).conv(8, stride=2, act="none", bias=False).gemm(12, matmul=True, act="relu").save(path)
+    return (QDQBuilder((1, 4, 8, 8), pow2, seed, uint8).conv(8, stride=2, act="none", bias=False).gemm(12, matmul=True, act="relu")
+            .save(path))
 
 
 def single_conv(path, pow2: bool, seed: int = 0) -> str:
@@ -211,6 +224,7 @@ MODELS: dict[str, Callable[[Path], str]] = {
     **{f"conv_stack_random_s{s}": (lambda p, s=s: conv_stack(p, False, s)) for s in range(3)},
     **{f"conv_chain_random_s{s}": (lambda p, s=s: conv_chain(p, False, s)) for s in range(2)},
     "matmul_chain_random": lambda p: matmul_chain(p, False, 0),
+    "conv_stack_uint8_pow2": lambda p: conv_stack(p, True, 0, uint8=True),
     **{f"single_conv_random_s{s}": (lambda p, s=s: single_conv(p, False, s)) for s in range(2)},
     "decimal_residual": residual_conv_onnx,
 }
@@ -229,10 +243,11 @@ def compare(compiled, path, runs: int, seed: int = 1) -> tuple[int, int, int]:
     """(max |diff|, differing int8 outputs, outputs) of ``compiled`` vs onnxruntime on ``runs`` random inputs."""
     session = ort_session(path)
     name, shape = session.get_inputs()[0].name, session.get_inputs()[0].shape
+    dtype = np.uint8 if session.get_inputs()[0].type == "tensor(uint8)" else np.int8
     rng = np.random.default_rng(seed)
     worst = mismatches = total = 0
     for _ in range(runs):
-        x = rng.integers(-128, 128, shape, dtype=np.int8)
+        x = rng.integers(np.iinfo(dtype).min, np.iinfo(dtype).max + 1, shape, dtype=dtype)
         y, expected = compiled.run(x), session.run(None, {name: x})[0]
         if y.shape != expected.shape:
             raise AssertionError(f"{path}: output shape {y.shape}, onnxruntime {expected.shape}")

@@ -9,7 +9,8 @@ runs DequantizeLinear -> float op -> QuantizeLinear, the reference for ONNX's se
   rounding tie: the mismatch rate is measured (0 in these models, asserted) and must stay at most
   1e-3 with decimal scales, whose real values often lie on ties (measured: 2e-4);
 - a model quantized by onnxruntime's own ``quantize_static`` (float input/output, per-tensor and
-  per-channel weights) is offloaded whole and equals onnxruntime exactly;
+  per-channel weights, int8 or uint8 activations) is offloaded whole and equals onnxruntime exactly;
+  so is a model with uint8 input, output and activations;
 - a conv with a residual add sharing its input's DequantizeLinear (``y = Conv(x) + x``) imports,
   compiles and runs (it used to fail in ``tvm.compile`` with ``Var lvN is not defined``).
 """
@@ -115,7 +116,7 @@ def test_random_scales_mismatch_rate(tmp_path, make):
     assert worst == 0, f"{mismatches} of {total} outputs 1 LSB off onnxruntime"
 
 
-def quantized_by_onnxruntime(tmp_path, per_channel: bool) -> str:
+def quantized_by_onnxruntime(tmp_path, per_channel: bool, activations: str = "QInt8") -> str:
     """A float model (conv + Relu, depthwise + Clip(0, 6), 1x1 conv + residual add, Flatten + Gemm)
     quantized by onnxruntime's own ``quantize_static`` (QDQ, int8, activations calibrated on 8
     random inputs; it folds Relu/Clip into the ranges). Float input and output."""
@@ -150,19 +151,19 @@ def quantized_by_onnxruntime(tmp_path, per_channel: bool) -> str:
 
     out = tmp_path / "quantized.onnx"
     quantize_static(str(tmp_path / "float.onnx"), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=per_channel,
-                    activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
+                    activation_type=getattr(QuantType, activations), weight_type=QuantType.QInt8)
     return str(out)
 
 
-@pytest.mark.parametrize("per_channel", [False, True])
+@pytest.mark.parametrize("per_channel, activations", [(False, "QInt8"), (True, "QInt8"), (True, "QUInt8")])
 @pytest.mark.parametrize("target", ["gap9", "diana"])
-def test_onnxruntime_quantized_model_offloaded_and_exact(tmp_path, target, per_channel):
+def test_onnxruntime_quantized_model_offloaded_and_exact(tmp_path, target, per_channel, activations):
     """A model made by onnxruntime's quantizer: every layer offloaded, outputs equal onnxruntime's
     (float outputs of the final DequantizeLinear compared exactly) on 10 random float inputs."""
     pytest.importorskip("onnxruntime.quantization")
     from benchmarks.onnx_exactness import ort_session
 
-    path = quantized_by_onnxruntime(tmp_path, per_channel)
+    path = quantized_by_onnxruntime(tmp_path, per_channel, activations)
     compiled = tvm_bridge.compile(path, archs.load(target))
     assert compiled.offloaded == {"conv2d_0": True, "depthwise_1": True, "conv2d_2": True, "add_3": True, "dense_4": True}
     session = ort_session(path)
@@ -170,6 +171,21 @@ def test_onnxruntime_quantized_model_offloaded_and_exact(tmp_path, target, per_c
     for _ in range(10):
         x = rng.standard_normal((1, 8, 10, 10)).astype(np.float32)
         np.testing.assert_array_equal(compiled.run(x), session.run(None, {"x": x})[0])
+
+
+@pytest.mark.parametrize("target", ["gap9", "diana"])
+def test_uint8_activations_offloaded_and_exact(tmp_path, target):
+    """uint8 input, output and activations: run as int8 (x - 128, zero point - 128) between one
+    conversion at the input and one at the output."""
+    path = conv_stack(tmp_path / "u8.onnx", pow2=True, uint8=True)
+    mod = tvm_bridge.from_onnx(path)
+    script = mod["main"].script()
+    widen = [line for line in script.splitlines() if "R.astype(" in line and line.endswith('dtype="int16")')]
+    assert len(widen) == 2  # one conversion in, one out
+    assert "uint8" not in "".join(line for line in script.splitlines() if "R.quantize(" in line or "R.dequantize(" in line)
+    compiled = tvm_bridge.compile(path, archs.load(target))
+    assert all(compiled.offloaded.values()) and len(compiled.offloaded) == 4
+    assert compare(compiled, path, runs=4)[0] == 0
 
 
 def test_residual_add_on_the_host_is_onnxruntimes(tmp_path):

@@ -18,6 +18,12 @@ ONNX ``Clip`` comes from TVM's frontend as ``call_tir(maximum)`` / ``call_tir(mi
 NaN-sanitised constant bounds; with constant bounds it becomes ``relax.clip`` (``nn.relu`` for
 ``[0, inf)``), which the layer patterns know.
 
+uint8 activations (onnxruntime's ``QUInt8``) become int8 first (``to_int8``): ``x - 128`` with the
+zero point ``zp - 128`` dequantizes to the same values and quantizes from the same ones (exactly),
+so every ``dequantize`` of a uint8 tensor reads ``x - 128`` and every ``quantize`` to uint8 produces
+int8 and adds 128 back; a conversion back to uint8 that feeds one to int8 cancels, so the
+conversions (int8 host ops, like the transposes) remain only at the model's uint8 inputs and outputs.
+
 Also moved before the dequantize, where they are exact int8 data movement: ``reshape`` of a
 per-tensor dequantized activation (Flatten before Gemm/MatMul), and ``permute_dims`` of a
 dequantized constant weight (Gemm ``transB``), so the dense pattern sees ``dequantize(int8)``.
@@ -223,6 +229,62 @@ class _ToNHWC(relax.PyExprMutator):
                 axis = axes.index(int(dq.attrs.axis) % rank) if rank else -1
                 return relax.op.dequantize(moved, dq.args[1], dq.args[2], axis=axis, out_dtype=str(dq.attrs.out_dtype))
         return call
+
+
+def _shifted_zero_point(zp: Any) -> Optional[relax.Expr]:
+    """The int8 zero point ``zp - 128`` of a constant uint8 zero point."""
+    if not compat.is_constant(zp) or compat.constant_value(zp).dtype != np.uint8:
+        return None
+    return relax.const((compat.constant_value(zp).astype(np.int16) - 128).astype(np.int8))
+
+
+@relax.expr_functor.mutator
+class _ToInt8(relax.PyExprMutator):
+    """The rewrite of ``to_int8`` (see the module docstring)."""
+
+    def __init__(self, mod: tvm.IRModule):
+        super().__init__(mod)
+        self.int8: dict = {}  # uint8 var -> its int8 version
+        self.source: dict = {}  # uint8 var made from an int8 tensor -> that int8 tensor
+
+    def _as_int8(self, x: relax.Expr) -> relax.Expr:
+        while isinstance(x, relax.Var):
+            if x in self.source:
+                return self.source[x]
+            bound = self.lookup_binding(x)
+            if not isinstance(bound, relax.Var):
+                break
+            x = bound
+        if x not in self.int8:
+            wide = self.builder_.emit(relax.op.subtract(relax.op.astype(x, "int16"), relax.const(np.int16(128))))
+            self.int8[x] = self.builder_.emit(relax.op.astype(wide, "int8"))
+        return self.int8[x]
+
+    def visit_call_(self, call: relax.Call) -> relax.Expr:
+        call = super().visit_call_(call)
+        name = compat.op_name(call)
+        if name == "relax.dequantize" and compat.tensor_dtype(call.args[0]) == "uint8" and not compat.is_constant(call.args[0]):
+            zp = _shifted_zero_point(call.args[2])
+            if zp is not None:
+                return relax.op.dequantize(self._as_int8(call.args[0]), call.args[1], zp, axis=int(call.attrs.axis),
+                                           out_dtype=str(call.attrs.out_dtype))
+        if name == "relax.quantize" and str(call.attrs.out_dtype) == "uint8":
+            zp = _shifted_zero_point(call.args[2])
+            if zp is not None:
+                q = self.builder_.emit(relax.op.quantize(call.args[0], call.args[1], zp, axis=int(call.attrs.axis), out_dtype="int8"))
+                wide = self.builder_.emit(relax.op.add(relax.op.astype(q, "int16"), relax.const(np.int16(128))))
+                out = self.builder_.emit(relax.op.astype(wide, "uint8"))
+                self.source[out] = q
+                return out
+        return call
+
+
+def to_int8(mod: tvm.IRModule) -> tvm.IRModule:
+    """``mod`` with its uint8 QDQ activations as int8 (module docstring); unchanged without uint8 ones."""
+    gv = mod.get_global_var("main")
+    new = tvm.IRModule(dict(mod.functions), attrs=mod.attrs)
+    new[gv] = _ToInt8(mod).visit_expr(mod[gv])
+    return relax.transform.DeadCodeElimination(["main"])(new)
 
 
 def to_nhwc(mod: tvm.IRModule) -> tvm.IRModule:

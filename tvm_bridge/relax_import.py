@@ -264,8 +264,9 @@ def from_onnx(model: Union[str, Path, bytes, Any], shape_dict: dict | None = Non
 
     Needs the ``onnx`` package. ``shape_dict`` (input name -> shape) fixes symbolic input dims;
     dynamic shapes left after that raise ``BridgeError``. QDQ (DequantizeLinear/QuantizeLinear)
-    models import; TVM's frontend lacks QLinearConv/ConvInteger/QGemm. The NCHW QDQ conv and add
-    chains are turned NHWC between int8 transposes (``tvm_bridge.onnx_layout.to_nhwc``) and the
+    models import; TVM's frontend lacks QLinearConv/ConvInteger/QGemm. uint8 activations become int8
+    (``tvm_bridge.onnx_layout.to_int8``), the NCHW QDQ conv and add chains are turned NHWC between
+    int8 transposes (``tvm_bridge.onnx_layout.to_nhwc``) and the
     module is marked ``match.semantics = "onnx"``: its layers round like onnxruntime
     (``tvm_bridge.quant``).
     """
@@ -288,9 +289,9 @@ def from_onnx(model: Union[str, Path, bytes, Any], shape_dict: dict | None = Non
         mod = _from_onnx(model, shape_dict=shape_dict)
     except Exception as exc:  # noqa: BLE001
         raise BridgeError(f"{source}: TVM's ONNX frontend cannot import it: {type(exc).__name__}: {exc}") from exc
-    from tvm_bridge.onnx_layout import layout_transposes, to_nhwc
+    from tvm_bridge.onnx_layout import layout_transposes, to_int8, to_nhwc
 
-    mod = to_nhwc(check_module(mod, source))
+    mod = to_nhwc(to_int8(check_module(mod, source)))
     transposes = layout_transposes(mod)
     if transposes:
         log.info("%s: %d NCHW<->NHWC int8 transposes (%d bytes) run in TVM's host code around the NHWC layers",
