@@ -84,6 +84,7 @@ def test_pow2_chain_offloaded_and_exact(tmp_path, target):
     assert worst == 0, f"{mismatches} of {total} outputs differ from onnxruntime"
     compiled.run(np.zeros((1, 8, 10, 10), np.int8))
     assert compiled.counters() == compiled.predicted_counters()
+    assert [n for _, _, n in compiled.layout_transposes] == [800, 400]  # host cost: the input and the Flatten's input
 
 
 @pytest.mark.parametrize("target", ["gap9", "diana"])
