@@ -63,6 +63,38 @@ def test_onnx_add_tables_equal_float32_arithmetic():
         np.testing.assert_array_equal(got, quant.onnx_add(a, b, q))
 
 
+def add_onnx(path, scales: tuple[float, float, float], zero_points: tuple[int, int, int]) -> str:
+    """``y = QuantizeLinear(DequantizeLinear(a) + DequantizeLinear(b))`` on [1, 1, 256, 256] int8 tensors."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    consts = {f"s{n}": np.array(s, np.float32) for n, s in zip("aby", scales)}
+    consts.update({f"z{n}": np.array(z, np.int8) for n, z in zip("aby", zero_points)})
+    nodes = [helper.make_node("DequantizeLinear", [n, f"s{n}", f"z{n}"], [f"{n}f"]) for n in "ab"]
+    nodes += [helper.make_node("Add", ["af", "bf"], ["s"]), helper.make_node("QuantizeLinear", ["s", "sy", "zy"], ["y"])]
+    graph = helper.make_graph(nodes, "add", [helper.make_tensor_value_info(n, TensorProto.INT8, [1, 1, 256, 256]) for n in "ab"],
+                              [helper.make_tensor_value_info("y", TensorProto.INT8, [1, 1, 256, 256])],
+                              [numpy_helper.from_array(v, k) for k, v in consts.items()])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), path)
+    return str(path)
+
+
+@pytest.mark.parametrize("scales, zero_points", [((0.08, 0.05, 0.1), (-2, 3, 1)), ((0.0173, 0.0911, 0.0542), (7, -11, 0))])
+def test_add_equals_onnxruntime_on_every_input_pair(tmp_path, scales, zero_points):
+    """All 65,536 int8 input pairs through an ONNX QDQ add, offloaded (integer tables in the generated
+    C) and on the host (float32 Relax), equal onnxruntime; decimal scales put many sums on ties."""
+    from benchmarks.onnx_exactness import ort_session
+
+    path = add_onnx(tmp_path / "add.onnx", scales, zero_points)
+    a = np.repeat(np.arange(-128, 128, dtype=np.int8), 256).reshape(1, 1, 256, 256)
+    b = np.tile(np.arange(-128, 128, dtype=np.int8), 256).reshape(1, 1, 256, 256)
+    expected = ort_session(path).run(None, {"a": a, "b": b})[0]
+    soc = archs.load("gap9")
+    offloaded, on_host = tvm_bridge.compile(path, soc), tvm_bridge.compile(path, soc, modules=[soc.host])
+    assert offloaded.offloaded == {"add_0": True} and on_host.offloaded == {"add_0": False}
+    np.testing.assert_array_equal(offloaded.run(a, b), expected)
+    np.testing.assert_array_equal(on_host.run(a, b), expected)
+
+
 def test_nchw_chain_runs_nhwc_between_two_transposes(tmp_path):
     mod = tvm_bridge.from_onnx(conv_chain(tmp_path / "chain.onnx", pow2=True))
     script = mod["main"].script()
