@@ -70,15 +70,21 @@ TARGETS: list[tuple[archs.SoC, str]] = [
 # --------------------------------------------------------------------------- layers, data
 
 
-def make_quant(layer: mapper.Layer, op: str, rng: np.random.Generator) -> quant.QuantParams:
-    """Random but realistic integer parameters (zero points, clamp, per-channel multipliers)."""
+def make_quant(layer: mapper.Layer, op: str, rng: np.random.Generator, semantics: Optional[str] = None) -> quant.QuantParams:
+    """Random but realistic integer parameters (zero points, clamp, per-channel multipliers). MAC and
+    add layers follow ``semantics``; by default a quarter of them ONNX's (``QuantParams.semantics``)."""
     s = layer.sizes
     in_zp, out_zp = (int(v) for v in rng.integers(-128, 128, 2))
     act_min, act_max = (-128, 127) if rng.random() < 0.4 else (int(rng.integers(-128, 0)), int(rng.integers(0, 128)))
     if op in ("avg_pool", "max_pool"):
         return quant.QuantParams(op, in_zp, in_zp, act_min, act_max)
     if op == "add":
-        p = quant.add_multipliers(*(float(v) for v in rng.uniform(0.005, 0.2, 3)))
+        scales = [float(v) for v in rng.uniform(0.005, 0.2, 3)]
+        p = quant.add_multipliers(*scales)
+        if (rng.random() < 0.25) if semantics is None else semantics == "onnx":
+            return quant.QuantParams("add", in_zp, out_zp, act_min, act_max, multiplier=np.array([0], np.int32),
+                                     shift=np.array([0], np.int32), input2_zp=int(rng.integers(-128, 128)), input_scale=scales[0],
+                                     input2_scale=scales[1], output_scale=scales[2], semantics="onnx")
         return quant.QuantParams("add", in_zp, out_zp, act_min, act_max, multiplier=np.array([p["output_multiplier"]], np.int32),
                                  shift=np.array([p["output_shift"]], np.int32), input2_zp=int(rng.integers(-128, 128)),
                                  input1_multiplier=p["input1_multiplier"], input1_shift=p["input1_shift"],
@@ -91,11 +97,18 @@ def make_quant(layer: mapper.Layer, op: str, rng: np.random.Generator) -> quant.
     in_scale, out_scale = float(rng.uniform(0.01, 0.1)), float(rng.uniform(0.01, 0.2))
     high = 2.0 if rng.random() < 0.2 else 0.05  # sometimes effective scales > 0.5 (positive shifts)
     if op == "dense":
-        m, sh = quant.dense_multiplier(in_scale, float(rng.uniform(1e-4, high)), out_scale)
+        w_scales = np.full(channels, rng.uniform(1e-4, high))
+        m, sh = quant.dense_multiplier(in_scale, float(w_scales[0]), out_scale)
         multiplier, shift = np.full(channels, m, np.int32), np.full(channels, sh, np.int32)
     else:
-        multiplier, shift = quant.conv_multipliers(in_scale, rng.uniform(1e-4, high, channels), out_scale)
-    return quant.QuantParams(op, in_zp, out_zp, act_min, act_max, weights=weights, bias=bias, multiplier=multiplier, shift=shift)
+        w_scales = rng.uniform(1e-4, high, channels)
+        multiplier, shift = quant.conv_multipliers(in_scale, w_scales, out_scale)
+    if semantics is None:
+        semantics = "onnx" if rng.random() < 0.25 else "tflite"
+    if semantics == "onnx":
+        multiplier, shift = quant.onnx_multipliers(in_scale, w_scales, out_scale)
+    return quant.QuantParams(op, in_zp, out_zp, act_min, act_max, weights=weights, bias=bias, multiplier=multiplier, shift=shift,
+                             semantics=semantics)
 
 
 def make_inputs(gen: GeneratedLayer, rng: np.random.Generator) -> tuple[np.ndarray, Optional[np.ndarray]]:
@@ -105,8 +118,8 @@ def make_inputs(gen: GeneratedLayer, rng: np.random.Generator) -> tuple[np.ndarr
     return x, x2
 
 
-def quantized(layer: mapper.Layer, op: str, seed: int) -> mapper.Layer:
-    return dataclasses.replace(layer, quant=make_quant(layer, op, np.random.default_rng(seed)))
+def quantized(layer: mapper.Layer, op: str, seed: int, semantics: Optional[str] = None) -> mapper.Layer:
+    return dataclasses.replace(layer, quant=make_quant(layer, op, np.random.default_rng(seed), semantics))
 
 
 @st.composite
@@ -352,7 +365,7 @@ def test_shipped_socs_compile_as_c_and_cxx():
 
 def sanitizer_cases() -> list[tuple[mapper.Layer, mapper.Schedule, GeneratedLayer, archs.SoC]]:
     """A fixed batch of random nests covering partial sums in L2 and between on-chip levels,
-    double buffering, padded unrolling and clipped input windows."""
+    double buffering, padded unrolling and clipped input windows; TFLite's and ONNX's semantics."""
     specs = [
         (mapper.conv2d("c", input_size=(6, 5), in_channels=3, out_channels=4, kernel=3, stride=(2, 1), padding=(1, 0, 2, 1)),
          "conv2d"),
@@ -375,11 +388,12 @@ def sanitizer_cases() -> list[tuple[mapper.Layer, mapper.Schedule, GeneratedLaye
             schedule = candidate_schedule(layer, soc, module, rnd)
             if schedule is None:
                 continue
+            semantics = "onnx" if i // len(specs) == 1 else "tflite"  # the second round: every layer ONNX's
             try:
-                gen = emit_layer(quantized(layer, op, i), schedule, soc, f"s{i}_{layer.name}")
+                gen = emit_layer(quantized(layer, op, i, semantics), schedule, soc, f"s{i}_{layer.name}")
             except CodegenError:
                 continue
-            cases.append((quantized(layer, op, i), schedule, gen, soc))
+            cases.append((quantized(layer, op, i, semantics), schedule, gen, soc))
             break
     return cases
 

@@ -56,6 +56,7 @@ CASES = [
      ("gap9", "cluster", True)),
     ("dense", mapper.dense("fc", in_features=12, out_features=7, batch=2), ("os32_example", "os_array", True)),
     ("add", mapper.add("add", channels=5, size=(3, 2)), ("gap9", "cluster", True)),
+    ("add", mapper.add("add_onnx", channels=5, size=(3, 2)), ("gap9", "cluster", True)),  # ONNX semantics (below)
     ("avg_pool", mapper.pool("avg", input_size=(5, 5), channels=3, kernel=3, stride=2, padding="same"),
      ("gap9", "cluster", True)),
     ("max_pool", mapper.pool("max", input_size=(5, 4), channels=2, kernel=2, stride=1, padding=(0, 1, 1, 0)),
@@ -72,7 +73,7 @@ def _generate() -> list[tuple[mapper.Layer, mapper.Schedule, GeneratedLayer]]:
     cases = []
     for i, (op, layer, (soc_name, module, shrunk)) in enumerate(CASES):
         soc, module = _target(soc_name, module, shrunk)
-        layer = quantized(layer, op, 100 + i)
+        layer = quantized(layer, op, 100 + i, "onnx" if layer.name.endswith("_onnx") else "tflite")
         schedule = mapper.map_layer(layer, soc, modules=[module])
         cases.append((layer, schedule, emit_layer(layer, schedule, soc, f"l{i}_{layer.name}")))
     return cases

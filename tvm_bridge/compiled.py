@@ -29,6 +29,7 @@ from mapper.schedule import Schedule
 from tvm_bridge import _compat as compat
 from tvm_bridge.build import PrecompiledSource, linker
 from tvm_bridge.memory import MemoryOverflowError, plan_memory
+from tvm_bridge.onnx_layout import layout_transposes
 from tvm_bridge.partition import partition_for
 from tvm_bridge.relax_codegen import CodegenSink, OffloadedFunction
 from tvm_bridge.relax_import import BridgeError, ModelLike, load_model, main_function
@@ -100,7 +101,9 @@ class CompiledModel:
     ``schedules``: layer -> ``Schedule`` for every recognised layer (host layers: their host
     schedule); ``offloaded``: layer -> whether it runs generated code; ``functions``: what the codegen
     produced per offloaded function; ``timings``: seconds per compilation step; ``memory_plan()``: the
-    static plan of the SoC's outermost memory.
+    static plan of the SoC's outermost memory; ``layout_transposes``: the NCHW<->NHWC int8 transposes
+    an ONNX model's layers need, which run in TVM's host code ((direction, shape, bytes) each,
+    ``tvm_bridge.onnx_layout``).
     """
 
     def __init__(self, mod: tvm.IRModule, soc: SoC, schedules: dict[str, Schedule], offloaded: dict[str, bool],
@@ -120,6 +123,7 @@ class CompiledModel:
         main = main_function(mod)
         self.input_shapes = [compat.tensor_shape(p) for p in main.params]
         self.input_dtypes = [compat.tensor_dtype(p) for p in main.params]
+        self.layout_transposes = layout_transposes(mod)
 
     # ------------------------------------------------------------------ running
     def run(self, *inputs: np.ndarray, reset_counters: bool = True) -> np.ndarray:

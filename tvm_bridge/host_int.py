@@ -7,7 +7,8 @@ off LiteRT's reference kernels, average pooling in about half the channels). Cha
 differences flip the top-1 class of 4-10 % of random inputs. ``exact_host_layers`` rewrites every
 recognised layer left in ``main`` into Relax integer ops with TFLite's semantics
 (``tvm_bridge.quant``): int32 convolution/matmul/window sums, int64 fixed-point requantization
-(double rounding; single rounding for dense), zero points and clamps. The result is still plain
+(double rounding; single rounding for dense; ONNX layers: one rounding, ties to even), zero points
+and clamps. The result is still plain
 Relax, compiled by TVM's own LLVM host code. Max pooling is already exact and is left alone.
 """
 
@@ -24,9 +25,9 @@ from archs.dims import LoopDim as D
 from mapper.workload import Layer
 from tvm_bridge import _compat as compat
 from tvm_bridge.patterns import Unsupported, extract_from_function, layer_patterns
-from tvm_bridge.quant import SINGLE_ROUNDING_OPS, QuantParams
+from tvm_bridge.quant import SINGLE_ROUNDING_OPS, QuantParams, onnx_dequantize_lut
 from tvm_bridge.relax_graph import input_order
-from tvm_bridge.relax_import import main_function
+from tvm_bridge.relax_import import main_function, semantics_of
 from tvm_bridge.relax_int import IntBuilder as _Builder
 from tvm_bridge.relax_int import i32 as _i32
 from tvm_bridge.relax_int import i64 as _i64
@@ -62,6 +63,12 @@ def _body(b: _Builder, layer: Layer, inputs: list) -> relax.Expr:
     elif q.op == "dense":
         x = b.widen(inputs[0], q.input_zp)
         acc = b.emit(R.matmul(x, _i32(q.weights.T), out_dtype="int32"))
+    elif q.op == "add" and q.semantics == "onnx":  # onnxruntime's float32 arithmetic (quant.onnx_add)
+        f1, f2 = (b.emit(R.take(relax.const(onnx_dequantize_lut(scale, zp)), b.widen(x, -128), axis=0))
+                  for x, scale, zp in ((inputs[0], q.input_scale, q.input_zp), (inputs[1], q.input2_scale, q.input2_zp)))
+        scaled = b.emit(R.divide(b.emit(R.add(f1, f2)), relax.const(np.float32(q.output_scale))))
+        scaled = b.emit(R.clip(scaled, -(2.0 ** 30), 2.0 ** 30))
+        return b.finish(b.round_half_even(scaled), q)
     elif q.op == "add":
         r1, r2 = (b.rescale(b.emit(R.left_shift(b.widen(x, zp, "int64"), _i64(q.left_shift))), m, sh)
                   for x, zp, m, sh in ((inputs[0], q.input_zp, q.input1_multiplier, q.input1_shift),
@@ -82,6 +89,9 @@ def _body(b: _Builder, layer: Layer, inputs: list) -> relax.Expr:
     if q.bias is not None:
         acc = b.emit(R.add(acc, _i32(q.bias)))
     wide = b.emit(R.astype(acc, "int64"))
+    if q.rounding == "half_even":
+        product = b.emit(R.multiply(wide, _i64(q.multiplier.astype(np.int64))))
+        return b.finish(b.shift_half_even(product, 31 - q.shift.astype(np.int64)), q)
     return b.finish(b.rescale(wide, q.multiplier, q.shift, single=q.op in SINGLE_ROUNDING_OPS), q)
 
 
@@ -101,14 +111,15 @@ def integer_function(layer: Layer, composite: relax.Function) -> relax.Function:
 def exact_host_layers(mod: tvm.IRModule) -> tvm.IRModule:
     """Rewrite the recognised layers left in ``main`` (not offloaded) into exact integer Relax."""
     kinds = {"conv2d", "depthwise", "dense", "add", "pool"}
-    patterns = [p for p in layer_patterns(kinds) if p.name != "match.max_pool"]
+    semantics = semantics_of(mod)
+    patterns = [p for p in layer_patterns(kinds, semantics=semantics) if p.name != "match.max_pool"]
     fused = relax.transform.FuseOpsByPattern(patterns, bind_constants=True, annotate_codegen=False, entry_functions=["main"])(mod)
     main_function(fused)
     for gv, func in list(fused.functions.items()):
         if compat.function_attr(func, "Composite") is None or compat.function_attr(func, "Codegen") is not None:
             continue
         try:
-            layer = extract_from_function(func, name=compat.var_name(gv))
+            layer = extract_from_function(func, name=compat.var_name(gv), semantics=semantics)
             fused.update_func(gv, integer_function(layer, func))
         except Unsupported as exc:  # keep TVM's float lowering for this one
             log.warning("host layer %s keeps TVM's float QDQ lowering: %s", compat.var_name(gv), exc)

@@ -10,11 +10,12 @@ The pass (usable in any Relax pipeline, before ``relax.transform.RunCodegen()``)
    (``patterns.soc_patterns``), admitting a match only if its layer's schedule is on a non-host
    module: layers whose best module is the host stay in TVM's own (LLVM) host code;
 4. attaches to each offloaded function ``match.layer`` (the layer name), ``match.schedule`` (the
-   ``Schedule`` as JSON) and ``match.soc`` (the SoC's whole description as JSON, from which
-   ``tvm_bridge.relax_codegen`` rebuilds it; see ``tvm_bridge.offload_attrs``);
+   ``Schedule`` as JSON), ``match.semantics`` (``tflite`` or ``onnx`` rounding) and ``match.soc``
+   (the SoC's whole description as JSON, from which ``tvm_bridge.relax_codegen`` rebuilds it; see
+   ``tvm_bridge.offload_attrs``);
 5. with ``exact_host=True`` (default) rewrites the recognised layers left on the host into exact
-   integer Relax (``tvm_bridge.host_int``): still TVM's host code, but with TFLite's integer
-   semantics instead of TVM's float QDQ lowering.
+   integer Relax (``tvm_bridge.host_int``): still TVM's host code, but with TFLite's (or, for ONNX
+   models, onnxruntime's) integer semantics instead of TVM's float QDQ lowering.
 
 The module gets the attribute ``match_schedules``: JSON ``{layer: {"offloaded": bool, "schedule": {...}}}``
 for every recognised layer (``schedules_of(mod)`` parses it back).
@@ -37,10 +38,19 @@ from mapper.search import MappingError, map_layer, map_layer_accelerator_first
 from mapper.workload import Layer
 from tvm_bridge import _compat as compat
 from tvm_bridge import relax_codegen
-from tvm_bridge.offload_attrs import ATTR_LAYER, ATTR_SCHEDULE, ATTR_SOC, MODULE_ATTR, schedule_from_dict, schedule_to_json, soc_to_json
+from tvm_bridge.offload_attrs import (
+    ATTR_LAYER,
+    ATTR_SCHEDULE,
+    ATTR_SEMANTICS,
+    ATTR_SOC,
+    MODULE_ATTR,
+    schedule_from_dict,
+    schedule_to_json,
+    soc_to_json,
+)
 from tvm_bridge.patterns import CODEGEN, extract_from_function, layer_key, offload_reason, soc_patterns
 from tvm_bridge.relax_graph import composite_function, layer_graph
-from tvm_bridge.relax_import import BridgeError, main_function
+from tvm_bridge.relax_import import BridgeError, main_function, semantics_of
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +125,9 @@ class MatchPartition:
         def accept(layer: Layer) -> bool:
             return layer_key(layer) in wanted
 
-        part = relax.transform.FuseOpsByPattern(soc_patterns(self.soc, accept), bind_constants=True, annotate_codegen=True)(mod)
+        semantics = semantics_of(mod)
+        part = relax.transform.FuseOpsByPattern(soc_patterns(self.soc, accept, semantics), bind_constants=True,
+                                                annotate_codegen=True)(mod)
         soc_content = soc_to_json(self.soc)
         names_of: dict[str, list[str]] = {}
         for block in main_function(part).body.blocks:
@@ -126,7 +138,7 @@ class MatchPartition:
                 func = part[call.op]
                 if compat.function_attr(func, "Codegen") != CODEGEN:
                     continue
-                key = layer_key(extract_from_function(composite_function(func)))
+                key = layer_key(extract_from_function(composite_function(func), semantics=semantics))
                 if not by_key.get(key):
                     raise BridgeError(f"offloaded function {compat.var_name(call.op)} matches no layer chosen for offload")
                 names_of.setdefault(compat.var_name(call.op), []).append(by_key[key].pop(0))
@@ -140,6 +152,7 @@ class MatchPartition:
             func = func.with_attr(ATTR_LAYER, ",".join(names))
             func = func.with_attr(ATTR_SCHEDULE, schedule_to_json(self.schedules[names[0]]))
             func = func.with_attr(ATTR_SOC, soc_content)
+            func = func.with_attr(ATTR_SEMANTICS, semantics)
             part.update_func(gv, func)
         if self.exact_host:
             from tvm_bridge.host_int import exact_host_layers

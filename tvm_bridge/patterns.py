@@ -4,15 +4,18 @@ Int8 models arrive in QDQ form: every int8 tensor is ``dequantize``d by each con
 runs in float32 and its result is ``quantize``d (fused activations as ``clip``). The chains recognised:
 
 - conv2d / depthwise: ``dequantize(x)``, ``dequantize(W)`` [+ ``reshape``], ``nn.conv2d`` (NHWC),
-  [``add(dequantize(bias))``], ``quantize``, [``clip``] (fused ReLU/ReLU6 as integer bounds);
-- dense: ``dequantize(x)``, ``dequantize([permute_dims](W))``, ``matmul``, [bias], ``quantize``, [``clip``];
+  [``add(dequantize(bias))``], [``nn.relu`` | ``clip``], ``quantize``, [``clip``] (fused ReLU/ReLU6,
+  ONNX Relu/Clip, as integer bounds);
+- dense: ``dequantize(x)``, ``dequantize([permute_dims](W))``, ``matmul``, [bias], [``nn.relu`` | ``clip``],
+  ``quantize``, [``clip``];
 - add: ``dequantize(a)``, ``dequantize(b)``, ``add``, [``nn.relu`` | ``clip``], ``quantize``, [``clip``];
 - average pool: ``astype(int32)``, ``nn.avg_pool2d``, ``astype(int8)``, [``clip``];
 - max pool: ``nn.max_pool2d`` on int8, [``clip``].
 
 ``extract_layer`` turns a matched chain into a ``Layer`` whose ``quant`` holds TFLite's integer
-semantics (multipliers from ``tvm_bridge.quant``). Anything it cannot represent exactly raises
-``Unsupported`` with the reason; the chain then stays on TVM's host code.
+semantics (multipliers from ``tvm_bridge.quant``), or ONNX's (``semantics="onnx"``: models imported
+by ``from_onnx``, whose NCHW chains ``tvm_bridge.onnx_layout`` turned NHWC). Anything it cannot
+represent exactly raises ``Unsupported`` with the reason; the chain then stays on TVM's host code.
 
 Pattern tables are generated from a SoC (``soc_patterns``): a kind gets a pattern only if some
 non-host module lists it, and each pattern's check admits a layer only if some non-host module
@@ -34,7 +37,7 @@ from archs.model import SoC
 from mapper.acceptance import padding_split, rejection_reason
 from mapper.workload import Layer, LayerError
 from tvm_bridge import _compat as compat
-from tvm_bridge.quant import QuantParams, add_multipliers, conv_multipliers, dense_multiplier
+from tvm_bridge.quant import QuantParams, add_multipliers, conv_multipliers, dense_multiplier, onnx_add_unit, onnx_multipliers
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +64,9 @@ def _dq(x):
 
 
 def _requant(acc):
-    biased = is_op("relax.add")(acc, _dq(is_const()))
-    q = is_op("relax.quantize")(biased | acc, is_const(), is_const())
+    biased = is_op("relax.add")(acc, _dq(is_const())) | acc
+    activated = biased | is_op("relax.nn.relu")(biased) | is_op("relax.clip")(biased, wildcard(), wildcard())
+    q = is_op("relax.quantize")(activated, is_const(), is_const())
     return q | is_op("relax.clip")(q, wildcard(), wildcard())
 
 
@@ -88,6 +92,33 @@ def relax_patterns() -> dict[str, Any]:
 
 def _round_half_away(x: float) -> int:
     return int(np.sign(x) * np.floor(abs(x) + 0.5))
+
+
+def _float_activation(chain: "_Chain", expr: Any, out_scale: float, out_zp: int, act_min: int, act_max: int,
+                      semantics: str) -> tuple[Any, int, int]:
+    """Strip a float ``nn.relu`` / ``clip`` before the output ``quantize``: (inner expr, act_min, act_max).
+
+    The bounds are the quantized clip bounds (monotone rounding commutes with the clamp): TFLite
+    rounds half away from zero, onnxruntime ``nearbyint(float32(bound / scale))``."""
+    lo, hi = -np.inf, np.inf
+    if compat.op_name(expr) == "relax.nn.relu":
+        lo, expr = 0.0, chain.value(expr.args[0])
+    elif compat.op_name(expr) == "relax.clip":
+        lo, hi = (float(compat.scalar_value(v)) for v in expr.args[1:3])
+        expr = chain.value(expr.args[0])
+
+    def quantized(bound: float) -> int:
+        if semantics == "onnx":
+            return out_zp + int(np.rint(np.float32(bound) / np.float32(out_scale)))
+        return out_zp + _round_half_away(bound / out_scale)
+
+    if lo > -np.inf:
+        act_min = max(act_min, quantized(lo))
+    if hi < np.inf:
+        act_max = min(act_max, quantized(hi))
+    if act_min > act_max:
+        raise Unsupported(f"activation clamp [{lo}, {hi}] is empty after quantization")
+    return expr, max(-128, act_min), min(127, act_max)
 
 
 def _per_tensor(expr: Any, what: str) -> float:
@@ -196,12 +227,13 @@ def _output_quantization(expr: Any, what: str) -> tuple[float, int]:
     return _per_tensor(expr.args[1], "output scale"), int(round(_per_tensor(expr.args[2], "output zero point")))
 
 
-def _requant_tail(chain: _Chain, root: Any) -> dict:
-    """Fields of the ``[add(bias)] -> quantize -> [clip]`` tail of a MAC layer and the accumulator call."""
+def _requant_tail(chain: _Chain, root: Any, semantics: str) -> dict:
+    """Fields of the ``[add(bias)] -> [relu | clip] -> quantize -> [clip]`` tail of a MAC layer and the
+    accumulator call (``bias_scales``: the bias dequantize's scale per value, None without bias)."""
     inner, act_min, act_max = chain.activation(root)
     out_scale, out_zp = _output_quantization(inner, "output")
-    acc = chain.value(inner.args[0])
-    bias = None
+    acc, act_min, act_max = _float_activation(chain, chain.value(inner.args[0]), out_scale, out_zp, act_min, act_max, semantics)
+    bias = bias_scales = None
     if compat.op_name(acc) == "relax.add":
         sides = [chain.value(a) for a in acc.args]
         is_bias = [compat.op_name(s) == "relax.dequantize" and compat.is_constant(chain.value(s.args[0])) for s in sides]
@@ -211,9 +243,33 @@ def _requant_tail(chain: _Chain, root: Any) -> dict:
         bias = compat.constant_value(chain.value(sides[k].args[0]))
         if bias.dtype != np.int32:
             raise Unsupported(f"bias has dtype {bias.dtype}; only int32 is supported")
+        if np.any(compat.constant_value(sides[k].args[2]) != 0):
+            raise Unsupported("bias zero point is not 0")
+        bias_scales = np.broadcast_to(compat.constant_value(sides[k].args[1]).astype(np.float32).reshape(-1), (bias.size,))
         acc = sides[1 - k]
     return {"acc": acc, "bias": None if bias is None else bias.reshape(-1).astype(np.int32), "out_scale": out_scale,
-            "output_zp": out_zp, "act_min": act_min, "act_max": act_max}
+            "output_zp": out_zp, "act_min": act_min, "act_max": act_max, "bias_scales": bias_scales}
+
+
+def _check_bias_scale(tail: dict, in_scale: float, w_scales: np.ndarray) -> None:
+    """ONNX: the bias must be in accumulator units (bias scale = input scale * weight scale, as float32
+    products are: within 2**-20 relative), else it cannot be added to the integer accumulator."""
+    if tail["bias_scales"] is None:
+        return
+    expected = float(np.float32(in_scale)) * np.asarray(w_scales, np.float64)
+    if np.any(np.abs(tail["bias_scales"].astype(np.float64) / expected - 1.0) > 2.0 ** -20):
+        raise Unsupported("bias scale is not input scale * weight scale; the bias is not in accumulator units")
+
+
+def _mac_multipliers(tail: dict, in_scale: float, w_scales: np.ndarray, semantics: str, dense: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Per-output-channel (multiplier, shift) of a conv/depthwise/dense layer under ``semantics``."""
+    if semantics == "onnx":
+        _check_bias_scale(tail, in_scale, w_scales)
+        return onnx_multipliers(in_scale, w_scales, tail["out_scale"])
+    if dense and np.all(w_scales == w_scales[0]):
+        m, s = dense_multiplier(in_scale, float(w_scales[0]), tail["out_scale"])
+        return np.full(w_scales.size, m, np.int32), np.full(w_scales.size, s, np.int32)
+    return conv_multipliers(in_scale, w_scales, tail["out_scale"])
 
 
 def _pads(attrs: Any) -> tuple[int, int, int, int]:
@@ -239,8 +295,8 @@ def _geometry(layer_pads, out_hw, kernel, stride, dilation, in_hw) -> tuple[int,
 # --------------------------------------------------------------------------- per-kind extraction
 
 
-def _conv(chain: _Chain, root: Any, name: str) -> Layer:
-    tail = _requant_tail(chain, root)
+def _conv(chain: _Chain, root: Any, name: str, semantics: str = "tflite") -> Layer:
+    tail = _requant_tail(chain, root, semantics)
     conv = tail["acc"]
     if compat.op_name(conv) != "relax.nn.conv2d":
         raise Unsupported(f"expected relax.nn.conv2d, found {compat.op_name(conv)}")
@@ -263,7 +319,7 @@ def _conv(chain: _Chain, root: Any, name: str) -> Layer:
     pads = _geometry(_pads(a), (oy, ox), (fy, fx), stride, dilation, (iy, ix))
     if w_scales.size == 1:
         w_scales = np.repeat(w_scales, k_out)
-    mult, shift = conv_multipliers(in_scale, w_scales, tail["out_scale"])
+    mult, shift = _mac_multipliers(tail, in_scale, w_scales, semantics, dense=False)
     if groups == 1:
         kind, w = "conv2d", weights
         sizes = {D.B: b, D.K: k_out, D.C: c_in, D.OY: oy, D.OX: ox, D.FY: fy, D.FX: fx, D.G: 1}
@@ -278,12 +334,12 @@ def _conv(chain: _Chain, root: Any, name: str) -> Layer:
     q = QuantParams(kind, in_zp, tail["output_zp"], tail["act_min"], tail["act_max"], weights=w, bias=bias,
                     multiplier=mult, shift=shift, input_scale=in_scale, output_scale=tail["out_scale"],
                     extra={"input_shape": in_shape, "output_shape": out_shape, "weight_scales": w_scales,
-                           "relax_padding": tuple(int(v) for v in a.padding)})
+                           "relax_padding": tuple(int(v) for v in a.padding)}, semantics=semantics)
     return Layer(name, kind, sizes, stride, dilation, pads, quant=q)
 
 
-def _dense(chain: _Chain, root: Any, name: str) -> Layer:
-    tail = _requant_tail(chain, root)
+def _dense(chain: _Chain, root: Any, name: str, semantics: str = "tflite") -> Layer:
+    tail = _requant_tail(chain, root, semantics)
     mm = tail["acc"]
     if compat.op_name(mm) != "relax.matmul":
         raise Unsupported(f"expected relax.matmul, found {compat.op_name(mm)}")
@@ -293,17 +349,14 @@ def _dense(chain: _Chain, root: Any, name: str) -> Layer:
     if len(in_shape) != 2:
         raise Unsupported(f"dense input of rank {len(in_shape)}; only [batch, features] is supported")
     weights, w_scales = _weights(chain, mm.args[1], "IO")  # [K, C]
-    if np.all(w_scales == w_scales[0]):
-        m, s = dense_multiplier(in_scale, float(w_scales[0]), tail["out_scale"])
-        mult, shift = np.full(weights.shape[0], m, np.int32), np.full(weights.shape[0], s, np.int32)
-    else:
-        mult, shift = conv_multipliers(in_scale, w_scales, tail["out_scale"])
+    mult, shift = _mac_multipliers(tail, in_scale, np.asarray(w_scales, np.float32), semantics, dense=True)
     k_out, c_in = weights.shape
     if in_shape[1] != c_in:
         raise Unsupported(f"dense input has {in_shape[1]} features, weights {c_in}")
     q = QuantParams("dense", in_zp, tail["output_zp"], tail["act_min"], tail["act_max"], weights=weights, bias=tail["bias"],
                     multiplier=mult, shift=shift, input_scale=in_scale, output_scale=tail["out_scale"],
-                    extra={"input_shape": in_shape, "output_shape": out_shape, "weight_scales": np.array(w_scales)})
+                    extra={"input_shape": in_shape, "output_shape": out_shape, "weight_scales": np.array(w_scales)},
+                    semantics=semantics)
     return Layer(name, "dense", {D.B: in_shape[0], D.K: k_out, D.C: c_in}, quant=q)
 
 
@@ -317,20 +370,10 @@ def _to_nhwc4(shape: tuple[int, ...], what: str) -> tuple[int, int, int, int]:
     raise Unsupported(f"{what} of rank {len(shape)} is not supported")
 
 
-def _add(chain: _Chain, root: Any, name: str) -> Layer:
+def _add(chain: _Chain, root: Any, name: str, semantics: str = "tflite") -> Layer:
     q_expr, act_min, act_max = chain.activation(root)
     out_scale, out_zp = _output_quantization(q_expr, "add output")
-    total = chain.value(q_expr.args[0])
-    lo, hi = -np.inf, np.inf
-    if compat.op_name(total) == "relax.nn.relu":
-        lo, total = 0.0, chain.value(total.args[0])
-    elif compat.op_name(total) == "relax.clip":
-        lo, hi = (float(compat.scalar_value(v)) for v in total.args[1:3])
-        total = chain.value(total.args[0])
-    if lo > -np.inf:
-        act_min = max(act_min, out_zp + _round_half_away(lo / out_scale))
-    if hi < np.inf:
-        act_max = min(act_max, out_zp + _round_half_away(hi / out_scale))
+    total, act_min, act_max = _float_activation(chain, chain.value(q_expr.args[0]), out_scale, out_zp, act_min, act_max, semantics)
     if compat.op_name(total) != "relax.add":
         raise Unsupported(f"expected relax.add, found {compat.op_name(total)}")
     (x1, s1, z1), (x2, s2, z2) = (_dequantize_args(chain.value(a), f"add input {i + 1}") for i, a in enumerate(total.args))
@@ -339,17 +382,26 @@ def _add(chain: _Chain, root: Any, name: str) -> Layer:
     shape1, shape2, out_shape = _shape(x1, "add input 1"), _shape(x2, "add input 2"), _shape(q_expr, "add output")
     if not shape1 == shape2 == out_shape:
         raise Unsupported(f"broadcasting add {shape1} + {shape2} is not supported")
-    p = add_multipliers(s1, s2, out_scale)
-    q = QuantParams("add", z1, out_zp, max(-128, act_min), min(127, act_max),
-                    multiplier=np.array([p["output_multiplier"]], np.int32), shift=np.array([p["output_shift"]], np.int32),
-                    input2_zp=z2, input1_multiplier=p["input1_multiplier"], input1_shift=p["input1_shift"],
-                    input2_multiplier=p["input2_multiplier"], input2_shift=p["input2_shift"], input_scale=s1, output_scale=out_scale,
-                    extra={"input_shape": shape1, "input2_shape": shape2, "output_shape": out_shape, "input2_scale": s2})
+    extra = {"input_shape": shape1, "input2_shape": shape2, "output_shape": out_shape, "input2_scale": s2}
+    if semantics == "onnx":  # onnxruntime's float32 computation, from the scales (quant.onnx_add)
+        q = QuantParams("add", z1, out_zp, act_min, act_max, multiplier=np.array([0], np.int32), shift=np.array([0], np.int32),
+                        input2_zp=z2, input_scale=s1, input2_scale=s2, output_scale=out_scale, extra=extra, semantics=semantics)
+        try:
+            onnx_add_unit(q)  # the generated C's integer form must exist
+        except ValueError as exc:
+            raise Unsupported(str(exc)) from exc
+    else:
+        p = add_multipliers(s1, s2, out_scale)
+        q = QuantParams("add", z1, out_zp, act_min, act_max,
+                        multiplier=np.array([p["output_multiplier"]], np.int32), shift=np.array([p["output_shift"]], np.int32),
+                        input2_zp=z2, input1_multiplier=p["input1_multiplier"], input1_shift=p["input1_shift"],
+                        input2_multiplier=p["input2_multiplier"], input2_shift=p["input2_shift"], input_scale=s1,
+                        output_scale=out_scale, extra=extra)
     b, oy, ox, g = _to_nhwc4(out_shape, "add tensor")
     return Layer(name, "add", {D.B: b, D.OY: oy, D.OX: ox, D.G: g}, quant=q)
 
 
-def _pool(chain: _Chain, root: Any, name: str) -> Layer:
+def _pool(chain: _Chain, root: Any, name: str, semantics: str = "tflite") -> Layer:
     inner, act_min, act_max = chain.activation(root)
     if compat.op_name(inner) == "relax.astype":
         _require_int8(inner, "avg_pool output")
@@ -384,19 +436,20 @@ def _pool(chain: _Chain, root: Any, name: str) -> Layer:
     return Layer(name, "pool", {D.B: b, D.OY: oy, D.OX: ox, D.FY: fy, D.FX: fx, D.G: g}, stride, dilation, pads, quant=q)
 
 
-_EXTRACTORS: dict[str, Callable[[_Chain, Any, str], Layer]] = {
+_EXTRACTORS: dict[str, Callable[..., Layer]] = {
     "conv2d": _conv, "depthwise": _conv, "dense": _dense, "add": _add, "avg_pool": _pool, "max_pool": _pool,
 }
 
 
-def extract_layer(pattern: str, root: Any, bindings: Mapping[Any, Any], name: str = "layer") -> Layer:
+def extract_layer(pattern: str, root: Any, bindings: Mapping[Any, Any], name: str = "layer", semantics: str = "tflite") -> Layer:
     """The ``Layer`` (with ``QuantParams``) of a chain matched by pattern ``pattern`` ending in ``root``.
 
-    ``bindings`` maps the chain's bound Vars to their values. Raises ``Unsupported`` when the chain
+    ``bindings`` maps the chain's bound Vars to their values; ``semantics`` (``"tflite"`` or
+    ``"onnx"``) whose integer semantics the layer follows. Raises ``Unsupported`` when the chain
     cannot be run bit-exactly by the offloaded kernels (the reason is in the message).
     """
     try:
-        layer = _EXTRACTORS[pattern](_Chain(bindings), root, name)
+        layer = _EXTRACTORS[pattern](_Chain(bindings), root, name, semantics)
     except LayerError as exc:
         raise Unsupported(str(exc)) from exc
     if PATTERN_KINDS[pattern] != layer.kind:
@@ -404,22 +457,22 @@ def extract_layer(pattern: str, root: Any, bindings: Mapping[Any, Any], name: st
     return layer
 
 
-def extract_from_function(func: Any, name: str = "layer") -> Layer:
+def extract_from_function(func: Any, name: str = "layer", semantics: str = "tflite") -> Layer:
     """The ``Layer`` of a composite function made by ``FuseOpsByPattern`` (attribute ``Composite``)."""
     composite = compat.function_attr(func, "Composite")
     if composite is None:
         raise Unsupported("not a composite function")
     pattern = composite.split(".", 1)[1]
     bindings = {b.var: b.value for block in func.body.blocks for b in block.bindings}
-    return extract_layer(pattern, func.body.body, bindings, name)
+    return extract_layer(pattern, func.body.body, bindings, name, semantics)
 
 
 def layer_key(layer: Layer) -> str:
     """A digest of a layer's geometry and integer semantics (names excluded): equal keys compute the same."""
     q: QuantParams = layer.quant
     h = hashlib.sha1(repr((layer.kind, tuple(layer.sizes.values()), layer.stride, layer.dilation, layer.padding)).encode())
-    for name in ("op", "input_zp", "output_zp", "act_min", "act_max", "input2_zp", "input1_multiplier", "input1_shift",
-                 "input2_multiplier", "input2_shift"):
+    for name in ("op", "semantics", "input_zp", "output_zp", "act_min", "act_max", "input2_zp", "input1_multiplier",
+                 "input1_shift", "input2_multiplier", "input2_shift", "left_shift", "input_scale", "input2_scale", "output_scale"):
         h.update(repr(getattr(q, name)).encode())
     for name in ("weights", "bias", "multiplier", "shift"):
         value = getattr(q, name)
@@ -454,11 +507,11 @@ def offload_reason(layer: Layer, soc: SoC) -> Optional[str]:
     return "; ".join(f"{m}: {r}" for m, r in reasons.items()) or f"{soc.name} has no accelerator"
 
 
-def _make_check(pattern: str, accept: Optional[Callable[[Layer], bool]]) -> Callable[[Any], bool]:
+def _make_check(pattern: str, accept: Optional[Callable[[Layer], bool]], semantics: str) -> Callable[[Any], bool]:
     def check(ctx: Any) -> bool:
         root = ctx.annotated_expr["root"]
         try:
-            layer = extract_layer(pattern, root, ctx.matched_bindings)
+            layer = extract_layer(pattern, root, ctx.matched_bindings, semantics=semantics)
         except KindMismatch:
             return False
         except Unsupported as exc:
@@ -468,20 +521,22 @@ def _make_check(pattern: str, accept: Optional[Callable[[Layer], bool]]) -> Call
     return check
 
 
-def layer_patterns(kinds: Optional[set[str]] = None, accept: Optional[Callable[[Layer], bool]] = None) -> list:
+def layer_patterns(kinds: Optional[set[str]] = None, accept: Optional[Callable[[Layer], bool]] = None,
+                   semantics: str = "tflite") -> list:
     """``FusionPattern``s (named ``match.<pattern>``) for the layer kinds in ``kinds`` (default all).
 
-    A match is fused only if ``extract_layer`` succeeds and ``accept(layer)`` (when given) is true.
+    A match is fused only if ``extract_layer`` (with ``semantics``) succeeds and ``accept(layer)``
+    (when given) is true.
     """
     patterns = []
     for pattern, dpl in relax_patterns().items():
         if kinds is not None and PATTERN_KINDS[pattern] not in kinds:
             continue
-        patterns.append(relax.transform.FusionPattern(f"{CODEGEN}.{pattern}", dpl, {"root": dpl}, _make_check(pattern, accept)))
+        patterns.append(relax.transform.FusionPattern(f"{CODEGEN}.{pattern}", dpl, {"root": dpl}, _make_check(pattern, accept, semantics)))
     return patterns
 
 
-def soc_patterns(soc: SoC, accept: Optional[Callable[[Layer], bool]] = None) -> list:
+def soc_patterns(soc: SoC, accept: Optional[Callable[[Layer], bool]] = None, semantics: str = "tflite") -> list:
     """Pattern table generated from ``soc``: kinds some non-host module lists, each check requiring
     that some non-host module accepts the concrete layer (then ``accept``, if given)."""
     kinds = {rule.kind for module in soc.accelerators for rule in module.accepts}
@@ -493,7 +548,7 @@ def soc_patterns(soc: SoC, accept: Optional[Callable[[Layer], bool]] = None) -> 
             return False
         return accept(layer) if accept is not None else True
 
-    return layer_patterns(kinds, offloadable)
+    return layer_patterns(kinds, offloadable, semantics)
 
 
 def _describe(layer: Layer) -> str:

@@ -22,6 +22,23 @@ the double-rounding (gemmlowp) form; dense (FULLY_CONNECTED) uses the single-rou
 LiteRT's reference kernels compute (ai-edge-litert 2.3, BUILTIN_REF; measured: double rounding is off
 by 1 LSB on ~0.1 % of the MLPerf Tiny FC outputs, single rounding matches all 33,440 AD outputs over
 20 random inputs, while conv/depthwise match only with double rounding).
+
+Layers of ONNX QDQ models (``QuantParams.semantics == "onnx"``) follow ONNX instead: onnxruntime
+runs ``DequantizeLinear -> float op -> QuantizeLinear``, i.e. rounds the real value
+``scale_in * scale_w * acc / scale_out`` half to even (``std::nearbyint``) and saturates. The
+kernels compute that real value in fixed point: ``(acc + bias) * multiplier / 2**(31 - shift)``
+with the multiplier of ``onnx_multipliers`` (31 significant bits of the exact double-precision
+ratio of the float32 scales) and one rounding, ties to even (``rounding_shift_half_even``). An add
+is ``((x1 - zp1) * m1 + (x2 - zp2) * m2) / 2**s``, ties to even (``onnx_add_multipliers``). With
+power-of-two scales every step is exact, as is onnxruntime's float math on small values; with other
+scales the fixed-point value differs from onnxruntime's float32 sum by float rounding only, which
+changes the result where the real value is within ~1e-6 of a tie (see tests/test_bridge_onnx.py).
+An add has no summation order to guess: it is computed exactly as onnxruntime does, in float32
+(``onnx_add``: each input dequantized through a 256-entry float32 table, one float32 add, one
+float32 division by the output scale, round half to even), which matters for decimal scales
+(0.08, 0.05, 0.1) whose real sums often lie on a tie. The host runs that float32 arithmetic; the
+generated C, which must not need a float unit, the integer form ``onnx_add_tables`` (exact integer
+sum, then a search among the sums where onnxruntime's result steps up).
 """
 
 from __future__ import annotations
@@ -35,6 +52,7 @@ import numpy as np
 from archs.dims import LoopDim as D
 
 OPS = ("conv2d", "depthwise", "dense", "add", "avg_pool", "max_pool")
+SEMANTICS = ("tflite", "onnx")  # whose integer semantics a layer follows (QuantParams.semantics)
 MAC_OPS = ("conv2d", "depthwise", "dense")
 ADD_LEFT_SHIFT = 20  # TFLite int8 ADD: inputs are scaled by 2**20 before rescaling
 SINGLE_ROUNDING_OPS = ("dense",)  # requantized with multiply_by_quantized_multiplier_single_rounding
@@ -93,6 +111,71 @@ def add_multipliers(scale1: float, scale2: float, output_scale: float) -> dict[s
             "output_multiplier": mo, "output_shift": sho}
 
 
+def onnx_multipliers(input_scale: float, weight_scales: np.ndarray, output_scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel (multiplier, shift) of an ONNX QDQ conv/dense layer: ``input_scale * weight_scale[c] /
+    output_scale`` of the float32 scales in double precision, as ``multiplier * 2**shift / 2**31``
+    (``quantize_multiplier``), for ``rounding_shift_half_even(x * multiplier, 31 - shift)``."""
+    f32 = np.float32
+    scales = np.atleast_1d(np.asarray(weight_scales, dtype=np.float32))
+    pairs = [quantize_multiplier(float(f32(input_scale)) * float(s) / float(f32(output_scale))) for s in scales]
+    return np.array([m for m, _ in pairs], np.int32), np.array([s for _, s in pairs], np.int32)
+
+
+def onnx_dequantize_lut(scale: float, zero_point: int) -> np.ndarray:
+    """float32 value of each int8 ``x`` (index ``x + 128``) as onnxruntime's DequantizeLinear computes it."""
+    return (np.arange(-128, 128).astype(np.float32) - np.float32(zero_point)) * np.float32(scale)
+
+
+def _onnx_quantize(total: np.ndarray, q: "QuantParams") -> np.ndarray:
+    """onnxruntime's QuantizeLinear of float32 values: divide by the scale, round half to even, + zero point, clamp."""
+    scaled = (np.asarray(total, np.float32) / np.float32(q.output_scale)).astype(np.float32)
+    return _clamp_int8(np.rint(np.clip(scaled, -(2.0 ** 30), 2.0 ** 30)).astype(np.int64) + q.output_zp, q)
+
+
+def onnx_add(x1: np.ndarray, x2: np.ndarray, q: "QuantParams") -> np.ndarray:
+    """int8 ONNX QDQ add as onnxruntime computes it: float32 dequantize, add, divide, round half to even."""
+    total = (onnx_dequantize_lut(q.input_scale, q.input_zp)[np.asarray(x1, np.int64) + 128]
+             + onnx_dequantize_lut(q.input2_scale, q.input2_zp)[np.asarray(x2, np.int64) + 128])
+    return _onnx_quantize(total, q)
+
+
+def onnx_add_unit(q: "QuantParams") -> tuple[int, list[np.ndarray]]:
+    """(e, [t1, t2]): both inputs' float32 dequantized values as int64 multiples of ``2**e``, the
+    smallest ulp among them. Raises ValueError if their sums do not fit 53 bits (scale ratio > ~2**20)."""
+    values = [onnx_dequantize_lut(q.input_scale, q.input_zp), onnx_dequantize_lut(q.input2_scale, q.input2_zp)]
+    nonzero = np.concatenate([v[v != 0] for v in values]).astype(np.float64)
+    unit = min(math.frexp(float(v))[1] for v in nonzero) - 24 if nonzero.size else 0
+    tables = [np.array([int(math.ldexp(float(v), -unit)) for v in t], np.int64) for t in values]
+    if max(int(np.abs(t).max()) for t in tables) >= 1 << 52:
+        raise ValueError(f"ONNX add input scales {q.input_scale:.3g} and {q.input2_scale:.3g} are too far apart for integer sums")
+    return unit, tables
+
+
+def onnx_add_tables(q: "QuantParams") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Integer-only form of ``onnx_add`` (for kernels without a float unit): (t1, t2, thresholds).
+
+    Both inputs' float32 dequantized values are integers in a common unit ``2**e`` (the smallest
+    ulp among them): ``t1[x1 + 128] + t2[x2 + 128]`` is the exact real sum in that unit. The float32
+    sum, division and rounding are monotone in the exact sum, so the output is ``act_min`` plus the
+    number of ``thresholds`` (int64, non-decreasing, ``act_max - act_min`` of them) at or below it;
+    threshold ``v`` is the smallest exact sum that onnxruntime's float32 arithmetic maps to
+    ``act_min + 1 + v`` or above. Raises ValueError if the sums do not fit 53 bits (scale ratio > ~2**20).
+    """
+    unit, tables = onnx_add_unit(q)
+    low, high = int(tables[0].min() + tables[1].min()), int(tables[0].max() + tables[1].max())
+
+    def output(total: np.ndarray) -> np.ndarray:  # onnxruntime's result for exact sums (units 2**unit)
+        return _onnx_quantize(np.ldexp(total.astype(np.float64), unit).astype(np.float32), q).astype(np.int64)
+
+    levels = np.arange(q.act_min + 1, q.act_max + 1, dtype=np.int64)
+    lo, hi = np.full(levels.size, low, np.int64), np.full(levels.size, high + 1, np.int64)
+    while np.any(lo < hi):  # smallest sum reaching each level (high + 1: never)
+        mid = lo + (hi - lo) // 2
+        reached = output(np.minimum(mid, high)) >= levels
+        hi, lo = np.where(reached & (lo < hi), mid, hi), np.where(~reached & (lo < hi), mid + 1, lo)
+    return tables[0], tables[1], lo
+
+
 # --------------------------------------------------------------------------- fixed-point arithmetic
 
 
@@ -142,6 +225,22 @@ def multiply_by_quantized_multiplier_single_rounding(x: np.ndarray, multiplier: 
     return (product + (np.int64(1) << (total - 1))) >> total
 
 
+def rounding_shift_half_even(x: np.ndarray, total: np.ndarray) -> np.ndarray:
+    """``x / 2**total`` rounded to nearest, ties to even (int64; ``total`` in 1..62, broadcasting)."""
+    x = np.asarray(x, np.int64)
+    total = np.asarray(total, np.int64)
+    floor = x >> total
+    remainder = x - (floor << total)
+    half = np.int64(1) << (total - 1)
+    return floor + ((remainder > half) | ((remainder == half) & ((floor & 1) == 1)))
+
+
+def multiply_half_even(x: np.ndarray, multiplier: np.ndarray, shift: np.ndarray) -> np.ndarray:
+    """ONNX requantization: ``x * multiplier / 2**(31 - shift)``, one rounding, ties to even."""
+    product = np.asarray(x, np.int64) * np.asarray(multiplier, np.int64)
+    return rounding_shift_half_even(product, 31 - np.asarray(shift, np.int64))
+
+
 # --------------------------------------------------------------------------- parameters
 
 
@@ -152,7 +251,10 @@ class QuantParams:
     ``multiplier``/``shift`` are int32 arrays with one entry per output channel (a per-tensor layer
     repeats its single value). ``act_min``/``act_max`` is the output clamp after the zero point
     (fused ReLU/ReLU6/clip folded in). Scales are kept for reporting only; the integer fields are
-    what every kernel uses.
+    what every kernel uses. ``semantics``: ``"tflite"`` (TFLite's fixed-point rounding) or
+    ``"onnx"`` (MAC layers: one rounding, ties to even; an add: onnxruntime's float32 computation
+    from ``input_scale``, ``input2_scale``, ``output_scale``, ``onnx_add``); ``rounding`` names the
+    form per layer.
     """
 
     op: str
@@ -174,8 +276,20 @@ class QuantParams:
     input_scale: float = 0.0
     output_scale: float = 0.0
     extra: dict = field(default_factory=dict)  # free-form provenance (source op names, scales of input 2, ...)
+    semantics: str = "tflite"
+    input2_scale: float = 0.0  # ONNX add: the second input's scale (the float32 computation uses the scales)
+
+    @property
+    def rounding(self) -> str:
+        """Requantization form: ``"double"`` (TFLite conv, depthwise, add), ``"single"`` (TFLite dense),
+        ``"half_even"`` (ONNX: one rounding, ties to even)."""
+        if self.semantics == "onnx":
+            return "half_even"
+        return "single" if self.op in SINGLE_ROUNDING_OPS else "double"
 
     def __post_init__(self) -> None:
+        if self.semantics not in SEMANTICS:
+            raise ValueError(f"QuantParams.semantics: unknown {self.semantics!r}; allowed: {', '.join(SEMANTICS)}")
         if self.op not in OPS:
             raise ValueError(f"QuantParams.op: unknown op {self.op!r}; allowed: {', '.join(OPS)}")
         if self.op in MAC_OPS:
@@ -238,6 +352,8 @@ def reference_layer(layer, x: np.ndarray, x2: Optional[np.ndarray] = None) -> np
         shape = (b, s[D.OY], s[D.OX], s[D.G])
         _check_shape(layer, "input 1", x, shape)
         _check_shape(layer, "input 2", np.asarray(x2), shape)
+        if q.semantics == "onnx":
+            return onnx_add(x, x2, q)
         a1 = (x.astype(np.int64) - q.input_zp) * (1 << q.left_shift)
         a2 = (np.asarray(x2).astype(np.int64) - q.input2_zp) * (1 << q.left_shift)
         r1 = multiply_by_quantized_multiplier(a1, q.input1_multiplier, q.input1_shift)
@@ -279,6 +395,7 @@ def _requant(acc: np.ndarray, q: QuantParams) -> np.ndarray:
     """bias add, per-channel requantization (last axis), output zero point, clamp."""
     if q.bias is not None:
         acc = acc + q.bias.astype(np.int64)
-    rescale = multiply_by_quantized_multiplier_single_rounding if q.op in SINGLE_ROUNDING_OPS else multiply_by_quantized_multiplier
+    rescale = {"double": multiply_by_quantized_multiplier, "single": multiply_by_quantized_multiplier_single_rounding,
+               "half_even": multiply_half_even}[q.rounding]
     out = rescale(acc, q.multiplier.astype(np.int64), q.shift.astype(np.int64))
     return _clamp_int8(out + q.output_zp, q)

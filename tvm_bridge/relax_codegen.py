@@ -32,7 +32,7 @@ from mapper.schedule import Schedule
 from mapper.workload import Layer
 from tvm_bridge import _compat as compat
 from tvm_bridge.c_emitter import emit_layer
-from tvm_bridge.offload_attrs import ATTR_LAYER, ATTR_SCHEDULE, ATTR_SOC, schedule_from_dict, soc_from_json
+from tvm_bridge.offload_attrs import ATTR_LAYER, ATTR_SCHEDULE, ATTR_SEMANTICS, ATTR_SOC, schedule_from_dict, soc_from_json
 from tvm_bridge.patterns import CODEGEN, extract_from_function
 from tvm_bridge.relax_graph import composite_function, input_order
 
@@ -192,7 +192,8 @@ def generate(func: relax.Function) -> OffloadedFunction:
     schedule_json = compat.function_attr(func, ATTR_SCHEDULE)
     if not sym or schedule_json is None:
         raise ValueError(f"function {sym!r} was not partitioned by tvm_bridge.partition_for (no {ATTR_SCHEDULE} attribute)")
-    layer = extract_from_function(composite_function(func), name=names[0])
+    semantics = str(compat.function_attr(func, ATTR_SEMANTICS, "tflite"))
+    layer = extract_from_function(composite_function(func), name=names[0], semantics=semantics)
     schedule = schedule_from_dict(json.loads(str(schedule_json)))
     soc_json = compat.function_attr(func, ATTR_SOC)
     if soc_json is None:

@@ -26,7 +26,7 @@ from mapper.graph import layer_graph as _mapper_layer_graph
 from mapper.workload import Layer
 from tvm_bridge import _compat as compat
 from tvm_bridge.patterns import Unsupported, extract_from_function, layer_patterns
-from tvm_bridge.relax_import import BridgeError, main_function
+from tvm_bridge.relax_import import BridgeError, main_function, semantics_of
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,8 @@ class HostOp:
 
 def recognise(mod: tvm.IRModule) -> tvm.IRModule:
     """``FuseOpsByPattern`` with every layer pattern (constants bound, no codegen annotation)."""
-    return relax.transform.FuseOpsByPattern(layer_patterns(), bind_constants=True, annotate_codegen=False)(mod)
+    patterns = layer_patterns(semantics=semantics_of(mod))
+    return relax.transform.FuseOpsByPattern(patterns, bind_constants=True, annotate_codegen=False)(mod)
 
 
 def _callee(mod: tvm.IRModule, call: Any) -> Any:
@@ -78,6 +79,7 @@ def layer_graph(mod: tvm.IRModule, name: str = "") -> nx.DiGraph:
     names) and ``outputs`` (layers whose output reaches main's result, directly or through host ops).
     """
     fused = recognise(mod)
+    semantics = semantics_of(mod)
     main = main_function(fused)
     layers: list[Layer] = []
     edges: list[tuple[str, str, str, int]] = []
@@ -90,7 +92,7 @@ def layer_graph(mod: tvm.IRModule, name: str = "") -> nx.DiGraph:
             layer = None
             if callee is not None and compat.function_attr(callee, "Composite") is not None:
                 try:
-                    layer = extract_from_function(callee)
+                    layer = extract_from_function(callee, semantics=semantics)
                 except Unsupported as exc:  # pragma: no cover - the pattern check already rejected it
                     log.warning("composite %s not extracted: %s", compat.function_attr(callee, "Composite"), exc)
             inputs = _vars_in(value)

@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 
 ModelLike = Union[str, Path, bytes, tvm.IRModule, Any]
 _TFLITE_ID = b"TFL3"  # flatbuffer file identifier at bytes 4..8
+SEMANTICS_ATTR = "match.semantics"  # module attribute: whose int8 semantics the layers follow ("tflite" | "onnx")
 
 
 class BridgeError(ValueError):
@@ -36,6 +37,18 @@ def main_function(mod: tvm.IRModule) -> relax.Function:
     if not isinstance(func, relax.Function):
         raise BridgeError("'main' is not a Relax function")
     return func
+
+
+def semantics_of(mod: tvm.IRModule) -> str:
+    """Whose integer semantics ``mod``'s quantized layers follow: ``"onnx"`` for modules imported by
+    ``from_onnx`` (attribute ``match.semantics``), else ``"tflite"``."""
+    attrs = mod.attrs
+    if attrs is None or SEMANTICS_ATTR not in attrs:
+        return "tflite"
+    value = str(attrs[SEMANTICS_ATTR])
+    if value not in ("tflite", "onnx"):
+        raise BridgeError(f"module attribute {SEMANTICS_ATTR} is {value!r}; expected 'tflite' or 'onnx'")
+    return value
 
 
 def check_module(mod: tvm.IRModule, source: str = "<module>", require_int8: bool = True) -> tvm.IRModule:
@@ -251,7 +264,11 @@ def from_onnx(model: Union[str, Path, bytes, Any], shape_dict: dict | None = Non
 
     Needs the ``onnx`` package. ``shape_dict`` (input name -> shape) fixes symbolic input dims;
     dynamic shapes left after that raise ``BridgeError``. QDQ (DequantizeLinear/QuantizeLinear)
-    models import; TVM's frontend lacks QLinearConv/ConvInteger/QGemm.
+    models import; TVM's frontend lacks QLinearConv/ConvInteger/QGemm. uint8 activations become int8
+    (``tvm_bridge.onnx_layout.to_int8``), the NCHW QDQ conv and add chains are turned NHWC between
+    int8 transposes (``tvm_bridge.onnx_layout.to_nhwc``) and the
+    module is marked ``match.semantics = "onnx"``: its layers round like onnxruntime
+    (``tvm_bridge.quant``).
     """
     try:
         import onnx
@@ -272,7 +289,14 @@ def from_onnx(model: Union[str, Path, bytes, Any], shape_dict: dict | None = Non
         mod = _from_onnx(model, shape_dict=shape_dict)
     except Exception as exc:  # noqa: BLE001
         raise BridgeError(f"{source}: TVM's ONNX frontend cannot import it: {type(exc).__name__}: {exc}") from exc
-    return check_module(mod, source)
+    from tvm_bridge.onnx_layout import layout_transposes, to_int8, to_nhwc
+
+    mod = to_nhwc(to_int8(check_module(mod, source)))
+    transposes = layout_transposes(mod)
+    if transposes:
+        log.info("%s: %d NCHW<->NHWC int8 transposes (%d bytes) run in TVM's host code around the NHWC layers",
+                 source, len(transposes), sum(n for _, _, n in transposes))
+    return mod.with_attr(SEMANTICS_ATTR, "onnx")
 
 
 def load_model(model: ModelLike) -> tvm.IRModule:

@@ -1,6 +1,7 @@
 """Integer Relax building blocks with TFLite's fixed-point semantics (used by ``host_int`` and
 ``tflite_convert``): widening with a zero point, ``MultiplyByQuantizedMultiplier`` (double or single
-rounding) on int64 tensors, and the final zero point + clamp + int8 cast.
+rounding) on int64 tensors, ONNX's rounding shift (ties to even), and the final zero point + clamp +
+int8 cast.
 """
 
 from __future__ import annotations
@@ -58,6 +59,28 @@ class IntBuilder:
         threshold = self.emit(R.add(i64(mask >> 1), R.astype(R.less(high, zero), "int64")))
         rounded = self.emit(R.add(R.right_shift(high, i64(right)), R.astype(R.greater(remainder, threshold), "int64")))
         return rounded
+
+    def shift_half_even(self, x: relax.Expr, total: Any) -> relax.Expr:
+        """``x / 2**total`` rounded to nearest, ties to even, on an int64 tensor (``total`` in 1..62,
+        scalar or per last-axis channel): ``quant.rounding_shift_half_even``."""
+        total = np.asarray(total, np.int64)
+        floor = self.emit(R.right_shift(x, i64(total)))
+        remainder = self.emit(R.subtract(x, R.left_shift(floor, i64(total))))
+        half = i64(np.int64(1) << (total - 1))
+        odd = R.equal(R.bitwise_and(floor, i64(1)), i64(1))
+        up = R.logical_or(R.greater(remainder, half), R.logical_and(R.equal(remainder, half), odd))
+        return self.emit(R.add(floor, R.astype(up, "int64")))
+
+    def round_half_even(self, x: relax.Expr) -> relax.Expr:
+        """A float32 tensor rounded to the nearest integer, ties to even (``std::nearbyint``), as int64;
+        spelled out (floor, exact fraction) rather than left to ``round``'s lowering."""
+        floor = self.emit(R.floor(x))
+        fraction = self.emit(R.subtract(x, floor))  # exact for float32
+        low = self.emit(R.astype(floor, "int64"))
+        half = relax.const(np.float32(0.5))
+        odd = R.equal(R.bitwise_and(low, i64(1)), i64(1))
+        up = R.logical_or(R.greater(fraction, half), R.logical_and(R.equal(fraction, half), odd))
+        return self.emit(R.add(low, R.astype(up, "int64")))
 
     def finish(self, x: relax.Expr, q: Any, add_zero_point: bool = True) -> relax.Expr:
         """+ output zero point, clamp to the activation range, int8 (``q``: ``output_zp``, ``act_min``, ``act_max``)."""

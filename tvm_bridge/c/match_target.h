@@ -132,8 +132,16 @@ typedef struct {
     const int32_t* multiplier; /* [output channels] Q31 */
     const int32_t* shift;      /* [output channels] (> 0: left shift) */
     int32_t in2_zp, in1_multiplier, in1_shift, in2_multiplier, in2_shift, left_shift; /* add */
-    int32_t single_rounding;   /* 1: requantize with the single-rounding form (LiteRT's FULLY_CONNECTED) */
+    int32_t rounding;          /* MATCH_ROUND_*: requantization form */
+    const int64_t* in1_table;  /* ONNX add (quant.onnx_add_tables): exact dequantized value of input 1 (index x + 128) */
+    const int64_t* in2_table;  /* ONNX add: same for input 2, in the same unit */
+    const int64_t* thresholds; /* ONNX add: act_max - act_min non-decreasing sums, one per output level above act_min */
 } match_layer_t;
+
+#define MATCH_ROUND_DOUBLE 0    /* TFLite MultiplyByQuantizedMultiplier (conv, depthwise, add) */
+#define MATCH_ROUND_SINGLE 1    /* TFLite single rounding (LiteRT's FULLY_CONNECTED) */
+#define MATCH_ROUND_HALF_EVEN 2 /* ONNX: x * multiplier / 2^(31 - shift), one rounding, ties to even; add:
+                                   onnxruntime's float32 result from integer tables (match_onnx_add) */
 
 /* A tile buffer as the kernel sees it: the element of coordinate x[d] is at
  * ptr + sum_d (x[d] - base[d]) * stride[d] (bytes; stride 0 for dims that do not index it).
@@ -173,6 +181,27 @@ static inline int64_t match_mbqm_single(int64_t x, int32_t multiplier, int32_t s
     return (x * multiplier + ((int64_t)1 << (total - 1))) >> total;
 }
 
+/* x / 2^total rounded to nearest, ties to even (total in 1..62; quant.rounding_shift_half_even) */
+static inline int64_t match_rshift_half_even(int64_t x, int32_t total) {
+    const int64_t floor = x >> total; /* arithmetic shift: floor division */
+    const int64_t remainder = x - (int64_t)((uint64_t)floor << total);
+    const int64_t half = (int64_t)1 << (total - 1);
+    return floor + ((remainder > half || (remainder == half && (floor & 1))) ? 1 : 0);
+}
+
+/* ONNX QDQ add, integer only: onnxruntime's float32 result (dequantize, add, divide, round half to even,
+ * zero point, clamp) is act_min + the number of thresholds at or below the exact sum (quant.onnx_add_tables). */
+static inline int64_t match_onnx_add(const match_layer_t* L, int8_t a1, int8_t a2) {
+    const int64_t total = L->in1_table[a1 + 128] + L->in2_table[a2 + 128];
+    int32_t lo = 0, hi = L->act_max - L->act_min;
+    while (lo < hi) {
+        const int32_t mid = lo + (hi - lo) / 2;
+        if (L->thresholds[mid] <= total) lo = mid + 1;
+        else hi = mid;
+    }
+    return (int64_t)L->act_min + lo;
+}
+
 static inline int8_t match_clamp(const match_layer_t* L, int64_t v) {
     if (v < L->act_min) v = L->act_min;
     if (v > L->act_max) v = L->act_max;
@@ -200,8 +229,10 @@ static inline int8_t match_requant(const match_layer_t* L, int32_t acc, int32_t 
         return match_clamp(L, acc);
     default: {
         const int64_t biased = (int64_t)acc + (L->bias ? L->bias[channel] : 0);
-        const int64_t scaled = L->single_rounding ? match_mbqm_single(biased, L->multiplier[channel], L->shift[channel])
-                                                  : match_mbqm(biased, L->multiplier[channel], L->shift[channel]);
+        const int64_t scaled =
+            L->rounding == MATCH_ROUND_HALF_EVEN ? match_rshift_half_even(biased * L->multiplier[channel], 31 - L->shift[channel])
+            : L->rounding == MATCH_ROUND_SINGLE  ? match_mbqm_single(biased, L->multiplier[channel], L->shift[channel])
+                                                 : match_mbqm(biased, L->multiplier[channel], L->shift[channel]);
         return match_clamp(L, scaled + L->out_zp);
     }
     }
@@ -246,8 +277,11 @@ static inline void match_kernel(const match_layer_t* L, const int32_t org[8], co
             const int64_t a1 = (int64_t)(I->ptr[io + (int64_t)(oy - ib[MATCH_OY]) * is[MATCH_OY] + (int64_t)(ox - ib[MATCH_OX]) * is[MATCH_OX]]
                                          - L->in_zp) * ((int64_t)1 << L->left_shift);
             const int64_t a2 = (int64_t)(W->ptr[wo] - L->in2_zp) * ((int64_t)1 << L->left_shift);
-            int64_t r = match_mbqm(match_mbqm(a1, L->in1_multiplier, L->in1_shift) + match_mbqm(a2, L->in2_multiplier, L->in2_shift),
-                                   L->multiplier[0], L->shift[0]) + L->out_zp;
+            int64_t r = L->rounding == MATCH_ROUND_HALF_EVEN
+                            ? match_onnx_add(L, I->ptr[io + (int64_t)(oy - ib[MATCH_OY]) * is[MATCH_OY] + (int64_t)(ox - ib[MATCH_OX]) * is[MATCH_OX]],
+                                             W->ptr[wo])
+                            : match_mbqm(match_mbqm(a1, L->in1_multiplier, L->in1_shift) + match_mbqm(a2, L->in2_multiplier, L->in2_shift),
+                                         L->multiplier[0], L->shift[0]) + L->out_zp;
             if (r < INT32_MIN) r = INT32_MIN;
             if (r > INT32_MAX) r = INT32_MAX;
             acc = (int32_t)r;
