@@ -459,10 +459,12 @@ def test_counters_layout_and_api():
     layer = quantized(mapper.conv2d("c", input_size=(6, 6), in_channels=3, out_channels=4, kernel=3), "conv2d", 1)
     schedule = mapper.map_layer(layer, shrink(GAP9, "cluster", 0, 700), modules=["cluster"])
     gen = emit_layer(layer, schedule, shrink(GAP9, "cluster", 0, 700), "api")
-    assert gen.num_counters == 4 * len(schedule.levels)
-    assert gen.counter_names[:4] == tuple(f"0:I:l2->l1:{f}" for f in ("bytes_in", "bytes_out", "transfers_in", "transfers_out"))
+    assert gen.num_counters == 6 * len(schedule.levels)
+    fields = ("bytes_in", "bytes_out", "transfers_in", "transfers_out", "runs_in", "runs_out")
+    assert gen.counter_names[:6] == tuple(f"0:I:l2->l1:{f}" for f in fields)
     assert gen.arena_bytes == {"l1": 700} and "static int8_t api_arena0_l1[700]" in gen.source
     assert gen.signature in gen.source and "int64_t api_counters[" in gen.source and "void api_reset_counters(void)" in gen.source
+    assert "void api_set_trace(match_event_t* events, int64_t capacity)" in gen.source
     assert gen.tensor_shapes == {"in": (1, 6, 6, 3), "out": (1, 6, 6, 4)}
     offsets = [(b.memory, b.offset, b.size) for b in gen.buffers]
     assert offsets[0][1] == 0 and all(b[1] == a[1] + a[2] for a, b in zip(offsets, offsets[1:]))
