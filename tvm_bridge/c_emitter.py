@@ -743,7 +743,8 @@ class _Gen:
         for lv in self.levels:
             lines.append(f" * level {lv.index}: {lv.operand.value} {lv.tl.outer_memory} -> {lv.memory_name} at position {lv.position}, "
                          f"fetch point {lv.run_end}, {lv.halves} x {lv.half_bytes} B at offset {lv.offset}"
-                         f"{' (int32 slots)' if lv.slot_bytes == 4 else ''}; counters [{N_COUNTERS * lv.index}..{N_COUNTERS * lv.index + N_COUNTERS - 1}]")
+                         f"{' (int32 slots)' if lv.slot_bytes == 4 else ''}; "
+                         f"counters [{N_COUNTERS * lv.index}..{N_COUNTERS * (lv.index + 1) - 1}]")
         for note in self.notes:
             lines.append(f" * note: {note}")
         lines.append(" */")
