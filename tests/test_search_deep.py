@@ -27,7 +27,8 @@ IN, WT, OUT = Operand.I, Operand.W, Operand.O
 
 def _memory(name, size, operands, bandwidth, *, db=False, fixed=0.0, energy=1.0, accumulates=False, per_run=0.0):
     return MemoryLevel(name, size, frozenset(operands), bandwidth, bandwidth, transfer_fixed_cycles=fixed,
-                       transfer_cycles_per_run=per_run, double_buffering=db, read_energy_pj_per_byte=energy, write_energy_pj_per_byte=energy,
+                       transfer_cycles_per_run=per_run, double_buffering=db, read_energy_pj_per_byte=energy,
+                       write_energy_pj_per_byte=energy,
                        accumulates=accumulates)
 
 
@@ -55,7 +56,8 @@ def _module(levels: int, *, db: bool = False, hook: bool = False, array: bool = 
                            kernel_hook=_hook if hook else None)
     rules = tuple(LayerRule(kind) for kind in archs.LAYER_KINDS) if hasattr(archs, "LAYER_KINDS") else tuple(
         LayerRule(kind) for kind in ("conv2d", "depthwise", "dense", "add", "pool"))
-    return ExecModule(f"hypo{levels}{'_db' if db else ''}{'_hook' if hook else ''}{'_runs' if runs else ''}", spatial, tuple(memories), compute,
+    name = f"hypo{levels}{'_db' if db else ''}{'_hook' if hook else ''}{'_runs' if runs else ''}"
+    return ExecModule(name, spatial, tuple(memories), compute,
                       accepts=rules, allow_padded_unrolling=True, tile_overhead_cycles=2.0)
 
 
