@@ -71,49 +71,73 @@ def _window_stats(out: int, kernel: int, stride: int, dilation: int, pad_lo: int
     return table
 
 
-def _axis_stats(problem, axis: Axis, tile: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(positions, sum of counts, full positions, non-full non-empty positions) [cand] of one axis for
-    tiles of temporal extents ``tile`` [dim, cand]."""
-    n_cand = tile.shape[1]
-    if axis in (ROWS, COLS):
-        layer = problem.layer
-        i = 0 if axis == ROWS else 1
-        o, k = (DIM_INDEX[D.OY], DIM_INDEX[D.FY]) if axis == ROWS else (DIM_INDEX[D.OX], DIM_INDEX[D.FX])
-        padded = problem.padded_sizes
-        table = _window_stats(int(padded[o]), int(padded[k]), layer.stride[i], layer.dilation[i],
-                              layer.padding[0 if axis == ROWS else 2], layer.input_size[i])
-        t_out = tile[o] * int(problem.spatial[o])
-        t_k = tile[k] * int(problem.spatial[k])
-        positions = (padded[o] // t_out) * (padded[k] // t_k)
-        return positions, table[0, t_out, t_k], table[1, t_out, t_k], table[2, t_out, t_k]
-    d = DIM_INDEX[axis]
-    positions = np.broadcast_to(problem.remaining[d] // tile[d], (n_cand,))
-    full = (positions == 1).astype(np.float64)
-    return positions, np.full(n_cand, float(problem.real_sizes[d])), full, positions - full
+def _axis_plan(problem, operand: Operand) -> list[tuple]:
+    """Per axis of ``operand``'s layout, how its statistics are computed (memoised per problem):
+    ("const", count) for a dim that never moves (one full position), ("dim", d, count) for a
+    moving dim, ("window", o, k, table) for an input window."""
+    key = ("runs_plan", operand)
+    plan = problem.memo.get(key)
+    if plan is not None:
+        return plan
+    layer = problem.layer
+    padded = problem.padded_sizes
+    plan = []
+    for axis in TENSOR_LAYOUTS[layer.kind][operand]:
+        if axis in (ROWS, COLS):
+            i = 0 if axis == ROWS else 1
+            o, k = (DIM_INDEX[D.OY], DIM_INDEX[D.FY]) if axis == ROWS else (DIM_INDEX[D.OX], DIM_INDEX[D.FX])
+            table = _window_stats(int(padded[o]), int(padded[k]), layer.stride[i], layer.dilation[i],
+                                  layer.padding[0 if axis == ROWS else 2], layer.input_size[i])
+            plan.append(("window", o, k, table))
+        else:
+            d = DIM_INDEX[axis]
+            real = float(problem.real_sizes[d])
+            plan.append(("const", real) if problem.remaining[d] == 1 else ("dim", d, real))
+    problem.memo[key] = plan
+    return plan
+
+
+def _axis_stats(problem, step: tuple, tile: np.ndarray):
+    """(positions, sum of counts, full positions, non-full non-empty positions) of one axis for
+    tiles of temporal extents ``tile`` [dim, cand]: arrays [cand] or scalars."""
+    if step[0] == "const":
+        return 1, step[1], 1, 0
+    if step[0] == "dim":
+        positions = problem.remaining[step[1]] // tile[step[1]]
+        full = positions == 1
+        return positions, step[2], full, positions - full
+    _, o, k, table = step
+    t_out = tile[o] * int(problem.spatial[o])
+    t_k = tile[k] * int(problem.spatial[k])
+    padded = problem.padded_sizes
+    return (padded[o] // t_out) * (padded[k] // t_k), table[0, t_out, t_k], table[1, t_out, t_k], table[2, t_out, t_k]
 
 
 def sweep_runs(problem, operand: Operand, tile: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(runs, positions) [cand]: runs summed over one transfer of every tile position of ``operand``
     with temporal extents ``tile`` [dim, cand], and the number of positions."""
-    layout = TENSOR_LAYOUTS[problem.layer.kind][operand]
+    plan = _axis_plan(problem, operand)
     n_cand = tile.shape[1]
-    if not layout:
+    if not plan:
         return np.zeros(n_cand), np.ones(n_cand)
-    stats = [_axis_stats(problem, axis, tile) for axis in layout]
-    positions = np.ones(n_cand)
+    stats = [_axis_stats(problem, step, tile) for step in plan]
+    positions = 1
     for p, _, _, _ in stats:
         positions = positions * p
     # innermost non-full axis k >= 1: prod_{a<k} sum(count) * nonfull_k * prod_{b>k} full_b
-    total = np.zeros(n_cand)
-    suffix_full = np.ones(n_cand)  # prod over b > k of full_b
+    total = 0
+    suffix_full = 1  # prod over b > k of full_b
     for k in range(len(stats) - 1, 0, -1):
-        prefix = np.ones(n_cand)
-        for a in range(k):
-            prefix = prefix * stats[a][1]
-        total = total + prefix * stats[k][3] * suffix_full
+        nonfull = stats[k][3]
+        if not (np.isscalar(nonfull) and nonfull == 0):
+            prefix = 1
+            for a in range(k):
+                prefix = prefix * stats[a][1]
+            total = total + prefix * nonfull * suffix_full
         suffix_full = suffix_full * stats[k][2]
     total = total + (stats[0][2] + stats[0][3]) * suffix_full  # every axis but the outermost full: one run
-    return total, positions
+    return (np.broadcast_to(np.asarray(total, dtype=np.float64), (n_cand,)),
+            np.broadcast_to(np.asarray(positions, dtype=np.float64), (n_cand,)))
 
 
 def transfer_runs(problem, operand: Operand, tile: np.ndarray, fetches) -> np.ndarray:
