@@ -25,8 +25,8 @@ class MemoryLevel:
 
     Transfers into this level from its parent cost ``bytes / min(parent.read, self.write)`` cycles
     plus ``transfer_fixed_cycles`` per transfer (DMA set-up) plus ``transfer_cycles_per_run`` per
-    contiguous run of each transfer (a row / plane of a 2-D / 3-D DMA transfer; runs are counted by
-    ``costmodel.cost.tile_runs``); write-backs use ``min(self.read, parent.write)``.
+    contiguous run of each transfer (a row / plane of a 2-D / 3-D DMA transfer; runs as ``costmodel.runs``
+    counts them); write-backs use ``min(self.read, parent.write)``.
     """
 
     name: str
