@@ -125,8 +125,8 @@ def test_run_cost_changes_optima():
     """The per-run cost is not a constant offset: with it, some optimal mappings move fewer runs
     (and cost more) than the optimum without it."""
     changed = 0
-    for layer in SHALLOW_LAYERS:
-        for plain, with_runs in (("2lvl", "2lvl_runs"),):
+    for layer in DEEP_LAYERS:
+        for plain, with_runs in (("3lvl", "3lvl_runs"),):
             a = mapper.search_module(layer, MODULES[plain], "latency").schedule
             b = mapper.search_module(layer, MODULES[with_runs], "latency").schedule
             runs = lambda s: sum(lv.runs_in + lv.runs_out for lv in s.levels)  # noqa: E731
