@@ -24,8 +24,9 @@ class MemoryLevel:
     """One memory of a module's hierarchy.
 
     Transfers into this level from its parent cost ``bytes / min(parent.read, self.write)`` cycles
-    plus ``transfer_fixed_cycles`` per transfer (DMA set-up); write-backs use
-    ``min(self.read, parent.write)``.
+    plus ``transfer_fixed_cycles`` per transfer (DMA set-up) plus ``transfer_cycles_per_run`` per
+    contiguous run of each transfer (a row / plane of a 2-D / 3-D DMA transfer; runs as ``costmodel.runs``
+    counts them); write-backs use ``min(self.read, parent.write)``.
     """
 
     name: str
@@ -34,6 +35,7 @@ class MemoryLevel:
     read_bytes_per_cycle: float
     write_bytes_per_cycle: float
     transfer_fixed_cycles: float = 0.0
+    transfer_cycles_per_run: float = 0.0  # cycles per contiguous run of a transfer into / out of this level
     double_buffering: bool = False
     read_energy_pj_per_byte: float = 0.0
     write_energy_pj_per_byte: float = 0.0

@@ -252,6 +252,7 @@ _MEMORY = _fields(
         "read_bytes_per_cycle": (True, _number(0.0, strict=True)),
         "write_bytes_per_cycle": (True, _number(0.0, strict=True)),
         "transfer_fixed_cycles": (False, _number(0.0)),
+        "transfer_cycles_per_run": (False, _number(0.0)),
         "double_buffering": (False, _boolean),
         "read_energy_pj_per_byte": (False, _number(0.0)),
         "write_energy_pj_per_byte": (False, _number(0.0)),
@@ -400,6 +401,7 @@ def _build(data: dict, source: str) -> SoC:
                 read_bytes_per_cycle=mem["read_bytes_per_cycle"],
                 write_bytes_per_cycle=mem["write_bytes_per_cycle"],
                 transfer_fixed_cycles=mem.get("transfer_fixed_cycles") or 0.0,
+                transfer_cycles_per_run=mem.get("transfer_cycles_per_run") or 0.0,
                 double_buffering=bool(mem.get("double_buffering")),
                 read_energy_pj_per_byte=mem.get("read_energy_pj_per_byte") or 0.0,
                 write_energy_pj_per_byte=mem.get("write_energy_pj_per_byte") or 0.0,
@@ -474,7 +476,8 @@ def to_dict(soc: SoC) -> dict[str, Any]:
         memories = [{"name": mem.name, "size_bytes": mem.size_bytes,
                      "operands": [o.value for o in Operand if o in mem.operands],
                      "read_bytes_per_cycle": mem.read_bytes_per_cycle, "write_bytes_per_cycle": mem.write_bytes_per_cycle,
-                     "transfer_fixed_cycles": mem.transfer_fixed_cycles, "double_buffering": mem.double_buffering,
+                     "transfer_fixed_cycles": mem.transfer_fixed_cycles,
+                     "transfer_cycles_per_run": mem.transfer_cycles_per_run, "double_buffering": mem.double_buffering,
                      "read_energy_pj_per_byte": mem.read_energy_pj_per_byte,
                      "write_energy_pj_per_byte": mem.write_energy_pj_per_byte, "accumulates": mem.accumulates}
                     for mem in m.memories]

@@ -11,7 +11,7 @@ when
   offloaded to generated code;
 - every offloaded layer's generated code, fed LiteRT's own input tensor(s) of that layer, reproduces
   LiteRT's output tensor bit for bit;
-- the bytes and transfers the generated code counted during a whole-model run equal the mapper's
+- the bytes, transfers and contiguous runs the generated code counted during a whole-model run equal the mapper's
   prediction (per schedule level).
 
 The end-to-end output difference (LSB) and top-1 agreement with LiteRT are recorded, not judged
@@ -124,7 +124,7 @@ def verify_model(model_path: Path, soc: SoC, best: NetworkSchedule, inputs: int 
             expected = tensors[reference.name(reference.output["index"])]
             y = compiled.run(x)
             if compiled.counters() != compiled.predicted_counters():
-                result.failures.append(f"input {index}: measured bytes/transfers differ from the mapper's prediction")
+                result.failures.append(f"input {index}: measured bytes/transfers/runs differ from the mapper's prediction")
             max_diff = max(max_diff, int(np.abs(y.astype(np.int32) - expected.astype(np.int32).reshape(y.shape)).max()))
             agree += int(np.argmax(y) == np.argmax(expected))
             for name, offloaded in compiled.offloaded.items():

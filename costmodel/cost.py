@@ -6,8 +6,9 @@ Model, per candidate:
 - traffic per cut point: bytes actually moved (input halos clipped at the image border, outputs
   written once at output precision plus partial sums at accumulator precision when a reduction loop
   sits above the cut; an output tile is sized at accumulator precision whenever it holds partial
-  sums), transfers counted per tile; cycles = bytes / link bandwidth + transfers x
-  the inner memory's fixed cycles per transfer.
+  sums), transfers counted per tile, contiguous runs per transfer (``costmodel.runs``); cycles =
+  bytes / link bandwidth + transfers x the inner memory's fixed cycles per transfer + runs x its
+  cycles per run.
 - overlap: transfers into a double-buffered memory run during compute. Their events recur with
   nested periods (every tile fetch recurs every ``n_steps / fetches`` kernel calls), so the sum
   over calls of ``max(compute, transfers due at that call)`` has a closed form; the first call's
@@ -28,6 +29,7 @@ import numpy as np
 from archs.dims import DIM_INDEX, DIMS, OPERANDS, LoopDim, Operand
 from costmodel.analysis import MappingStats, candidate_last
 from costmodel.problem import Problem
+from costmodel.runs import transfer_runs
 
 N_DIMS = len(DIMS)
 
@@ -49,6 +51,8 @@ class CostBreakdown:
     bytes_out: np.ndarray  # [cand, cut] bytes moved inner -> outer (outputs)
     transfers_in: np.ndarray  # [cand, cut]
     transfers_out: np.ndarray  # [cand, cut]
+    runs_in: np.ndarray  # [cand, cut] contiguous runs of the transfers in (``costmodel.runs``)
+    runs_out: np.ndarray  # [cand, cut]
     buffer_bytes: np.ndarray  # [cand, cut] space the tile takes in the inner memory (x2 if double buffered)
     occupancy: np.ndarray  # [cand, memory] bytes used in each memory of the module
     feasible: np.ndarray  # [cand] every tile fits its memory
@@ -243,7 +247,10 @@ class CutTraffic:
     bytes_out: np.ndarray  # [cand] bytes moved inner -> outer (outputs and partial sums)
     transfers_in: np.ndarray  # [cand]
     transfers_out: np.ndarray  # [cand]
-    cycles: np.ndarray  # [cand] link cycles of all those transfers (bandwidth + fixed cycles each)
+    runs_in: np.ndarray  # [cand] contiguous runs of the transfers in (``costmodel.runs``)
+    runs_out: np.ndarray  # [cand]
+    cycles: np.ndarray  # [cand] link cycles of all those transfers (bandwidth + fixed cycles each +
+    # cycles per run)
     energy_pj: np.ndarray  # [cand] read energy at the source + write energy at the destination
 
 
@@ -254,8 +261,9 @@ def cut_traffic(problem: Problem, p: int, tile: np.ndarray, fetches: np.ndarray,
     Inputs and weights: every fetch moves one tile (input halos clipped at the image border).
     Outputs: every fetch ends with a write-back (all of them together write the output once at output
     precision, the ``fetches - distinct`` earlier ones carry partial sums at accumulator precision),
-    and each of those partial write-backs is read back in. Every quantity grows with ``fetches``
-    (the search's bounds rely on it: fetches >= distinct gives a lower bound).
+    and each of those partial write-backs is read back in. Every transfer moves the tile's valid box
+    in ``runs.box_runs`` contiguous runs. Every quantity grows with ``fetches`` (the search's bounds
+    rely on it: fetches >= distinct gives a lower bound).
     """
     cut = problem.cut_points[p]
     prec = problem.layer.precision
@@ -266,16 +274,29 @@ def cut_traffic(problem: Problem, p: int, tile: np.ndarray, fetches: np.ndarray,
         bytes_in = partial_elements * prec.accumulator / 8
         transfers_out = np.asarray(fetches)
         transfers_in = fetches - distinct
+        runs_out = transfer_runs(problem, cut.operand, tile, fetches)
+        runs_in = transfer_runs(problem, cut.operand, tile, transfers_in)
     else:
         bytes_in = _moved_elements(problem, cut.operand, tile, fetches) * prec.bits(cut.operand) / 8
         bytes_out = np.zeros_like(bytes_in, dtype=np.float64)
         transfers_in = np.asarray(fetches)
         transfers_out = np.zeros_like(transfers_in)
-    fixed = cut.inner.transfer_fixed_cycles
-    cycles = (bytes_in / _link(cut, False) + transfers_in * fixed + bytes_out / _link(cut, True) + transfers_out * fixed)
+        runs_in = transfer_runs(problem, cut.operand, tile, fetches)
+        runs_out = np.zeros_like(runs_in)
+    fixed, per_run = cut.inner.transfer_fixed_cycles, cut.inner.transfer_cycles_per_run
+    cycles = (bytes_in / _link(cut, False) + transfers_in * fixed + bytes_out / _link(cut, True) + transfers_out * fixed
+              + (runs_in + runs_out) * per_run)
     energy = (bytes_in * (cut.outer.read_energy_pj_per_byte + cut.inner.write_energy_pj_per_byte)
               + bytes_out * (cut.inner.read_energy_pj_per_byte + cut.outer.write_energy_pj_per_byte))
-    return CutTraffic(bytes_in, bytes_out, transfers_in, transfers_out, cycles, energy)
+    return CutTraffic(bytes_in, bytes_out, transfers_in, transfers_out, runs_in, runs_out, cycles, energy)
+
+
+def writeback_epilogue_cycles(problem: Problem, p: int, traffic: CutTraffic, fetches) -> np.ndarray:
+    """[cand] cycles of one write-back of output cut point ``p`` (the last one, which no compute
+    hides behind double buffering): its average bytes, one fixed cost and its average runs."""
+    cut = problem.cut_points[p]
+    return (traffic.bytes_out / fetches / _link(cut, True) + cut.inner.transfer_fixed_cycles
+            + traffic.runs_out / fetches * cut.inner.transfer_cycles_per_run)
 
 
 def evaluate(problem: Problem, stats) -> CostBreakdown:
@@ -290,6 +311,8 @@ def evaluate(problem: Problem, stats) -> CostBreakdown:
     bytes_out = np.zeros((n_cut, n_cand))
     transfers_in = np.zeros((n_cut, n_cand), dtype=np.int64)
     transfers_out = np.zeros((n_cut, n_cand), dtype=np.int64)
+    runs_in = np.zeros((n_cut, n_cand))
+    runs_out = np.zeros((n_cut, n_cand))
     buffer_bytes = np.zeros((n_cut, n_cand))
     cycles = np.zeros((n_cut, n_cand))
     energy = np.full(n_cand, layer.macs * module.compute.energy_pj_per_mac)
@@ -316,6 +339,7 @@ def evaluate(problem: Problem, stats) -> CostBreakdown:
         traffic = cut_traffic(problem, p, stats.tile[p], fetches, distinct)
         bytes_in[p], bytes_out[p] = traffic.bytes_in, traffic.bytes_out
         transfers_in[p], transfers_out[p] = traffic.transfers_in, traffic.transfers_out
+        runs_in[p], runs_out[p] = traffic.runs_in, traffic.runs_out
         cycles[p] = traffic.cycles
         energy += traffic.energy_pj
         buffer_bytes[p] = _buffer(elements, bits, cut.inner.double_buffering)
@@ -339,9 +363,10 @@ def evaluate(problem: Problem, stats) -> CostBreakdown:
         hidden = _pipelined_cycles(n_steps, per_call, stats.fetches[db], event)
         epilogue = 0.0
         for p in db:
-            cut = problem.cut_points[p]
-            if cut.operand is Operand.O:
-                epilogue = epilogue + bytes_out[p] / stats.fetches[p] / _link(cut, True) + cut.inner.transfer_fixed_cycles
+            if problem.cut_points[p].operand is Operand.O:
+                traffic = CutTraffic(bytes_in[p], bytes_out[p], transfers_in[p], transfers_out[p], runs_in[p], runs_out[p],
+                                     cycles[p], np.zeros(n_cand))
+                epilogue = epilogue + writeback_epilogue_cycles(problem, p, traffic, stats.fetches[p])
         latency = hidden + epilogue
     else:
         latency = compute.copy()
@@ -362,6 +387,8 @@ def evaluate(problem: Problem, stats) -> CostBreakdown:
         bytes_out=bytes_out.T,
         transfers_in=transfers_in.T,
         transfers_out=transfers_out.T,
+        runs_in=runs_in.T,
+        runs_out=runs_out.T,
         buffer_bytes=buffer_bytes.T,
         occupancy=occupancy.T,
         feasible=feasible,
@@ -395,6 +422,7 @@ def cut_traffic_lower_bound(problem: Problem, p: int, tile: np.ndarray) -> tuple
     prec = problem.layer.precision
     rel = problem.relevant[OPERANDS.index(cut.operand)]
     distinct = int(np.prod(problem.remaining[rel])) // _tproduct(problem, tile, rel, spatial=False)
+    runs = transfer_runs(problem, cut.operand, tile, distinct)
     if cut.operand is Operand.O:
         moved = np.full(tile.shape[1], float(problem.layer.tensor_elements(Operand.O)) * prec.output / 8)
         link = _link(cut, True)
@@ -403,7 +431,7 @@ def cut_traffic_lower_bound(problem: Problem, p: int, tile: np.ndarray) -> tuple
         moved = _moved_elements(problem, cut.operand, tile, distinct) * prec.bits(cut.operand) / 8
         link = _link(cut, False)
         per_byte = cut.outer.read_energy_pj_per_byte + cut.inner.write_energy_pj_per_byte
-    return moved / link + distinct * cut.inner.transfer_fixed_cycles, moved * per_byte
+    return moved / link + distinct * cut.inner.transfer_fixed_cycles + runs * cut.inner.transfer_cycles_per_run, moved * per_byte
 
 
 def call_lower_bound(problem: Problem, compute_tile: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -464,9 +492,9 @@ def _link(cut, outgoing: bool) -> float:
 
 
 def compulsory_transfer_cycles(problem: Problem) -> np.ndarray:
-    """[cut] cycles to move each operand's tensor once across the cut (one transfer)."""
+    """[cut] cycles to move each operand's tensor once across the cut (one transfer, one run)."""
     return np.array([compulsory_bytes(problem, c.operand) / _link(c, c.operand is Operand.O)
-                     + c.inner.transfer_fixed_cycles for c in problem.cut_points])
+                     + c.inner.transfer_fixed_cycles + c.inner.transfer_cycles_per_run for c in problem.cut_points])
 
 
 def compulsory_energy(problem: Problem) -> float:

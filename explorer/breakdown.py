@@ -4,7 +4,8 @@ transfers, and compact text forms of a mapping (spatial unrolling, loop order wi
 All cycle figures are at the SoC clock; they re-derive, from a ``Schedule``'s ``levels`` and the
 module's memories, the per-level terms that ``costmodel.cost.evaluate`` sums into
 ``Schedule.transfer_cycles``: a level's cycles are ``bytes_in / link_in + bytes_out / link_out +
-(transfers_in + transfers_out) x transfer_fixed_cycles`` (links: ``min`` of the two memories'
+(transfers_in + transfers_out) x transfer_fixed_cycles + (runs_in + runs_out) x
+transfer_cycles_per_run`` (links: ``min`` of the two memories'
 read/write bandwidths in bytes per cycle).
 """
 
@@ -74,7 +75,8 @@ def level_traffic(schedule: Schedule, module: ExecModule) -> tuple[LevelTraffic,
             link_in = min(outer.read_bytes_per_cycle, inner.write_bytes_per_cycle)
             link_out = min(inner.read_bytes_per_cycle, outer.write_bytes_per_cycle)
             cycles += (lv.bytes_in / link_in + lv.bytes_out / link_out
-                       + (lv.transfers_in + lv.transfers_out) * inner.transfer_fixed_cycles)
+                       + (lv.transfers_in + lv.transfers_out) * inner.transfer_fixed_cycles
+                       + (lv.runs_in + lv.runs_out) * inner.transfer_cycles_per_run)
             moved += lv.bytes_in + lv.bytes_out
             transfers += lv.transfers_in + lv.transfers_out
             if lv.outer_memory not in outers:

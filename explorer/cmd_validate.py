@@ -61,7 +61,8 @@ def memory_rows(soc: archs.SoC) -> list[dict[str, Any]]:
                 "module": m.name, "memory": mem.name, "bytes": f"{mem.size_bytes:,}",
                 "operands": ",".join(sorted(o.value for o in mem.operands)),
                 "read B/cyc": f"{mem.read_bytes_per_cycle:g}", "write B/cyc": f"{mem.write_bytes_per_cycle:g}",
-                "fixed cyc/transfer": f"{mem.transfer_fixed_cycles:g}", "double buf": "yes" if mem.double_buffering else "",
+                "fixed cyc/transfer": f"{mem.transfer_fixed_cycles:g}", "cyc/run": f"{mem.transfer_cycles_per_run:g}",
+                "double buf": "yes" if mem.double_buffering else "",
                 "accumulates": "yes" if mem.accumulates else "",
                 "read pJ/B": f"{mem.read_energy_pj_per_byte:g}", "write pJ/B": f"{mem.write_energy_pj_per_byte:g}",
             })

@@ -46,7 +46,7 @@ from typing import Optional
 import numpy as np
 
 from archs.dims import DIMS, OPERANDS
-from costmodel.cost import _pipelined_cycles, cut_traffic
+from costmodel.cost import _pipelined_cycles, cut_traffic, writeback_epilogue_cycles
 from costmodel.problem import Problem
 from mapper.tree_search import (
     NodeBatch,
@@ -348,9 +348,7 @@ def _close(t: _UpTables, nodes: _Nodes, closes: np.ndarray, within: np.ndarray, 
             nodes.db_fetches[rows, i] = fetches
             nodes.db_event[rows, i] = traffic.cycles / fetches
             if t.is_out[p]:
-                cut = t.problem.cut_points[p]
-                link = min(cut.inner.read_bytes_per_cycle, cut.outer.write_bytes_per_cycle)
-                nodes.serial[rows] += traffic.bytes_out / fetches / link + cut.inner.transfer_fixed_cycles
+                nodes.serial[rows] += writeback_epilogue_cycles(t.problem, p, traffic, fetches)
         else:
             nodes.serial[rows] += traffic.cycles
             nodes.open_serial[rows] -= t.serial_lb[p, tile]

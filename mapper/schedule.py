@@ -21,6 +21,8 @@ class TileLevel:
     bytes_out: float  # bytes moved inner -> outer (outputs and partial sums)
     transfers_in: int
     transfers_out: int
+    runs_in: int = 0  # contiguous runs of the transfers in (rows / planes of 2-D / 3-D transfers)
+    runs_out: int = 0
 
 
 @dataclass(frozen=True)

@@ -172,6 +172,8 @@ def _schedule(layer, module, objective, unrolling, problem, loop_dims, loop_fact
             bytes_out=float(cost.bytes_out[0, p]),
             transfers_in=int(cost.transfers_in[0, p]),
             transfers_out=int(cost.transfers_out[0, p]),
+            runs_in=int(round(cost.runs_in[0, p])),
+            runs_out=int(round(cost.runs_out[0, p])),
         ))
     call = stats.compute_tile[0] * problem.spatial
     return Schedule(

@@ -62,6 +62,7 @@ from costmodel.cost import (
     cut_traffic,
     evaluate,
     partial_sum_buffer,
+    writeback_epilogue_cycles,
 )
 from costmodel.problem import Problem
 from mapper.lattice import TileLattice, tile_lattice
@@ -372,9 +373,7 @@ def _place_groups(t: _Tables, nodes: _Nodes, parent: np.ndarray, T: np.ndarray, 
         serial = np.zeros(n) if t.db[p] else traffic.cycles
         overlapped = traffic.cycles if t.db[p] else np.zeros(n)
         if t.db[p] and t.is_out[p]:
-            cut = t.problem.cut_points[p]
-            link = min(cut.inner.read_bytes_per_cycle, cut.outer.write_bytes_per_cycle)
-            serial = traffic.bytes_out / fetches / link + cut.inner.transfer_fixed_cycles  # write-back epilogue
+            serial = writeback_epilogue_cycles(t.problem, p, traffic, fetches)
         buffer = t.buffer_lb[p, T]
         if t.is_out[p]:
             buffer = np.where(fetches > distinct, t.buffer_partial[p, T], buffer)

@@ -473,10 +473,12 @@ def test_counters_layout_and_api():
     layer = quantized(mapper.conv2d("c", input_size=(6, 6), in_channels=3, out_channels=4, kernel=3), "conv2d", 1)
     schedule = mapper.map_layer(layer, shrink(GAP9, "cluster", 0, 700), modules=["cluster"])
     gen = emit_layer(layer, schedule, shrink(GAP9, "cluster", 0, 700), "api")
-    assert gen.num_counters == 4 * len(schedule.levels)
-    assert gen.counter_names[:4] == tuple(f"0:I:l2->l1:{f}" for f in ("bytes_in", "bytes_out", "transfers_in", "transfers_out"))
+    assert gen.num_counters == 6 * len(schedule.levels)
+    fields = ("bytes_in", "bytes_out", "transfers_in", "transfers_out", "runs_in", "runs_out")
+    assert gen.counter_names[:6] == tuple(f"0:I:l2->l1:{f}" for f in fields)
     assert gen.arena_bytes == {"l1": 700} and "static int8_t api_arena0_l1[700]" in gen.source
     assert gen.signature in gen.source and "int64_t api_counters[" in gen.source and "void api_reset_counters(void)" in gen.source
+    assert "void api_set_trace(match_event_t* events, int64_t capacity)" in gen.source
     assert gen.tensor_shapes == {"in": (1, 6, 6, 3), "out": (1, 6, 6, 4)}
     offsets = [(b.memory, b.offset, b.size) for b in gen.buffers]
     assert offsets[0][1] == 0 and all(b[1] == a[1] + a[2] for a, b in zip(offsets, offsets[1:]))
@@ -548,3 +550,142 @@ def test_host_padding_split_is_bit_exact_and_counted(kind, small_memory):
     layer = quantized(layer, kind, 3)
     gen = generate_or_reject(layer, schedule, soc, "split")
     check_layers([(layer, schedule, gen)], seed=3)
+
+
+# --------------------------------------------------------------------------- double buffering (event trace)
+
+LOAD, STORE, WAIT, TILE, COMPUTE = 1, 2, 3, 4, 5  # MATCH_EV_* in match_target.h
+
+
+class Event(ctypes.Structure):
+    _fields_ = [("kind", ctypes.c_int32), ("level", ctypes.c_int32), ("tile", ctypes.c_int64)]
+
+
+def run_traced(lib: ctypes.CDLL, gen: GeneratedLayer, x: np.ndarray, x2: Optional[np.ndarray],
+               capacity: int = 1 << 18) -> tuple[np.ndarray, list[int], list[tuple[int, int, int]]]:
+    """``run_generated`` with the event trace on: (output, counters, events)."""
+    buf = (Event * capacity)()
+    set_trace = getattr(lib, f"{gen.symbol}_set_trace")
+    set_trace.argtypes, set_trace.restype = [ctypes.c_void_p, ctypes.c_int64], None
+    count = getattr(lib, f"{gen.symbol}_trace_count")
+    count.restype = ctypes.c_int64
+    set_trace(ctypes.addressof(buf), capacity)
+    out, counters = run_generated(lib, gen, x, x2)
+    n = int(count())
+    set_trace(None, 0)
+    assert n <= capacity, "trace buffer too small"
+    return out, counters, [(e.kind, e.level, e.tile) for e in buf[:n]]
+
+
+def check_trace(events: list[tuple[int, int, int]], schedule: mapper.Schedule, gen: GeneratedLayer) -> int:
+    """The double-buffering contract on a trace; returns the number of prefetches checked.
+
+    - kernel calls and each level's tiles come in order, as many as the schedule has;
+    - a double-buffered level whose outer levels are all double-buffered (or the tensor) issues the
+      transfer of each tile j >= 1 while tile j - 1 is current, before the first kernel call on
+      tile j - 1 (the overlap the cost model counts);
+    - the processor waits for an innermost tile's transfer before the next kernel call;
+    - a double-buffered write-back is not waited for before the next kernel call (a wait covers the
+      transfer on its handle and every earlier one: transfers complete in issue order);
+    - transfers of levels without double buffering are waited for right after their issue.
+    """
+    halves = {b.level: b.halves for b in gen.buffers}
+    chain: dict[str, list[int]] = {}
+    for i, lv in enumerate(schedule.levels):
+        chain.setdefault(lv.operand, []).append(i)
+    computes = [k for k, e in enumerate(events) if e[0] == COMPUTE]
+    assert [events[k][2] for k in computes] == list(range(schedule.kernel_calls))
+    next_compute = np.searchsorted(np.array(computes), np.arange(len(events)), side="right")
+
+    def compute_after(k: int) -> int:
+        j = int(next_compute[k])
+        return computes[j] if j < len(computes) else len(events)
+
+    where = {e: k for k, e in enumerate(events)}  # last occurrence of each event
+    checked = 0
+    for i, lv in enumerate(schedule.levels):
+        tiles = [k for k, e in enumerate(events) if e[0] == TILE and e[1] == i]
+        assert [events[k][2] for k in tiles] == list(range(len(tiles)))
+        assert len(tiles) == (lv.transfers_out if lv.operand == "O" else lv.transfers_in)
+        outer = chain[lv.operand][chain[lv.operand].index(i) + 1:]
+        prefetchable = halves[i] == 2 and all(halves[o] == 2 for o in outer)
+        innermost = chain[lv.operand][0] == i
+        for j, k in enumerate(tiles):
+            load = where.get((LOAD, i, j))
+            if load is not None and j >= 1 and prefetchable:
+                assert tiles[j - 1] < load < compute_after(tiles[j - 1]), (i, j, "prefetch not before the previous tile's compute")
+                checked += 1
+            if load is not None and innermost:
+                assert (WAIT, i, j) in events[k:compute_after(k)], (i, j, "kernel ran before its data arrived")
+            store = where.get((STORE, i, j))
+            if store is not None and halves[i] == 2 and compute_after(store) < len(events):
+                # no wait on its half (tile parity) for it or a later transfer before the next kernel call
+                assert not [e for e in events[store:compute_after(store)]
+                            if e[0] == WAIT and e[1] == i and e[2] >= j and (e[2] - j) % 2 == 0], (i, j, "write-back waited for at once")
+            for issued in (load, store):
+                if issued is not None and halves[i] == 1:
+                    assert events[issued + 1] == (WAIT, i, j), (i, j, "synchronous transfer not waited for")
+    return checked
+
+
+def three_level_db_soc(l0: int, l1: int) -> archs.SoC:
+    """A hypothetical accelerator whose I/W chain has two double-buffered on-chip levels."""
+    def mem(name: str, size: int, operands: list[str], double: bool) -> dict:
+        return {"name": name, "size_bytes": size, "operands": operands, "read_bytes_per_cycle": 8, "write_bytes_per_cycle": 8,
+                "transfer_fixed_cycles": 10, "transfer_cycles_per_run": 2, "double_buffering": double}
+
+    l2 = mem("l2", 1 << 20, ["I", "W", "O"], False)
+    return archs.from_dict({"name": "db3", "clock_mhz": 100, "host": "cpu", "modules": [
+        {"name": "cpu", "memories": [dict(l2, name="ram")], "compute": {"macs_per_cycle": 0.5}},
+        {"name": "acc", "spatial": [{"name": "pe", "size": 2, "unroll": ["K"]}], "memories": [
+            mem("l0", l0, ["I", "W", "O"], True), mem("l1", l1, ["I", "W", "O"], True), l2],
+         "compute": {"macs_per_cycle": 2}, "accepts": [{"kind": k} for k in ("conv2d", "depthwise", "dense", "add", "pool")]}]})
+
+
+def test_double_buffering_trace_on_gap9_cluster():
+    """Searched GAP9 cluster schedules (L1 shrunk so layers tile) and random nests there:
+    prefetches, waits and write-backs follow the overlap the cost model counts; outputs bit-exact,
+    counters (runs included) exact."""
+    soc = shrink(GAP9, "cluster", 0, 900)
+    cases = []
+    rnd = random.Random(5)
+    for i, (layer, op) in enumerate(SHIPPED_LAYERS):
+        layer = quantized(layer, op, i)
+        schedules = [mapper.map_layer(layer, soc, modules=["cluster"])]
+        schedules += [s for s in (candidate_schedule(layer, soc, "cluster", rnd) for _ in range(2)) if s is not None]
+        cases += [(layer, s, emit_layer(layer, s, soc, f"db_{layer.name}_{j}")) for j, s in enumerate(schedules)]
+    rng = np.random.default_rng(3)
+    checked = 0
+    with tempfile.TemporaryDirectory() as tmp:
+        lib = compile_shared([g.source for _, _, g in cases], Path(tmp))
+        for layer, schedule, gen in cases:
+            x, x2 = make_inputs(gen, rng)
+            out, counters, events = run_traced(lib, gen, x, x2)
+            assert np.array_equal(out, quant.reference_layer(layer, x, x2)), gen.symbol
+            assert counters == predicted_counters(schedule), gen.symbol
+            checked += check_trace(events, schedule, gen)
+    assert checked >= 20  # tiled layers: many tiles are prefetched
+
+
+@settings(SETTINGS, max_examples=int(os.environ.get("CODEGEN_EXAMPLES", 25)))
+@given(spec=layer_specs(), data=st.data(), seed=st.integers(0, 2**32 - 1))
+def test_double_buffering_trace_on_random_nests(spec, data, seed):
+    """Random nests on random accelerators and on a two-level double-buffered chain (prefetches
+    that cross into the next outer tile)."""
+    layer, op = spec
+    if data.draw(st.booleans(), label="db chain"):
+        soc = three_level_db_soc(data.draw(st.integers(48, 400), label="l0"), data.draw(st.integers(400, 3000), label="l1"))
+    else:
+        soc = data.draw(random_socs(), label="soc")
+    assume(rejection_reason(layer, soc.modules["acc"]) is None)
+    schedule = candidate_schedule(layer, soc, "acc", data.draw(st.randoms(use_true_random=False), label="nest"))
+    assume(schedule is not None)
+    layer = quantized(layer, op, seed)
+    gen = emit_layer(layer, schedule, soc, "traced")
+    with tempfile.TemporaryDirectory() as tmp:
+        lib = compile_shared([gen.source], Path(tmp))
+        x, x2 = make_inputs(gen, np.random.default_rng(seed))
+        out, counters, events = run_traced(lib, gen, x, x2)
+    assert np.array_equal(out, quant.reference_layer(layer, x, x2))
+    assert counters == predicted_counters(schedule)
+    check_trace(events, schedule, gen)

@@ -94,13 +94,15 @@ RESNET_CONV = mapper.conv2d("conv", input_size=(32, 32), in_channels=16, out_cha
 def test_ne16_resnet_layer_by_hand():
     """One tile holds the whole layer (I 16 kB + W 2.3 kB + O 16 kB < 100 kB): NE16 kernel on
     32x32x16 (121 patches of 3x3, k remainder 16: 211 cycles each) + three synchronous DMA
-    transfers at 8 B/cycle + 920 cycles each + 500 cycles of tile overhead."""
+    transfers at 8 B/cycle + 920 cycles each + 1 cycle per contiguous run (whole tensors: one run
+    each) + 500 cycles of tile overhead."""
     s = mapper.map_layer(RESNET_CONV, GAP9, modules=["ne16"])
     kernel = 121 * 211
-    transfers = (16 * 32 * 32 + 16 * 16 * 9 + 16 * 32 * 32) / 8 + 3 * 920
+    transfers = (16 * 32 * 32 + 16 * 16 * 9 + 16 * 32 * 32) / 8 + 3 * 920 + 3 * 1
     assert s.kernel_calls == 1 and s.kernel_cycles == kernel
     assert s.latency_cycles == kernel + transfers + 500
     assert [lv.bytes_in for lv in s.levels] == [16384, 2304, 0] and s.levels[2].bytes_out == 16384
+    assert [lv.runs_in + lv.runs_out for lv in s.levels] == [1, 1, 1]
 
 
 def test_host_runs_whole_layer_at_its_mac_rate():

@@ -1,5 +1,5 @@
 """The search on deep hierarchies: exact against brute force on 2-, 3- and 4-level hypothetical
-modules (double buffering, kernel hooks, every objective), the three temporal strategies agree,
+modules (double buffering, kernel hooks, per-run transfer costs, every objective), the three temporal strategies agree,
 time budgets return valid mappings with true lower bounds, results are the same across processes,
 and a network keeps its mappable layers when one layer fits no module."""
 
@@ -25,9 +25,10 @@ from mapper.tree_search import search_temporal
 IN, WT, OUT = Operand.I, Operand.W, Operand.O
 
 
-def _memory(name, size, operands, bandwidth, *, db=False, fixed=0.0, energy=1.0, accumulates=False):
+def _memory(name, size, operands, bandwidth, *, db=False, fixed=0.0, energy=1.0, accumulates=False, per_run=0.0):
     return MemoryLevel(name, size, frozenset(operands), bandwidth, bandwidth, transfer_fixed_cycles=fixed,
-                       double_buffering=db, read_energy_pj_per_byte=energy, write_energy_pj_per_byte=energy,
+                       transfer_cycles_per_run=per_run, double_buffering=db, read_energy_pj_per_byte=energy,
+                       write_energy_pj_per_byte=energy,
                        accumulates=accumulates)
 
 
@@ -39,14 +40,15 @@ def _hook(tile, layer):
     return 7.0 + macs / 4.0 + 3.0 * tile[LoopDim.OY]
 
 
-def _module(levels: int, *, db: bool = False, hook: bool = False, array: bool = True) -> ExecModule:
+def _module(levels: int, *, db: bool = False, hook: bool = False, array: bool = True, runs: bool = False) -> ExecModule:
     """A hypothetical module with ``levels`` memories for weights (registers up to DRAM), small enough
-    that the brute force finishes: 2 levels (buffer, DRAM), 3 (+ registers), 4 (+ a weight SRAM)."""
+    that the brute force finishes: 2 levels (buffer, DRAM), 3 (+ registers), 4 (+ a weight SRAM).
+    ``runs``: transfers into the buffer (and the registers) cost cycles per contiguous run."""
     dram = _memory("dram", 1 << 24, (IN, WT, OUT), 4.0, energy=50.0)
-    buffer = _memory("buf", 160, (IN, WT, OUT), 16.0, db=db, fixed=3.0, energy=3.0)
+    buffer = _memory("buf", 160, (IN, WT, OUT), 16.0, db=db, fixed=3.0, energy=3.0, per_run=5.0 if runs else 0.0)
     memories = [buffer, dram]
     if levels >= 3:
-        memories.insert(0, _memory("reg", 16, (WT, OUT), 64.0, energy=0.2, accumulates=True))
+        memories.insert(0, _memory("reg", 16, (WT, OUT), 64.0, energy=0.2, accumulates=True, per_run=2.0 if runs else 0.0))
     if levels >= 4:
         memories.insert(1, _memory("wbuf", 40, (WT,), 32.0, energy=1.0))
     spatial = (SpatialDim("cols", 2, (LoopDim.K, LoopDim.G)),) if array else ()
@@ -54,7 +56,8 @@ def _module(levels: int, *, db: bool = False, hook: bool = False, array: bool = 
                            kernel_hook=_hook if hook else None)
     rules = tuple(LayerRule(kind) for kind in archs.LAYER_KINDS) if hasattr(archs, "LAYER_KINDS") else tuple(
         LayerRule(kind) for kind in ("conv2d", "depthwise", "dense", "add", "pool"))
-    return ExecModule(f"hypo{levels}{'_db' if db else ''}{'_hook' if hook else ''}", spatial, tuple(memories), compute,
+    name = f"hypo{levels}{'_db' if db else ''}{'_hook' if hook else ''}{'_runs' if runs else ''}"
+    return ExecModule(name, spatial, tuple(memories), compute,
                       accepts=rules, allow_padded_unrolling=True, tile_overhead_cycles=2.0)
 
 
@@ -80,6 +83,10 @@ MODULES = {
     "3lvl_db": _module(3, db=True),
     "4lvl": _module(4),
     "4lvl_db_hook": _module(4, db=True, hook=True),
+    "2lvl_runs": _module(2, runs=True),
+    "2lvl_db_runs": _module(2, db=True, runs=True),
+    "3lvl_runs": _module(3, runs=True),
+    "3lvl_db_runs": _module(3, db=True, runs=True),
 }
 CASES = [(la, m) for m in MODULES for la in (SHALLOW_LAYERS if m.startswith("2") else DEEP_LAYERS)]
 OBJECTIVES = ("latency", "energy", "edp")
@@ -114,7 +121,21 @@ STRATEGIES = {
 }
 
 
-@pytest.mark.parametrize("module_name", ["2lvl_db_hook", "3lvl_db"])
+def test_run_cost_changes_optima():
+    """The per-run cost is not a constant offset: with it, some optimal mappings move fewer runs
+    (and cost more) than the optimum without it."""
+    changed = 0
+    for layer in DEEP_LAYERS:
+        for plain, with_runs in (("3lvl", "3lvl_runs"),):
+            a = mapper.search_module(layer, MODULES[plain], "latency").schedule
+            b = mapper.search_module(layer, MODULES[with_runs], "latency").schedule
+            runs = lambda s: sum(lv.runs_in + lv.runs_out for lv in s.levels)  # noqa: E731
+            assert b.latency_cycles >= a.latency_cycles
+            changed += runs(b) < runs(a)
+    assert changed >= 1
+
+
+@pytest.mark.parametrize("module_name", ["2lvl_db_hook", "3lvl_db", "3lvl_db_runs"])
 def test_strategies_agree(module_name):
     """Each strategy plugs into search_module and finds the same optimum (primary and secondary)."""
     layer = mapper.conv2d("c", input_size=(4, 2), in_channels=2, out_channels=4, kernel=(3, 1), padding="same")
@@ -197,7 +218,7 @@ def test_network_keeps_mappable_layers_when_one_fails():
         mapper.map_network(net, gap9, modules=["ne16"], strict=True)
 
 
-@pytest.mark.parametrize("module_name", ["3lvl_db", "4lvl_db_hook", "2lvl_db_hook"])
+@pytest.mark.parametrize("module_name", ["3lvl_db", "4lvl_db_hook", "2lvl_db_hook", "3lvl_db_runs"])
 def test_costs_from_parts_equal_the_reference_cost_model(module_name, monkeypatch):
     """The search costs complete mappings from the parts it accumulated; those must be exactly what
     the reference cost model (analyze_segments + evaluate) gives for the same mappings."""

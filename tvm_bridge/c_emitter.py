@@ -3,17 +3,22 @@
 ``emit_layer(layer, schedule, soc, symbol)`` returns a ``GeneratedLayer`` whose ``source`` defines
 
     int <symbol>(const int8_t* in, const int8_t* in2, int8_t* out);   /* 0 on success, -1 on NULL */
-    int64_t <symbol>_counters[max(1, 4 * len(schedule.levels))];
+    int64_t <symbol>_counters[max(1, 6 * len(schedule.levels))];
     void <symbol>_reset_counters(void);                                /* zero the counters */
-    int <symbol>_num_counters(void);                                   /* 4 * len(schedule.levels) */
+    int <symbol>_num_counters(void);                                   /* 6 * len(schedule.levels) */
+    void <symbol>_set_trace(match_event_t* events, int64_t capacity);  /* record events (NULL: off) */
+    int64_t <symbol>_trace_count(void);                                /* events since set_trace */
 
 (``extern "C"`` under C++; the source compiles as C11 and as C++). ``in``, ``in2`` (second input of
 ``add``, else NULL) and ``out`` are whole int8 NHWC tensors in the module's outermost memory (L2),
-shaped as in ``tvm_bridge.quant``'s docstring. Each call adds to the counters: four int64 per
-``TileLevel`` in ``schedule.levels`` order, ``[4*i + 0]`` bytes_in, ``[4*i + 1]`` bytes_out,
-``[4*i + 2]`` transfers_in, ``[4*i + 3]`` transfers_out (``in``: outer -> inner memory, ``out``: inner
--> outer); ``GeneratedLayer.counter_names`` names them. They equal the schedule's predicted bytes and
-transfers per level.
+shaped as in ``tvm_bridge.quant``'s docstring. Each call adds to the counters: six int64 per
+``TileLevel`` in ``schedule.levels`` order, ``[6*i + 0]`` bytes_in, ``[6*i + 1]`` bytes_out,
+``[6*i + 2]`` transfers_in, ``[6*i + 3]`` transfers_out, ``[6*i + 4]`` runs_in, ``[6*i + 5]``
+runs_out (``in``: outer -> inner memory, ``out``: inner -> outer; runs: contiguous runs of each
+transfer as ``costmodel.runs`` counts them); ``GeneratedLayer.counter_names`` names them. They
+equal the schedule's predicted bytes, transfers and runs per level. The trace (``match_event_t``,
+``c/match_target.h``) records every transfer issue and wait, every tile becoming current and every
+kernel call, with level and tile indices (tiles of a level are numbered in fetch order).
 
 What the generated function does:
 
@@ -29,13 +34,21 @@ What the generated function does:
   fails if the buffers do not fit their memory.
 - The temporal loops of ``schedule.loops`` (innermost first) nest in that order; one kernel call
   runs the loops below the lowest innermost-boundary tile (``schedule.kernel_tile``).
-- A tile moves only through ``match_dma_load`` / ``match_dma_store`` (``c/match_target.h``), exactly
-  when the cost model counts a fetch: in the body of the first loop above the tile that indexes its
-  operand (the tile is reused across the irrelevant loops in between). Input tiles are clipped at
-  the image border (padding is never moved: the kernel treats out-of-image pixels as the input
-  zero point); with padded spatial unrolling only valid elements move and are computed. A fetch
-  whose window lies wholly in the padding is still issued (zero bytes, one transfer), as the cost
-  model counts it.
+- A tile moves only through ``match_dma_start`` / ``match_dma_wait`` (``c/match_target.h``; one
+  2-D / 3-D transfer per tile), exactly when the cost model counts a fetch: the tile becomes current
+  in the body of the first loop above the tile that indexes its operand (the tile is reused across
+  the irrelevant loops in between). Input tiles are clipped at the image border (padding is never
+  moved: the kernel treats out-of-image pixels as the input zero point); with padded spatial
+  unrolling only valid elements move and are computed. A fetch whose window lies wholly in the
+  padding is still issued (zero bytes, one transfer, no run), as the cost model counts it.
+- Double buffering: when a double-buffered level's tile becomes current, the next tile's transfer
+  (fetch order: the odometer of the loops from the fetch loop up) is issued into the other half
+  before the kernel runs on the current one; the processor waits for an innermost tile just before
+  the kernel needs it, and for a double-buffered write-back only before it reuses that half (or at
+  the end). Transfers complete in issue order, so a prefetch may read an outer double-buffered
+  tile whose own prefetch was issued earlier. A next tile whose source is the next tile of an
+  outer level without double buffering is fetched when it becomes current (issue, then wait), as
+  are all tiles of levels without double buffering (and their write-backs: issue, then wait).
 - Outputs: a tile stays resident for a visit; at the end of the visit it is written back at output
   precision when final, else at accumulator precision (int32) as partial sums, read back at the
   start of the tile's next visit. Partial sums that leave the last on-chip level go to a static
@@ -60,7 +73,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 
@@ -73,12 +86,18 @@ from tvm_bridge.quant import QuantParams
 
 D = LoopDim
 HEADER_PATH = Path(__file__).resolve().parent / "c" / "match_target.h"
-COUNTER_FIELDS = ("bytes_in", "bytes_out", "transfers_in", "transfers_out")
+COUNTER_FIELDS = ("bytes_in", "bytes_out", "transfers_in", "transfers_out", "runs_in", "runs_out")
+N_COUNTERS = len(COUNTER_FIELDS)  # per schedule level (MATCH_COUNTERS_PER_LEVEL in match_target.h)
 _OPS = {"conv2d": "MATCH_OP_CONV2D", "depthwise": "MATCH_OP_DEPTHWISE", "dense": "MATCH_OP_DENSE", "add": "MATCH_OP_ADD",
         "avg_pool": "MATCH_OP_AVG_POOL", "max_pool": "MATCH_OP_MAX_POOL"}
 _KIND_OF_OP = {"conv2d": "conv2d", "depthwise": "depthwise", "dense": "dense", "add": "add", "avg_pool": "pool",
                "max_pool": "pool"}
 _ROW, _COL = "row", "col"  # window axes of input tiles (OY+FY, OX+FX)
+
+
+def _current(li: int) -> str:
+    """C name of the current index of temporal loop ``li``."""
+    return f"i{li}"
 
 
 class CodegenError(ValueError):
@@ -136,7 +155,7 @@ def target_header() -> str:
 
 
 def predicted_counters(schedule: Schedule) -> list[int]:
-    """The schedule's bytes/transfers per level in the counters' layout (4 per level)."""
+    """The schedule's bytes, transfers and runs per level in the counters' layout (6 per level)."""
     out = []
     for lv in schedule.levels:
         for name in COUNTER_FIELDS:
@@ -386,14 +405,14 @@ class _Gen:
         d = self.loops[li][0]
         return self.spatial[d] * math.prod(f for dd, f in self.loops[:li] if dd == d)
 
-    def _origin(self, d: LoopDim, position: int) -> str:
-        terms = [f"i{li} * {self._loop_stride(li)}" if self._loop_stride(li) != 1 else f"i{li}"
+    def _origin(self, d: LoopDim, position: int, idx: Callable[[int], str] = _current) -> str:
+        terms = [f"{idx(li)} * {self._loop_stride(li)}" if self._loop_stride(li) != 1 else idx(li)
                  for li in range(position, self.n) if self.loops[li][0] == d]
         return " + ".join(terms) if terms else "0"
 
-    def _box(self, lv: Optional[_Level], operand: Operand) -> tuple[list[str], list[str]]:
-        """(first valid coordinate, valid count) per axis of a tile as C expressions; ``lv`` None:
-        the whole L2 tensor."""
+    def _box(self, lv: Optional[_Level], operand: Operand, idx: Callable[[int], str] = _current) -> tuple[list[str], list[str]]:
+        """(first valid coordinate, valid count) per axis of a tile as C expressions (loop indices
+        named by ``idx``); ``lv`` None: the whole L2 tensor."""
         firsts, counts = [], []
         iy, ix = self.layer.input_size
         sy, sx = self.layer.stride
@@ -408,12 +427,12 @@ class _Gen:
             if ax.name in (_ROW, _COL):
                 o_out, o_k = (D.OY, D.FY) if ax.name == _ROW else (D.OX, D.FX)
                 s, dl, pad, size = (sy, dy, top, iy) if ax.name == _ROW else (sx, dx, left, ix)
-                start = f"({self._origin(o_out, pos)}) * {s} + ({self._origin(o_k, pos)}) * {dl} - {pad}"
+                start = f"({self._origin(o_out, pos, idx)}) * {s} + ({self._origin(o_k, pos, idx)}) * {dl} - {pad}"
                 first = f"match_max32({start}, 0)"
                 firsts.append(first)
                 counts.append(f"match_max32(0, match_min32({start} + {lv.windows[ax.name]}, {size}) - {first})")
             else:
-                o = self._origin(ax.dim, pos)
+                o = self._origin(ax.dim, pos, idx)
                 firsts.append(o)
                 counts.append(f"match_max32(0, match_min32({o} + {lv.extents[a]}, {self.s[ax.dim]}) - ({o}))")
         return firsts, counts
@@ -446,10 +465,23 @@ class _Gen:
         return f"p{lv.index}"
 
     # ------------------------------------------------------------------ events
-    def _copy(self, inner: _Level, outer: Optional[_Level], load: bool, elem: int, psum: bool = False) -> list[str]:
-        """One transfer of ``inner``'s valid box between ``inner`` and ``outer`` (None: L2)."""
+    def _half(self, lv: _Level, tile: str) -> str:
+        """Pointer to the buffer half of ``lv`` holding tile number ``tile`` (C expression)."""
+        base = f"{self._arena(lv.memory_name)} + {lv.offset}"
+        return base if lv.halves == 1 else f"{base} + (({tile}) & 1) * {lv.half_bytes}"
+
+    def _handle(self, lv: _Level, tile: str) -> str:
+        return f"&hd{lv.index}[0]" if lv.halves == 1 else f"&hd{lv.index}[({tile}) & 1]"
+
+    def _copy(self, inner: _Level, outer: Optional[_Level], load: bool, elem: int, psum: bool = False, *,
+              tile: str = "", inner_ptr: str = "", outer_ptr: str = "",
+              idx: Callable[[int], str] = _current) -> list[str]:
+        """Issue one transfer of tile ``tile`` of ``inner`` (its valid box, loop indices named by
+        ``idx``) between the buffer half ``inner_ptr`` and ``outer``'s ``outer_ptr`` (None: L2)."""
         operand = inner.operand
-        firsts, counts = self._box(inner, operand)
+        tile = tile or f"t{inner.index}"
+        inner_ptr = inner_ptr or self._pointer(inner)
+        firsts, counts = self._box(inner, operand, idx)
         lines = ["{"]
         for a, (f, c) in enumerate(zip(firsts, counts)):
             lines.append(f"    const int32_t f{a} = {f};")
@@ -461,50 +493,110 @@ class _Gen:
             outer_strides = _dense_strides(self._l2_extents(operand), 4 if psum else 1)
             outer_bases = ["0"] * k
         else:
-            outer_ptr = self._pointer(outer)
+            outer_ptr = outer_ptr or self._pointer(outer)
             outer_strides = outer.strides
-            outer_bases = self._box(outer, operand)[0]
+            outer_bases = self._box(outer, operand, idx)[0]
         outer_off = " + ".join(f"(int64_t)(f{a} - ({b})) * {st}" if b != "0" else f"(int64_t)f{a} * {st}"
                                for a, (b, st) in enumerate(zip(outer_bases, outer_strides)))
         stride_outer = self._stride_name(outer, operand, psum)
         stride_inner = self._stride_name(inner, operand)
-        ctr = f"{self.symbol}_counters + {4 * inner.index}"
+        head = (f"match_dma_start({self._handle(inner, tile)}, &{self.symbol}_trace, {inner.index}, {tile}, {int(not load)}, "
+                f"{self.symbol}_counters + {N_COUNTERS * inner.index}")
+        ext = f"{self.symbol}_ext_{operand.value}"
         if load:
-            lines.append(f"    match_dma_load({ctr}, {self._pointer(inner)}, 0, {outer_ptr}, {outer_off}, {elem}, {k}, n, "
-                         f"{stride_inner}, {stride_outer});")
+            lines.append(f"    {head}, {inner_ptr}, 0, {outer_ptr}, {outer_off}, {elem}, {k}, n, {stride_inner}, {stride_outer}, {ext});")
         else:
-            lines.append(f"    match_dma_store({ctr}, {outer_ptr}, {outer_off}, {self._pointer(inner)}, 0, {elem}, {k}, n, "
-                         f"{stride_outer}, {stride_inner});")
+            lines.append(f"    {head}, {outer_ptr}, {outer_off}, {inner_ptr}, 0, {elem}, {k}, n, {stride_outer}, {stride_inner}, {ext});")
         lines.append("}")
         return lines
 
-    def _toggle(self, lv: _Level) -> list[str]:
-        if lv.halves == 1:
-            return []
-        return [f"h{lv.index} ^= 1;",
-                f"p{lv.index} = {self._arena(lv.memory_name)} + {lv.offset} + h{lv.index} * {lv.half_bytes};"]
+    def _wait_all(self, lv: _Level) -> str:
+        waits = " ".join(f"match_dma_wait(&hd{lv.index}[{h}], &{self.symbol}_trace);" for h in range(lv.halves))
+        return waits + "  /* drain */"
 
-    def _cond(self, position: int, final: bool) -> Optional[str]:
+    def _wait(self, lv: _Level, tile: str = "") -> str:
+        return f"match_dma_wait({self._handle(lv, tile or f't{lv.index}')}, &{self.symbol}_trace);"
+
+    def _cond(self, position: int, final: bool, idx: Callable[[int], str] = _current) -> Optional[str]:
         loops = self._reductions_from(position)
         if not loops:
             return None
-        return " && ".join(f"i{li} == {self.loops[li][1] - 1 if final else 0}" for li in loops)
+        return " && ".join(f"{idx(li)} == {self.loops[li][1] - 1 if final else 0}" for li in loops)
+
+    def _fetch(self, lv: _Level, outer: Optional[_Level], **kw) -> list[str]:
+        """Issue the transfer that fills ``lv``'s tile (a load, or an output's partial-sum read-back);
+        ``None`` when an output tile's visit is its first (nothing to read)."""
+        if lv.operand is not Operand.O:
+            return self._copy(lv, outer, load=True, elem=1, **kw)
+        return self._copy(lv, outer, load=True, elem=4, psum=outer is None, **kw)
+
+    def _prefetch(self, lv: _Level) -> list[str]:
+        """Double buffering: issue the next tile's transfer into the other half now (before the
+        kernel runs on the current tile). The next tile follows the odometer of loops ``run_end``
+        and above; it is issued when it exists, needs a transfer (outputs: not a first visit) and
+        its source is ready: the tensor, the same outer tile, or the next tile of a double-buffered
+        outer level that was itself prefetched (transfers complete in issue order)."""
+        r = lv.run_end
+        loops = list(range(r, self.n))
+        if lv.halves == 1 or not loops:
+            return []
+        outer = self._level(lv.operand, lv.chain + 1)
+        nxt: Callable[[int], str] = lambda li: f"q[{li - r}]" if li >= r else f"i{li}"  # noqa: E731
+        factors = ", ".join(str(self.loops[li][1]) for li in loops)
+        lines = ["{",
+                 f"    int32_t q[{len(loops)}] = {{{', '.join(f'i{li}' for li in loops)}}};",
+                 f"    static const int32_t qf[{len(loops)}] = {{{factors}}};",
+                 "    int32_t a = 0;",
+                 f"    while (a < {len(loops)} && ++q[a] == qf[a]) q[a++] = 0;  /* a: the loop that moves (carry) */"]
+        ready = [f"a < {len(loops)}"]
+        if lv.operand is Operand.O:
+            first = self._cond(r, final=False, idx=nxt)
+            if first is None:
+                return []  # every visit is a first one: nothing to read
+            ready.append(f"!({first})")
+        outer_ptr = ""
+        if outer is not None:
+            crossing = f"a >= {outer.run_end - r}"
+            if outer.halves == 1:
+                ready.append(f"!({crossing})")
+            else:
+                ready.append(f"(!({crossing}) || pf{outer.index})")
+                outer_ptr = f"({crossing} ? {self._half(outer, f't{outer.index} + 1')} : p{outer.index})"
+        tile = f"t{lv.index} + 1"
+        body = self._fetch(lv, outer, tile=tile, inner_ptr=self._half(lv, tile), outer_ptr=outer_ptr, idx=nxt)
+        lines.append(f"    if ({' && '.join(ready)}) {{")
+        lines += ["        " + x for x in body]
+        lines.append(f"        pf{lv.index} = 1;")
+        lines += ["    }", "}"]
+        return lines
 
     def _begin(self, lv: _Level) -> list[str]:
-        lines = [f"/* level {lv.index}: {lv.operand.value} tile {lv.tl.outer_memory} -> {lv.memory_name} */"]
-        lines += self._toggle(lv)
+        """The tile of ``lv`` becomes current: fetch it unless prefetched, prefetch the next one, and
+        (innermost levels, which the processor touches) wait for it."""
+        i = lv.index
+        lines = [f"/* level {i}: {lv.operand.value} tile {lv.tl.outer_memory} -> {lv.memory_name} */",
+                 f"t{i}++;", f"p{i} = {self._half(lv, f't{i}')};",
+                 f"match_trace_event(&{self.symbol}_trace, MATCH_EV_TILE, {i}, t{i});"]
         outer = self._level(lv.operand, lv.chain + 1)
-        if lv.operand is not Operand.O:
-            return lines + self._copy(lv, outer, load=True, elem=1)
-        first = self._cond(lv.run_end, final=False)
-        init = []
-        if lv.chain == 0 and lv.slot_bytes == 4:
+        fetch = self._fetch(lv, outer)
+        first = self._cond(lv.run_end, final=False) if lv.operand is Operand.O else None
+        if lv.operand is Operand.O and first is None:
+            fetch = []  # one visit per tile: never read back
+        elif first is not None:
+            fetch = [f"if (!({first})) {{"] + ["    " + x for x in fetch] + ["}"]
+        if lv.halves == 2 and fetch:
+            fetch = [f"if (!pf{i}) {{"] + ["    " + x for x in fetch] + ["}"]
+        lines += fetch
+        if lv.halves == 2:
+            lines.append(f"pf{i} = 0;")
+            lines += self._prefetch(lv)
+        if lv.chain == 0 or lv.halves == 1:
+            lines.append(self._wait(lv))
+        if lv.operand is Operand.O and lv.chain == 0 and lv.slot_bytes == 4:
             value = "INT32_MIN" if self.layer.quant.op == "max_pool" else "0"
-            init = [f"match_fill32(p{lv.index}, {lv.elements}, {value});"]
-        if first is None:
-            return lines + init
-        readback = self._copy(lv, outer, load=True, elem=4, psum=outer is None)
-        return lines + _if_else(first, init, readback)
+            fill = [f"match_fill32(p{i}, {lv.elements}, {value});"]
+            lines += fill if first is None else [f"if ({first}) {{", "    " + fill[0], "}"]
+        return lines
 
     def _end(self, lv: _Level) -> list[str]:
         if lv.operand is not Operand.O:
@@ -521,9 +613,13 @@ class _Gen:
         final += self._copy(lv, outer, load=False, elem=1)
         last = self._cond(lv.run_end, final=True)
         if last is None:
-            return lines + final
-        partial = self._copy(lv, outer, load=False, elem=4, psum=outer is None)
-        return lines + _if_else(last, final, partial)
+            lines += final
+        else:
+            partial = self._copy(lv, outer, load=False, elem=4, psum=outer is None)
+            lines += _if_else(last, final, partial)
+        if lv.halves == 1:
+            lines.append(self._wait(lv))  # synchronous level; double-buffered stores are waited for when the half is reused
+        return lines
 
     def _tile_range(self, lv: _Level) -> tuple[list[str], list[str]]:
         """Origin and valid end per loop dim of an output tile (8 entries; 0..1 where unused)."""
@@ -560,6 +656,7 @@ class _Gen:
         lines.append(f"    const int32_t end[8] = {{{', '.join(end)}}};")
         for name, operand in (("vi", Operand.I), ("vw", Operand.W), ("vo", Operand.O)):
             lines += ["    " + x for x in self._view_decl(name, operand, self._level(operand, 0))]
+        lines.append(f"    match_trace_event(&{self.symbol}_trace, MATCH_EV_COMPUTE, -1, kc++);")
         lines.append(f"    match_kernel(&{self.symbol}_layer, org, end, &vi, &vw, &vo, {int(self.out_acc32)});")
         lines.append("}")
         return lines
@@ -633,6 +730,10 @@ class _Gen:
             lines.append(f"static const int64_t {self.symbol}_st{lv.index}[{len(lv.extents)}] = "
                          f"{{{', '.join(str(x) for x in lv.strides)}}};  /* {lv.operand.value} in {lv.memory_name}: "
                          f"extents {lv.extents} */")
+        for operand in dict.fromkeys(lv.operand for lv in self.levels):
+            ext = self._l2_extents(operand)
+            lines.append(f"static const int32_t {self.symbol}_ext_{operand.value}[{len(ext)}] = "
+                         f"{{{', '.join(str(x) for x in ext)}}};  /* {operand.value} tensor extents (runs) */")
         top = {lv.operand: lv for lv in self.levels if self._level(lv.operand, lv.chain + 1) is None}
         for operand, lv in top.items():
             ext = self._l2_extents(operand)
@@ -652,7 +753,8 @@ class _Gen:
         for lv in self.levels:
             lines.append(f" * level {lv.index}: {lv.operand.value} {lv.tl.outer_memory} -> {lv.memory_name} at position {lv.position}, "
                          f"fetch point {lv.run_end}, {lv.halves} x {lv.half_bytes} B at offset {lv.offset}"
-                         f"{' (int32 slots)' if lv.slot_bytes == 4 else ''}; counters [{4 * lv.index}..{4 * lv.index + 3}]")
+                         f"{' (int32 slots)' if lv.slot_bytes == 4 else ''}; "
+                         f"counters [{N_COUNTERS * lv.index}..{N_COUNTERS * (lv.index + 1) - 1}]")
         for note in self.notes:
             lines.append(f" * note: {note}")
         lines.append(" */")
@@ -660,7 +762,7 @@ class _Gen:
 
     def source(self) -> str:
         sym = self.symbol
-        n_counters = 4 * len(self.levels)
+        n_counters = N_COUNTERS * len(self.levels)
         out = ["/* Generated by tvm_bridge.c_emitter: do not edit. */"]
         out += self._comment()
         if self.inline_target:
@@ -680,22 +782,33 @@ class _Gen:
         out += ["", f"int64_t {sym}_counters[{max(1, n_counters)}];", "",
                 f"int {sym}_num_counters(void) {{ return {n_counters}; }}", "",
                 f"void {sym}_reset_counters(void) {{ memset({sym}_counters, 0, sizeof {sym}_counters); }}", "",
+                f"static match_trace_t {sym}_trace;", "",
+                f"void {sym}_set_trace(match_event_t* events, int64_t capacity) {{",
+                f"    {sym}_trace.events = events;", f"    {sym}_trace.capacity = events ? capacity : 0;",
+                f"    {sym}_trace.count = 0;", "}", "",
+                f"int64_t {sym}_trace_count(void) {{ return {sym}_trace.count; }}", "",
                 f"int {sym}(const int8_t* in, const int8_t* in2, int8_t* out) {{"]
         body = []
         needs_in2 = self.kind == "add"
         body.append(f"if (in == NULL || out == NULL{' || in2 == NULL' if needs_in2 else ''}) return -1;")
         if not needs_in2:
             body.append("(void)in2;")
+        body.append("int64_t kc = 0;  /* kernel calls so far */")
         for lv in self.levels:
-            base = f"{self._arena(lv.memory_name)} + {lv.offset}"
+            i = lv.index
+            body.append(f"int64_t t{i} = -1;  /* level {i}: index of the current tile (fetch order) */")
+            body.append(f"int8_t* p{i} = {self._half(lv, '0')};")
+            body.append(f"match_dma_handle_t hd{i}[{lv.halves}];")
+            body.append(f"memset(hd{i}, 0, sizeof hd{i});")
             if lv.halves == 2:
-                body.append(f"int32_t h{lv.index} = 1;")
-                body.append(f"int8_t* p{lv.index} = {base};")
-            else:
-                body.append(f"int8_t* const p{lv.index} = {base};")
+                body.append(f"int32_t pf{i} = 0;  /* the next tile's transfer is already issued */")
         if self.n > self.pc:
             body.append(f"int32_t {', '.join(f'i{li}' for li in range(self.pc, self.n))};")
         body += self._nest(self.n, 0)
+        for lv in self.levels:
+            body += [self._wait_all(lv)]
+        body += ["(void)kc;"] + [f"(void)p{lv.index};" for lv in self.levels]
+        body += [f"(void)pf{lv.index};" for lv in self.levels if lv.halves == 2]
         body.append("return 0;")
         out += ["    " + x for x in body]
         out += ["}", "", "#ifdef __cplusplus", "}", "#endif", ""]

@@ -28,6 +28,7 @@ from mapper.memory_plan import MemoryPlan
 from mapper.schedule import Schedule
 from tvm_bridge import _compat as compat
 from tvm_bridge.build import PrecompiledSource, linker
+from tvm_bridge.c_emitter import N_COUNTERS
 from tvm_bridge.memory import MemoryOverflowError, plan_memory
 from tvm_bridge.onnx_layout import layout_transposes
 from tvm_bridge.partition import partition_for
@@ -37,7 +38,6 @@ from tvm_bridge.toolchain import c_compiler
 
 log = logging.getLogger(__name__)
 
-COUNTER_FIELDS = ("bytes_in", "bytes_out", "transfers_in", "transfers_out")
 #: LLVM optimisation level of TVM's host code when convolutions/matmuls of at least
 #: ``HOST_MACS_FOR_OPT`` multiply-accumulates run there (level 1: ~3 s faster builds than TVM's default,
 #: same run time) ...
@@ -93,6 +93,8 @@ class LevelCounters:
     bytes_out: int
     transfers_in: int
     transfers_out: int
+    runs_in: int  # contiguous runs of the transfers (rows / planes of 2-D / 3-D transfers)
+    runs_out: int
 
 
 class CompiledModel:
@@ -181,7 +183,7 @@ class CompiledModel:
 
     # ------------------------------------------------------------------ counters
     def counters(self) -> dict[str, list[LevelCounters]]:
-        """Measured traffic per offloaded layer and schedule level since the last reset (bytes, transfers).
+        """Measured traffic per offloaded layer and schedule level since the last reset (bytes, transfers, runs).
 
         A function TVM shared between several identical layers counts all their calls; each of those
         layers is reported with the total divided by the number of layers.
@@ -191,7 +193,8 @@ class CompiledModel:
             read = self._entry(f"{func.symbol}_counter")
             values = [int(read(i)) for i in range(int(self._entry(f"{func.symbol}_num_counters")()))]
             share = len(func.layers)
-            levels = [LevelCounters(lv.operand, lv.memory, lv.outer_memory, *(values[4 * i + k] // share for k in range(4)))
+            levels = [LevelCounters(lv.operand, lv.memory, lv.outer_memory,
+                                    *(values[N_COUNTERS * i + k] // share for k in range(N_COUNTERS)))
                       for i, lv in enumerate(func.schedule.levels)]
             for name in func.layers:
                 out[name] = levels
@@ -200,7 +203,8 @@ class CompiledModel:
     def predicted_counters(self) -> dict[str, list[LevelCounters]]:
         """The mapper's predicted traffic per offloaded layer and level (what ``counters`` must equal after one run)."""
         return {name: [LevelCounters(lv.operand, lv.memory, lv.outer_memory, _exact_int(lv.bytes_in), _exact_int(lv.bytes_out),
-                                     lv.transfers_in, lv.transfers_out) for lv in self.schedules[name].levels]
+                                     lv.transfers_in, lv.transfers_out, lv.runs_in, lv.runs_out)
+                      for lv in self.schedules[name].levels]
                 for name, on in self.offloaded.items() if on}
 
     def reset_counters(self) -> None:

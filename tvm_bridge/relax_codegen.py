@@ -10,8 +10,8 @@ Exported per offloaded function ``<sym>`` (its ``global_symbol``):
 - ``<sym>(in[, in2], out)``: the destination-passing call the VM makes (int8 tensors, the inputs as
   the Relax function's parameters, the add's operands reordered for the kernel; inputs larger than
   the layer reads, e.g. the unread last row of a 1x1 stride-2 conv, are cropped first);
-- ``<sym>_counter(i) -> int64``: counter ``i`` (4 per schedule ``TileLevel``: bytes in, bytes out,
-  transfers in, transfers out; accumulated over calls); ``<sym>_num_counters() -> int64``;
+- ``<sym>_counter(i) -> int64``: counter ``i`` (6 per schedule ``TileLevel``: bytes in, bytes out,
+  transfers in, transfers out, runs in, runs out; accumulated over calls); ``<sym>_num_counters() -> int64``;
   ``<sym>_reset_counters() -> int64``.
 
 ``register()`` (idempotent) installs the codegen; ``partition_for`` and ``compile`` call it.
