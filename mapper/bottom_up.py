@@ -114,6 +114,7 @@ class _UpTables(_Tables):
         self.placed_lb = np.stack([self.serial_lb,
                                    np.where(self.db[:, None], self.cycles_lb, 0.0), self.energy_lb])
         self.mem_onehot = np.eye(self.n_mem)[self.mem]  # [cut, memory]
+        self.db_mask = sum(1 << p for p in self.db_cuts)
         self.cuts_in = np.array([sum(1 << p for p in range(self.n_cut) if self.mem[p] == m) for m in range(self.n_mem)],
                                 dtype=np.int64)  # [memory] mask of the cut points it holds
         self.first_loops = [(ops, (lat.points[:, dims] < problem.remaining[dims][None, :]).any(axis=1))
@@ -191,7 +192,9 @@ def _bound_of(t: _UpTables, P, kernel, mask, serial, overlapped, energy, db_fetc
     The overlapped part of the latency is at least the compute, at least all double-buffered
     traffic, and at least the pipelined sum of ``evaluate`` over the closed double-buffered cut
     points' fetches ``db_fetches`` and cycles per fetch ``db_event`` alone (adding events to that
-    sum can only raise it: each call's load grows), with the open ones (given ``open_mask``)
+    sum can only raise it: each call's load grows). That sum is also at least all double-buffered
+    traffic plus the compute of the calls where none is due, at least those beyond the most fetched
+    event's fetches (known once closed, else at most the positions of ``P``), with the open ones (given ``open_mask``)
     fetched once per position of their tile (the sum grows with fetches: periods nest, so more
     fetches of an event make it due at more calls). An open cut point's tile has the relevant
     extents of ``P`` (only loops its operand ignores lie between them), so ``P`` indexes its
@@ -217,7 +220,18 @@ def _bound_of(t: _UpTables, P, kernel, mask, serial, overlapped, energy, db_fetc
                 en[rows] += table[2]
                 cycles[rows] += table[3]
     hidden = np.maximum(t.compute[kernel], ovl)
+    idle = 0.0
     if db_fetches is not None and t.db_cuts:
+        n_steps = (t.total // t.point_volume[kernel]).astype(np.float64)
+        # Calls with no double-buffered transfer due compute alone: at least the calls beyond the most
+        # fetched event, whose fetches are known when closed and at most the positions of P otherwise.
+        unsettled = (mask & t.db_mask) != t.db_mask
+        if open_mask is None:
+            unsettled |= (mask & t.db_mask) != 0
+        else:
+            unsettled |= (open_mask & t.db_mask) != 0
+        most = np.maximum(db_fetches.max(axis=1), np.where(unsettled, t.total // t.point_volume[P], 0))
+        idle = np.maximum(n_steps - most, 0.0) * (t.compute[kernel] / n_steps)
         if open_mask is not None:  # open double-buffered cut points: fetched at least once per position
             db_fetches, db_event = db_fetches.copy(), db_event.copy()
             for i, p in enumerate(t.db_cuts):
@@ -225,10 +239,9 @@ def _bound_of(t: _UpTables, P, kernel, mask, serial, overlapped, energy, db_fetc
                 if rows.size:
                     db_fetches[rows, i] = t.distinct[p, P[rows]]
                     db_event[rows, i] = t.cycles_lb[p, P[rows]] / t.distinct[p, P[rows]]
-        n_steps = (t.total // t.point_volume[kernel]).astype(np.float64)
         compute = t.compute[kernel]
         hidden = np.maximum(hidden, _pipelined_cycles(n_steps, compute / n_steps, db_fetches.T, db_event.T))
-    base_p, base_s = objective_values(t.objective, np.maximum(hidden + ser, cycles), en)
+    base_p, base_s = objective_values(t.objective, np.maximum(hidden + ser, cycles + idle), en)
     if open_mask is None or not t.first_loops:
         return base_p, base_s
     ending = [None] * N_OPS  # per operand: costs of its open cut points if their runs end now
@@ -245,7 +258,8 @@ def _bound_of(t: _UpTables, P, kernel, mask, serial, overlapped, energy, db_fetc
             extra_p, extra_s = base_p, base_s
         else:
             extra = sum(parts)
-            latency = np.maximum(np.maximum(hidden, ovl + extra[1]) + ser + extra[0], cycles + extra[0] + extra[1])
+            latency = np.maximum(np.maximum(hidden, ovl + extra[1]) + ser + extra[0],
+                                 cycles + extra[0] + extra[1] + idle)
             extra_p, extra_s = objective_values(t.objective, latency, en + extra[2])
         moves = left[P]
         primary = np.where(moves, np.minimum(primary, extra_p), primary)
