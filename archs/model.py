@@ -17,6 +17,10 @@ LAYER_KINDS: tuple[str, ...] = ("conv2d", "depthwise", "dense", "add", "pool")
 PADDING_RULES: tuple[str, ...] = ("any", "symmetric", "none")
 #: Precision roles a rule may restrict (bits allowed for each).
 PRECISION_ROLES: tuple[str, ...] = ("input", "weight", "output")
+#: How a module's transfers overlap its computation (``costmodel``): ``serial`` (only transfers into
+#: ``double_buffering`` memories run during compute) or ``zigzag`` (ZigZag 3.9.1's semantics: every
+#: transfer does, only stalls and the first loads and last write-backs add; ``costmodel.overlap``).
+OVERLAP_MODES: tuple[str, ...] = ("serial", "zigzag")
 
 
 @dataclass(frozen=True)
@@ -94,6 +98,7 @@ class ExecModule:
     allow_padded_unrolling: bool = False
     tile_overhead_cycles: float = 0.0
     is_host: bool = False
+    overlap: str = "serial"  # one of OVERLAP_MODES
 
     def chain(self, operand: Operand) -> tuple[int, ...]:
         """Indices into ``memories`` of the levels holding ``operand``, innermost first."""

@@ -26,6 +26,7 @@ from archs.dims import DIMS, LoopDim, Operand
 from archs.kernel_hooks import ProbePrecision, probe_hook, quote, resolve_kernel_hook
 from archs.model import (
     LAYER_KINDS,
+    OVERLAP_MODES,
     PADDING_RULES,
     PRECISION_ROLES,
     ComputeModel,
@@ -289,6 +290,7 @@ _MODULE = _fields(
         "accepts": (False, _sequence(_RULE, non_empty=True)),
         "allow_padded_unrolling": (False, _boolean),
         "tile_overhead_cycles": (False, _number(0.0)),
+        "overlap": (False, _choice(OVERLAP_MODES)),
     }
 )
 _SOC = _fields(
@@ -436,6 +438,7 @@ def _build(data: dict, source: str) -> SoC:
             allow_padded_unrolling=bool(m.get("allow_padded_unrolling")),
             tile_overhead_cycles=m.get("tile_overhead_cycles") or 0.0,
             is_host=m["name"] == data["host"],
+            overlap=m.get("overlap") or "serial",
         )
     ordered = {data["host"]: modules[data["host"]]}
     ordered.update((k, v) for k, v in modules.items() if k != data["host"])
@@ -485,7 +488,7 @@ def to_dict(soc: SoC) -> dict[str, Any]:
             "name": m.name,
             "spatial": [{"name": d.name, "size": d.size, "unroll": [u.value for u in d.unroll]} for d in m.spatial],
             "memories": memories, "compute": compute, "allow_padded_unrolling": m.allow_padded_unrolling,
-            "tile_overhead_cycles": m.tile_overhead_cycles}
+            "tile_overhead_cycles": m.tile_overhead_cycles, "overlap": m.overlap}
         if not m.is_host:
             module["accepts"] = [_rule_to_dict(r) for r in m.accepts]
         modules.append(module)

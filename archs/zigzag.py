@@ -572,6 +572,7 @@ def from_zigzag(
     *,
     host_macs_per_cycle: float = 1.0,
     clock_mhz: float = 1000.0,
+    overlap: str = "serial",
 ) -> SoC:
     """Translate a ZigZag 3.x accelerator YAML (path, or its parsed dict) into a ``SoC``.
 
@@ -636,6 +637,7 @@ def from_zigzag(
                 "accepts": [{"kind": kind} for kind in LAYER_KINDS],
                 "memories": checked,
                 "compute": {"macs_per_cycle": float(math.prod(oa_sizes)), "energy_pj_per_mac": unit_energy},
+                "overlap": overlap,
             },
         ],
     }

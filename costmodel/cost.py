@@ -27,6 +27,7 @@ import numpy as np
 
 from archs.dims import DIM_INDEX, DIMS, OPERANDS, LoopDim, Operand
 from costmodel.analysis import MappingStats, candidate_last
+from costmodel.overlap import zigzag_latency
 from costmodel.problem import Problem
 
 N_DIMS = len(DIMS)
@@ -334,7 +335,14 @@ def evaluate(problem: Problem, stats) -> CostBreakdown:
 
     db = [p for p, c in enumerate(problem.cut_points) if c.inner.double_buffering]
     serial = [p for p in range(n_cut) if p not in db]
-    if db:
+    if module.overlap == "zigzag":
+        volume = _tproduct(problem, stats.tile.transpose(1, 0, 2).reshape(N_DIMS, -1), _ALL, spatial=False)
+        runs = np.prod(problem.remaining) / (stats.fetches * volume.reshape(n_cut, n_cand))
+        innermost = {c.operand: buffer_bytes[p] / (2 if c.inner.double_buffering else 1)
+                     for p, c in enumerate(problem.cut_points) if c.boundary == 0}
+        latency = zigzag_latency(problem, compute, overhead, stats.fetches, runs, bytes_in, bytes_out, buffer_bytes,
+                                 innermost)
+    elif db:
         event = cycles[db] / stats.fetches[db]
         hidden = _pipelined_cycles(n_steps, per_call, stats.fetches[db], event)
         epilogue = 0.0
@@ -345,9 +353,10 @@ def evaluate(problem: Problem, stats) -> CostBreakdown:
         latency = hidden + epilogue
     else:
         latency = compute.copy()
-    for p in serial:
-        latency += cycles[p]
-    latency += overhead
+    if module.overlap != "zigzag":
+        for p in serial:
+            latency += cycles[p]
+        latency += overhead
 
     energy += _kernel_access_energy(problem, stats.compute_tile)
 

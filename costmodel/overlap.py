@@ -1,0 +1,195 @@
+"""ZigZag's overlap of transfers with compute (a module's ``overlap: zigzag``): latency in cycles.
+
+Under ``overlap: serial`` (the default, ``costmodel.cost.evaluate``) a transfer into a memory that
+is not ``double_buffering`` stops the computation. Under ``overlap: zigzag`` every transfer runs
+during the computation, as in ZigZag 3.9.1's ``latency_total2`` (``benchmarks.zigzag_latency``
+is an exact reference of that formula on ZigZag's own hardware files); only what the links cannot
+hide is added. Per candidate (all arrays over the candidate axis), with ``T`` the compute cycles:
+
+- **Transfers.** Each cut point moves its tile ``c = fetches`` times, one event every period
+  ``P = T / c`` cycles. Inputs and weights: one *load* per event (outer memory's read link, inner
+  memory's write link). Outputs: one *write-back* per event (inner read, outer write) and, when
+  partial sums come back, one *read-back* (outer read, inner write). An event's bytes are the cut's
+  bytes in that direction / ``c``; on a link it takes ``r = bytes / link bandwidth + the inner
+  memory's fixed cycles per transfer`` (a memory's read and write links are separate, each with its
+  bytes per cycle).
+- **Allowed cycles.** An event may take the whole period when the inner memory is double-buffered,
+  else only the window ``P / run``, ``run`` being the cut's reuse run (irrelevant loops right above
+  it: the tile is used ``run`` times in a row and can only be replaced during the last use; ZigZag's
+  ``top_ir``). Double-buffered: the memory is ``double_buffering``, or, ZigZag's rule, its tiles
+  (single copies, all operands) take at most half of it, or, cut points taken in the order O, I, W,
+  this tile fits once more next to them (and then counts twice for the later ones).
+- **Stall per link** (ZigZag's port rule with our links as ports): ``sum max(0, r - a)(c - 1)``
+  over the link's events plus ``max(0, sum min(r, a)(c - 1) - union)``, ``union = min(T, max a x c)``
+  (the busy windows of events that share a link overlap at the start of every period, so their
+  union is at least the longest one's). The stall of the layer is the largest link's (``SS >= 0``).
+- **On/offloading.** The first load of every input cut point and the last write-back of every
+  output cut point are not hidden: per cut point the slower of its two links. A tile loaded once
+  (``c = 1``) is shortened by its link's spare cycles during the computation,
+  ``max(0, 1 - sum r / P of the link's periodic events) x (T + SS)``, shared among that link's
+  single loads largest first, down to the operand's innermost tile over the link. The two inputs'
+  loads add up where they share links (a memory holding both I and W) and overlap elsewhere:
+  ``min(S_A + max(S_B + H_B + D_B, H_A + D_A), S_B + max(S_A + H_A + D_A, H_B + D_B))`` with ``S``
+  the part on links shared on both sides, ``H`` shared on one side, ``D`` on none (ZigZag's
+  formula). Outputs: the sum over output cut points.
+- **Latency** ``= T + SS + onloading + offloading + tile overhead``.
+
+Differences from ZigZag that stay (explained in the README): our memories aggregate ZigZag's
+instances and ports (one read and one write link each), ``run`` stands for ZigZag's ``top_ir``
+(which also counts irrelevant loops right below the cut), ZigZag rounds every transfer up to whole
+cycles and divides double-buffering utilisation by the top relevant loops, and the array's own
+register reads (ZigZag's level-0 transfers) and systolic drain are not modelled.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from archs.dims import Operand
+from costmodel.problem import Problem
+
+#: Cut points are taken in this operand order by the double-buffering rule (ZigZag: O, then inputs).
+_ORDER = (Operand.O, Operand.I, Operand.W)
+
+
+def double_buffered(problem: Problem, buffer_bytes: np.ndarray) -> np.ndarray:
+    """[cut, cand] whether each cut point's inner memory is double-buffered for its tile (see the
+    module docstring); ``buffer_bytes`` [cut, cand] single copies (x2 for ``double_buffering``)."""
+    cuts = problem.cut_points
+    memories = problem.module.memories
+    occupancy = np.zeros((len(memories), buffer_bytes.shape[1]))
+    for p, cut in enumerate(cuts):
+        occupancy[cut.inner_index] += buffer_bytes[p]
+    extra = np.zeros_like(occupancy)
+    flags = np.zeros(buffer_bytes.shape, dtype=bool)
+    for operand in _ORDER:
+        for p, cut in enumerate(cuts):
+            if cut.operand is not operand:
+                continue
+            if cut.inner.double_buffering:
+                flags[p] = True
+                continue
+            size = float(memories[cut.inner_index].size_bytes)
+            shared = occupancy[cut.inner_index] + extra[cut.inner_index]
+            half = shared <= size / 2
+            again = ~half & (buffer_bytes[p] <= size - shared)
+            extra[cut.inner_index] += np.where(again, buffer_bytes[p], 0.0)
+            flags[p] = half | again
+    return flags
+
+
+def _reduce_once(loads: list[np.ndarray], floors: list[np.ndarray], spare: np.ndarray) -> list[np.ndarray]:
+    """Shorten single loads [cand] by ``spare`` [cand] cycles in all, largest first, each down to its
+    floor (ZigZag's rule for data loaded once)."""
+    if not loads:
+        return []
+    r = np.stack(loads)
+    room = np.maximum(r - np.stack(floors), 0.0)
+    order = np.argsort(-r, axis=0, kind="stable")
+    room_sorted = np.take_along_axis(room, order, axis=0)
+    before = np.cumsum(room_sorted, axis=0) - room_sorted
+    cut_sorted = np.clip(spare[None, :] - before, 0.0, room_sorted)
+    cut = np.empty_like(cut_sorted)
+    np.put_along_axis(cut, order, cut_sorted, axis=0)
+    return list(r - cut)
+
+
+def zigzag_latency(problem: Problem, compute: np.ndarray, overhead: np.ndarray, fetches: np.ndarray,
+                   runs: np.ndarray, bytes_in: np.ndarray, bytes_out: np.ndarray, buffer_bytes: np.ndarray,
+                   innermost_bytes: dict) -> np.ndarray:
+    """[cand] latency (cycles) under ``overlap: zigzag`` (module docstring).
+
+    compute, overhead [cand] cycles; fetches, runs, bytes_in, bytes_out, buffer_bytes [cut, cand]
+    (buffer bytes: one copy, or two for ``double_buffering`` memories); ``innermost_bytes``: operand
+    -> [cand] bytes of its innermost tile (the floor of a single load).
+    """
+    cuts = problem.cut_points
+    n_cand = compute.shape[0]
+    if not cuts:
+        return compute + overhead
+    c = fetches.astype(np.float64)
+    period = compute / c
+    window = np.where(double_buffered(problem, buffer_bytes), period, period / runs)
+    memories = problem.module.memories
+
+    # events: (cut, kind, bytes per event, [(link, bandwidth)]); link = (memory index, "r" | "w")
+    events = []
+    for p, cut in enumerate(cuts):
+        inner, outer = cut.inner_index, cut.outer_index
+        load_links = [((outer, "r"), memories[outer].read_bytes_per_cycle),
+                      ((inner, "w"), memories[inner].write_bytes_per_cycle)]
+        if cut.operand is Operand.O:
+            events.append((p, "write-back", bytes_out[p] / c[p], [((inner, "r"), memories[inner].read_bytes_per_cycle),
+                                                                 ((outer, "w"), memories[outer].write_bytes_per_cycle)]))
+            if np.any(bytes_in[p] > 0):
+                events.append((p, "read-back", bytes_in[p] / c[p], load_links))
+        else:
+            events.append((p, "load", bytes_in[p] / c[p], load_links))
+
+    # cycles of each event on each of its links, and what each link carries
+    per_link: dict[tuple[int, str], list[tuple[int, np.ndarray]]] = {}
+    cycles = []
+    for e, (p, _, amount, links) in enumerate(events):
+        fixed = cuts[p].inner.transfer_fixed_cycles
+        sides = []
+        for link, bandwidth in links:
+            r = np.where(amount > 0, amount / bandwidth + fixed, 0.0)
+            sides.append((link, r))
+            per_link.setdefault(link, []).append((e, r))
+        cycles.append(sides)
+
+    stall = np.zeros(n_cand)
+    busy_fraction = {}
+    for link, items in per_link.items():
+        positive = np.zeros(n_cand)
+        hidden = np.zeros(n_cand)
+        union = np.zeros(n_cand)
+        fraction = np.zeros(n_cand)
+        for e, r in items:
+            p = events[e][0]
+            a, n = window[p], c[p]
+            positive += np.maximum(r - a, 0.0) * (n - 1)
+            hidden += np.minimum(r, a) * (n - 1)
+            union = np.maximum(union, a * n)
+            fraction += np.where(n > 1, r / period[p], 0.0)
+        value = positive + np.maximum(hidden - np.minimum(union, compute), 0.0)
+        stall = np.maximum(stall, value)
+        busy_fraction[link] = fraction
+    spare = {link: np.maximum(1.0 - f, 0.0) * (compute + stall) for link, f in busy_fraction.items()}
+
+    # first loads and last write-backs: single events shortened by their link's spare cycles
+    edge = [[r for _, r in sides] for sides in cycles]  # [event][side] cycles counted once
+    for link, items in per_link.items():
+        once = [(e, side) for e, _ in items for side, (lk, _) in enumerate(cycles[e]) if lk == link
+                and events[e][1] != "read-back"]
+        if not once:
+            continue
+        loads, floors = [], []
+        bandwidth = memories[link[0]].read_bytes_per_cycle if link[1] == "r" else memories[link[0]].write_bytes_per_cycle
+        for e, side in once:
+            p = events[e][0]
+            single = c[p] == 1
+            loads.append(np.where(single, edge[e][side], np.inf))
+            floors.append(innermost_bytes[cuts[p].operand] / bandwidth)
+        shortened = _reduce_once([np.where(np.isinf(x), 0.0, x) for x in loads], floors, spare[link])
+        for (e, side), x, new in zip(once, loads, shortened):
+            edge[e][side] = np.where(np.isinf(x), edge[e][side], new)
+
+    parts = {operand: np.zeros((3, n_cand)) for operand in (Operand.I, Operand.W)}  # shared, half, individual
+    offloading = np.zeros(n_cand)
+    holds_both = [Operand.I in m.operands and Operand.W in m.operands for m in memories]
+    for e, (p, kind, _, links) in enumerate(events):
+        if kind == "read-back":
+            continue
+        worst = np.maximum(edge[e][0], edge[e][1])
+        if kind == "write-back":
+            offloading += worst
+            continue
+        shared_sides = sum(holds_both[link[0]] for link, _ in links)
+        parts[cuts[p].operand][2 - shared_sides] += worst
+    (sa, ha, da), (sb, hb, db) = parts[Operand.I], parts[Operand.W]
+    if any(o is Operand.W for o in problem.operands):
+        onloading = np.minimum(sa + np.maximum(sb + hb + db, ha + da), sb + np.maximum(sa + ha + da, hb + db))
+    else:
+        onloading = sa + ha + da
+    return compute + stall + onloading + offloading + overhead
