@@ -424,11 +424,32 @@ def call_lower_bound(problem: Problem, compute_tile: np.ndarray) -> tuple[np.nda
     return n_steps * _kernel_cycles(problem, compute_tile), n_steps * module.tile_overhead_cycles, energy
 
 
+def latency_lower_bound(problem: Problem, compute, overlapped, serial, overhead):
+    """[cand] the latency (cycles) no completion can beat, from lower bounds on its compute cycles,
+    on the cycles of transfers into ``double_buffering`` memories (``overlapped``), of the other
+    transfers plus the tile overhead (``serial``) and on the tile overhead alone (``overhead``, part
+    of ``serial``). The one place the searches' latency bound depends on the module's ``overlap``:
+
+    - ``serial``: ``max(compute, overlapped) + serial``: the pipelined sum of ``evaluate`` is at
+      least the compute and at least the double-buffered transfers; the other transfers and the
+      overhead add.
+    - ``zigzag``: ``compute + overhead``. ``costmodel.overlap`` makes the latency ``T + SS +
+      onloading + offloading + overhead`` with ``T`` the compute; the stall ``SS`` is a maximum that
+      includes 0, and the on/offloading terms are sums and minima of maxima of non-negative cycle
+      counts, so each is >= 0. Transfer cycles give no further bound there: a transfer may hide
+      entirely behind compute, and traffic summed over cut points is not a bound (links run in
+      parallel, and the stall of a link is its busy time minus the compute it overlaps).
+    """
+    if problem.module.overlap == "zigzag":
+        return compute + overhead
+    return np.maximum(compute, overlapped) + serial
+
+
 def latency_energy_lower_bounds(problem: Problem, call: tuple, cuts: list[tuple[np.ndarray, np.ndarray]]
                                 ) -> tuple[np.ndarray, np.ndarray]:
-    """(cycles, pJ) [cand] bounds: latency >= max(compute, double-buffered traffic) + other traffic +
-    tile overhead (the double-buffered overlap of ``evaluate`` can at best hide transfers behind
-    compute); energy >= MACs + kernel accesses + every tile moved once."""
+    """(cycles, pJ) [cand] bounds: latency >= ``latency_lower_bound`` of the compute, the traffic of
+    every tile moved once (double-buffered or not) and the tile overhead; energy >= MACs + kernel
+    accesses + every tile moved once (energy does not depend on the overlap mode)."""
     compute, overhead, energy = call
     hidden = 0.0
     serial = overhead
@@ -438,7 +459,7 @@ def latency_energy_lower_bounds(problem: Problem, call: tuple, cuts: list[tuple[
             hidden = hidden + cycles
         else:
             serial = serial + cycles
-    return np.maximum(compute, hidden) + serial, energy
+    return latency_lower_bound(problem, compute, hidden, serial, overhead), energy
 
 
 def compute_bound_cycles(problem: Problem) -> float:

@@ -26,6 +26,8 @@ the incumbent (``tree_search.can_beat``). Bound of a node whose position has til
 - the kernel call is fixed from the first step: compute, tile overhead and kernel access energy
   are exact;
 - latency >= max(compute, overlapped traffic) + other traffic + overhead; energy a sum; EDP a product.
+  Under ``overlap: zigzag`` latency >= compute + overhead (``costmodel.cost.latency_lower_bound``
+  argues it), complete mappings are all re-evaluated and no dominance is applied.
 
 A node whose placed buffers (outputs at output precision until known to hold partial sums) plus
 the unplaced cut points' buffers at tile ``P`` (tiles only grow outwards, and buffers with them)
@@ -43,7 +45,7 @@ from typing import Optional
 import numpy as np
 
 from archs.dims import DIMS, OPERANDS
-from costmodel.cost import _pipelined_cycles, cut_traffic
+from costmodel.cost import _pipelined_cycles, cut_traffic, latency_lower_bound
 from costmodel.problem import Problem
 from mapper.tree_search import (
     NodeBatch,
@@ -167,12 +169,11 @@ def _bound_of(t: _UpTables, P, kernel, mask, serial, overlapped, energy, db_fetc
                 ser[rows] += table[0]
                 ovl[rows] += table[1]
                 en[rows] += table[2]
-    hidden = np.maximum(t.compute[kernel], ovl)
-    if db_fetches is not None and t.db_cuts:
+    compute = t.compute[kernel]
+    if db_fetches is not None and t.db_cuts:  # never under overlap: zigzag (no double-buffered cut points)
         n_steps = (t.total // t.point_volume[kernel]).astype(np.float64)
-        compute = t.compute[kernel]
-        hidden = np.maximum(hidden, _pipelined_cycles(n_steps, compute / n_steps, db_fetches.T, db_event.T))
-    latency = hidden + ser
+        compute = np.maximum(compute, _pipelined_cycles(n_steps, compute / n_steps, db_fetches.T, db_event.T))
+    latency = latency_lower_bound(t.problem, compute, ovl, ser, t.overhead[kernel])
     return objective_values(t.objective, latency, en)
 
 
@@ -180,7 +181,7 @@ def _root_bound(t: _UpTables, root: _Nodes) -> tuple[np.ndarray, np.ndarray]:
     """Bounds of the empty mapping: its kernel call is not chosen yet, so the kernel's compute,
     overhead and access energy count at their least over every kernel call."""
     ser = t.outer_total[0] + t.overhead.min()
-    latency = np.maximum(t.compute.min(), t.outer_total[1]) + ser
+    latency = latency_lower_bound(t.problem, t.compute.min(), t.outer_total[1], ser, t.overhead.min())
     energy = t.outer_total[2] + t.kernel_energy.min()
     return objective_values(t.objective, np.array([latency]), np.array([energy]))
 
@@ -468,7 +469,8 @@ def search_bottom_up(problem: Problem, objective: str, incumbent: tuple = (np.in
             best_key, best = found
     above_count = t.lattice.above_count
     return best_first(root, expand, finish, t.full_mask, lambda nodes: above_count[nodes.P],
-                      lambda nodes: _same_future(t, nodes), best_key, best, deadline, stats, pairs_per_batch)
+                      None if t.zigzag else lambda nodes: _same_future(t, nodes), best_key, best, deadline, stats,
+                      pairs_per_batch)
 
 
 def _steps(t: _UpTables, stats: SearchStats):

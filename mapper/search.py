@@ -35,6 +35,7 @@ from costmodel.cost import (
     kernel_access_energy,
     kernel_cycles,
     latency_energy_lower_bounds,
+    latency_lower_bound,
     occupancy_lower_bound,
     traffic_bound_cycles,
 )
@@ -79,15 +80,18 @@ def lower_bounds(problem: Problem, tiles: np.ndarray, objective: str) -> tuple[n
     """([tile], [tile]) the (primary, secondary) objective values no mapping whose kernel call has
     temporal extents ``tiles`` can beat.
 
-    Latency >= max(calls x call cycles, hidden compulsory traffic) + serial compulsory traffic +
-    calls x tile overhead; energy >= compulsory energy + the kernel's own accesses.
+    Latency >= ``costmodel.cost.latency_lower_bound`` of the calls' compute, the compulsory traffic
+    (hidden or serial) and calls x tile overhead; energy >= compulsory energy + the kernel's own accesses.
     """
     n_steps = np.prod(problem.remaining) / np.prod(tiles, axis=1)
     traffic = compulsory_transfer_cycles(problem)
     db = np.array([c.inner.double_buffering for c in problem.cut_points], dtype=bool)
     compute = n_steps * kernel_cycles(problem, tiles)
-    latency = (np.maximum(compute, traffic[db].sum()) + traffic[~db].sum()
-               + n_steps * problem.module.tile_overhead_cycles)
+    overhead = n_steps * problem.module.tile_overhead_cycles
+    if problem.module.overlap == "zigzag":
+        latency = latency_lower_bound(problem, compute, 0.0, overhead, overhead)
+    else:
+        latency = np.maximum(compute, traffic[db].sum()) + traffic[~db].sum() + overhead
     energy = compulsory_energy(problem) + kernel_access_energy(problem, tiles)
     return _objectives(objective, latency, energy)
 
