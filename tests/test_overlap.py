@@ -1,0 +1,88 @@
+"""``overlap: zigzag`` (costmodel.overlap) on small cases derived by hand, the option in the schema and
+the ZigZag importer. Every expected latency below is worked out in the test's docstring from the
+loop nest (one weight register fed from DRAM; 1 MAC per cycle, so the compute is one cycle per
+temporal iteration), not taken from the code under test."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+import archs
+import mapper
+from archs.dims import LoopDim, Operand
+from archs.model import ComputeModel, ExecModule, LayerRule, MemoryLevel
+from archs.zigzag import zigzag_example
+from mapper.evaluate import ExplicitMapping, evaluate_mapping, make_unrolling
+
+K, C, OX = LoopDim.K, LoopDim.C, LoopDim.OX
+I8 = mapper.Precision(input=8, weight=8, output=8, accumulator=32)
+
+
+def _module(register_bytes: int, overlap: str = "zigzag") -> ExecModule:
+    """A weight register (write port 0.5 B/cycle) under a DRAM (1 B/cycle each way) holding
+    everything; no array (1 MAC per cycle), no fixed transfer cycles, no tile overhead."""
+    register = MemoryLevel("reg", register_bytes, frozenset({Operand.W}), 1.0, 0.5)
+    dram = MemoryLevel("dram", 1 << 20, frozenset(Operand), 1.0, 1.0)
+    return ExecModule("npu", (), (register, dram), ComputeModel(1.0), accepts=(LayerRule("conv2d"),), overlap=overlap)
+
+
+def _cost(layer, module, loops, weight_cut: int) -> float:
+    mapping = ExplicitMapping(make_unrolling(module, {}), tuple(loops), {Operand.W: (weight_cut,)})
+    return evaluate_mapping(layer, module, mapping).latency_cycles
+
+
+def test_stall_when_the_register_port_is_too_slow():
+    """8 one-byte weights (K=4, C=2), each used for one cycle (loops C, K above a one-weight tile).
+    A weight takes 2 cycles through the register's 0.5 B/cycle write port, but the register is full
+    (1 B of 1 B: not double-buffered) and the tile is used once (no reuse run), so each of the 7
+    reloads may only take its 1-cycle period: 7 x 1 stall. The first load (2 cycles) precedes the
+    computation. Latency = 8 compute + 7 stall + 2 first load = 17 (as a pipeline: 2 + 7 x 2 + 1).
+    Serially (the default overlap) every load adds: 8 + 8 x 2 = 24."""
+    layer = mapper.conv2d("c", input_size=(1, 1), in_channels=2, out_channels=4, kernel=1, precision=I8)
+    loops = [(C, 2), (K, 4)]
+    assert _cost(layer, _module(1), loops, 0) == pytest.approx(17.0)
+    assert _cost(layer, _module(1, overlap="serial"), loops, 0) == pytest.approx(24.0)
+
+
+def test_single_buffered_tile_is_replaced_during_its_last_use():
+    """2 weights (K=2), each used for 2 cycles (OX=2 right above the one-weight tile: a reuse run of
+    2), so 2 loads, one every 2 cycles. Single-buffered, the next weight can only be written during
+    the last of the 2 uses: a 1-cycle window for a 2-cycle load, 1 stall cycle. Latency = 4 compute
+    + 1 stall + 2 first load = 7 (as a pipeline: load 2, compute 2, stall 1, compute 2)."""
+    layer = mapper.conv2d("c", input_size=(1, 2), in_channels=1, out_channels=2, kernel=1, precision=I8)
+    assert _cost(layer, _module(1), [(OX, 2), (K, 2)], 0) == pytest.approx(7.0)
+
+
+def test_double_buffered_tile_loads_during_the_whole_period():
+    """The same nest with a 2-byte register: the 1-byte tile takes at most half of it, so it is
+    double-buffered (ZigZag's rule) and the second weight loads during the whole 2-cycle period of
+    the first: no stall. Latency = 4 compute + 2 first load = 6."""
+    layer = mapper.conv2d("c", input_size=(1, 2), in_channels=1, out_channels=2, kernel=1, precision=I8)
+    assert _cost(layer, _module(2), [(OX, 2), (K, 2)], 0) == pytest.approx(6.0)
+
+
+def test_overlap_is_a_module_key_checked_by_the_schema():
+    base = {"name": "soc", "clock_mhz": 100, "host": "cpu", "modules": [{
+        "name": "cpu", "memories": [{"name": "ram", "size_bytes": 1024, "operands": ["I", "W", "O"],
+                                     "read_bytes_per_cycle": 4, "write_bytes_per_cycle": 4}],
+        "compute": {"macs_per_cycle": 1}}]}
+    assert archs.from_dict(base).modules["cpu"].overlap == "serial"
+    base["modules"][0]["overlap"] = "zigzag"
+    soc = archs.from_dict(base)
+    assert soc.modules["cpu"].overlap == "zigzag"
+    assert archs.from_dict(archs.schema.to_dict(soc)).modules["cpu"].overlap == "zigzag"
+    base["modules"][0]["overlap"] = "parallel"
+    with pytest.raises(archs.ArchError, match=r"modules\[0\]\.overlap: must be one of serial, zigzag"):
+        archs.from_dict(base)
+
+
+def test_from_zigzag_sets_the_option_when_asked():
+    hardware, mapping = zigzag_example("tpu_like"), zigzag_example("tpu_like", "mapping")
+    assert archs.from_zigzag(hardware, mapping).modules["tpu_like"].overlap == "serial"
+    npu = archs.from_zigzag(hardware, mapping, overlap="zigzag").modules["tpu_like"]
+    assert npu.overlap == "zigzag"
+    with pytest.raises(archs.ArchError, match="overlap"):
+        archs.from_zigzag(hardware, mapping, overlap="both")
+    assert dataclasses.replace(npu, overlap="serial") == archs.from_zigzag(hardware, mapping).modules["tpu_like"]
