@@ -20,6 +20,7 @@ Model, per candidate:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -90,6 +91,15 @@ def _window_rows(ext_out: np.ndarray, ext_k: np.ndarray, stride: int, dilation: 
     return np.minimum((ext_out - 1) * stride + (ext_k - 1) * dilation + 1, in_size)
 
 
+def _touched_rows(ext_out: np.ndarray, ext_k: np.ndarray, stride: int, dilation: int, in_size: int) -> np.ndarray:
+    """Input rows (or columns) a tile's windows touch, capped by the image: ZigZag's count
+    ``a b - max(0, b - s/g) (a - d/g)`` (``g = gcd(s, d)``), which skips the rows a stride wider than
+    the kernel jumps over (``overlap: zigzag`` counts input tiles so)."""
+    g = math.gcd(stride, dilation)
+    rows = ext_out * ext_k - np.maximum(0, ext_k - stride // g) * (ext_out - dilation // g)
+    return np.minimum(rows, in_size)
+
+
 _WINDOW_MASK = np.array([d in (D.OY, D.OX, D.FY, D.FX) for d in DIMS])
 _ALL = np.ones(N_DIMS, dtype=bool)
 _OY, _OX, _FY, _FX = (DIM_INDEX[d] for d in (D.OY, D.OX, D.FY, D.FX))
@@ -128,8 +138,9 @@ def _tile_elements(problem: Problem, operand: Operand, tile: np.ndarray) -> np.n
         return _tproduct(problem, tile, rel)
     layer = problem.layer
     iy, ix = layer.input_size
-    rows = _window_rows(_extent(problem, tile, _OY), _extent(problem, tile, _FY), layer.stride[0], layer.dilation[0], iy)
-    cols = _window_rows(_extent(problem, tile, _OX), _extent(problem, tile, _FX), layer.stride[1], layer.dilation[1], ix)
+    window = _touched_rows if problem.module.overlap == "zigzag" else _window_rows
+    rows = window(_extent(problem, tile, _OY), _extent(problem, tile, _FY), layer.stride[0], layer.dilation[0], iy)
+    cols = window(_extent(problem, tile, _OX), _extent(problem, tile, _FX), layer.stride[1], layer.dilation[1], ix)
     return _tproduct(problem, tile, rel & ~_WINDOW_MASK) * rows * cols
 
 
@@ -149,6 +160,8 @@ def _moved_elements(problem: Problem, operand: Operand, tile: np.ndarray, fetche
     if operand is not Operand.I:
         valid_sweep = float(np.prod(np.where(rel, real, 1)))
         return fetches * valid_sweep / positions
+    if problem.module.overlap == "zigzag":  # ZigZag's data model: every fetch moves a whole (touched) tile
+        return fetches * _tile_elements(problem, operand, tile)
     layer = problem.layer
     iy, ix = layer.input_size
     padded = problem.padded_sizes

@@ -86,3 +86,18 @@ def test_from_zigzag_sets_the_option_when_asked():
     with pytest.raises(archs.ArchError, match="overlap"):
         archs.from_zigzag(hardware, mapping, overlap="both")
     assert dataclasses.replace(npu, overlap="serial") == archs.from_zigzag(hardware, mapping).modules["tpu_like"]
+
+
+def test_strided_input_tiles_count_the_touched_pixels_only():
+    """A 1x1 stride-2 conv over an 8-wide row with an input register (1 B/cycle each way) under DRAM.
+    One input tile of 4 outputs: serially its span, (4 - 1) x 2 + 1 = 7 pixels, moves (7 cycles
+    at 1 B/cycle, after which 4 MACs take 4 cycles: 11). ZigZag's data model counts the 4 pixels the
+    windows touch; the tile is loaded once and is also the innermost tile, so no spare bandwidth
+    can shorten it: 4 cycles of onloading before 4 cycles of compute, latency 8."""
+    layer = mapper.conv2d("c", input_size=(1, 8), in_channels=1, out_channels=1, kernel=1, stride=2, precision=I8)
+    register = MemoryLevel("reg", 16, frozenset({Operand.I}), 1.0, 1.0)
+    dram = MemoryLevel("dram", 1 << 20, frozenset(Operand), 1.0, 1.0)
+    for overlap, expected in (("zigzag", 8.0), ("serial", 11.0)):
+        module = ExecModule("npu", (), (register, dram), ComputeModel(1.0), accepts=(LayerRule("conv2d"),), overlap=overlap)
+        mapping = ExplicitMapping(make_unrolling(module, {}), ((OX, 4),), {Operand.I: (1,)})
+        assert evaluate_mapping(layer, module, mapping).latency_cycles == pytest.approx(expected), overlap
