@@ -42,6 +42,14 @@ class MemoryLevel:
     read_energy_pj_per_byte: float = 0.0
     write_energy_pj_per_byte: float = 0.0
     accumulates: bool = False  # outputs here are accumulators (accumulator precision), e.g. PE registers
+    #: Array dims along which the memory is split into separate instances, one per PE position on
+    #: them (ZigZag: the dims not in ``served_dimensions``). Size and bandwidths above are the sum
+    #: over instances. Only ``overlap: zigzag`` uses it: a transfer there takes each instance's
+    #: share over each instance's bandwidth (``costmodel.overlap``).
+    instance_dims: tuple[str, ...] = ()
+    #: Reads and writes go through one port (ZigZag's read_write port); only ``overlap: zigzag`` uses
+    #: it: the memory's read and write transfers then share one link (the read bandwidth).
+    shared_port: bool = False
 
 
 @dataclass(frozen=True)

@@ -257,6 +257,8 @@ _MEMORY = _fields(
         "read_energy_pj_per_byte": (False, _number(0.0)),
         "write_energy_pj_per_byte": (False, _number(0.0)),
         "accumulates": (False, _boolean),
+        "instance_dims": (False, _sequence(_text)),
+        "shared_port": (False, _boolean),
     }
 )
 _SPATIAL = _fields(
@@ -342,6 +344,11 @@ def _semantic_checks(data: dict, errors: list, notes: list) -> None:
             if dim["name"] in seen_dims:
                 errors.append((f"{path}.spatial[{j}].name", f"duplicate spatial dim {quote(dim['name'])}"))
             seen_dims.add(dim["name"])
+        for j, mem in enumerate(memories):
+            for k, name in enumerate(mem.get("instance_dims") or []):
+                if name not in seen_dims:
+                    errors.append((f"{path}.memories[{j}].instance_dims[{k}]",
+                                   f"names no spatial dim of the module (its dims: {sorted(seen_dims)}); got {quote(name)}"))
         _memory_order_notes(memories, path, notes)
         kernel = module["compute"].get("kernel")
         if kernel is not None:
@@ -406,6 +413,8 @@ def _build(data: dict, source: str) -> SoC:
                 read_energy_pj_per_byte=mem.get("read_energy_pj_per_byte") or 0.0,
                 write_energy_pj_per_byte=mem.get("write_energy_pj_per_byte") or 0.0,
                 accumulates=bool(mem.get("accumulates")),
+                instance_dims=tuple(mem.get("instance_dims") or ()),
+                shared_port=bool(mem.get("shared_port")),
             )
             for mem in m["memories"]
         )
@@ -479,7 +488,8 @@ def to_dict(soc: SoC) -> dict[str, Any]:
                      "read_bytes_per_cycle": mem.read_bytes_per_cycle, "write_bytes_per_cycle": mem.write_bytes_per_cycle,
                      "transfer_fixed_cycles": mem.transfer_fixed_cycles, "double_buffering": mem.double_buffering,
                      "read_energy_pj_per_byte": mem.read_energy_pj_per_byte,
-                     "write_energy_pj_per_byte": mem.write_energy_pj_per_byte, "accumulates": mem.accumulates}
+                     "write_energy_pj_per_byte": mem.write_energy_pj_per_byte, "accumulates": mem.accumulates,
+                     "instance_dims": list(mem.instance_dims), "shared_port": mem.shared_port}
                     for mem in m.memories]
         compute: dict[str, Any] = {"macs_per_cycle": m.compute.macs_per_cycle, "energy_pj_per_mac": m.compute.energy_pj_per_mac}
         if m.compute.kernel:

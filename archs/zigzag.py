@@ -509,6 +509,9 @@ def _translate_memory(name: str, mem: Any, oa: tuple[list[str], list[int], float
         "double_buffering": double,
         "read_energy_pj_per_byte": read[1],
         "write_energy_pj_per_byte": write[1],
+        "instance_dims": [d for d in oa_dims if d not in served],
+        "shared_port": any(any(d in READ_DIRECTIONS for _, d in p["directions"])
+                           and any(d in WRITE_DIRECTIONS for _, d in p["directions"]) for p in ports),
         "_memory_operands": list(operands),
     }
 

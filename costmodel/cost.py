@@ -354,7 +354,7 @@ def evaluate(problem: Problem, stats) -> CostBreakdown:
         innermost = {c.operand: buffer_bytes[p] / (2 if c.inner.double_buffering else 1)
                      for p, c in enumerate(problem.cut_points) if c.boundary == 0}
         latency = zigzag_latency(problem, compute, overhead, stats.fetches, runs, bytes_in, bytes_out, buffer_bytes,
-                                 innermost)
+                                 innermost).latency_cycles
     elif db:
         event = cycles[db] / stats.fetches[db]
         hidden = _pipelined_cycles(n_steps, per_call, stats.fetches[db], event)

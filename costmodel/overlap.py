@@ -10,15 +10,19 @@ hide is added. Per candidate (all arrays over the candidate axis), with ``T`` th
   ``P = T / c`` cycles. Inputs and weights: one *load* per event (outer memory's read link, inner
   memory's write link). Outputs: one *write-back* per event (inner read, outer write) and, when
   partial sums come back, one *read-back* (outer read, inner write). An event's bytes are the cut's
-  bytes in that direction / ``c``; on a link it takes ``r = bytes / link bandwidth + the inner
-  memory's fixed cycles per transfer`` (a memory's read and write links are separate, each with its
-  bytes per cycle).
+  bytes in that direction / ``c``; on a link it takes ``r = bytes x share / link bandwidth + the
+  inner memory's fixed cycles per transfer``. A memory's read and write links are separate, each
+  with its bytes per cycle (a ``shared_port`` memory has one link for both). ``share`` is 1 unless
+  the memory is split into instances (``instance_dims``): then each instance moves its part over
+  its part of the bandwidth (``instance_share``: copies and idle instances make it slower).
+  Input tiles count the pixels their windows touch (ZigZag's data model: a stride wider than the
+  kernel skips rows), not the contiguous span ``overlap: serial`` moves.
 - **Allowed cycles.** An event may take the whole period when the inner memory is double-buffered,
   else only the window ``P / run``, ``run`` being the cut's reuse run (irrelevant loops right above
   it: the tile is used ``run`` times in a row and can only be replaced during the last use; ZigZag's
   ``top_ir``). Double-buffered: the memory is ``double_buffering``, or, ZigZag's rule, its tiles
-  (single copies, all operands) take at most half of it, or, cut points taken in the order O, I, W,
-  this tile fits once more next to them (and then counts twice for the later ones).
+  (single copies, all operands, per instance) take at most half of it, or, cut points taken in the
+  order O, I, W, this tile fits once more next to them (and then counts twice for the later ones).
 - **Stall per link** (ZigZag's port rule with our links as ports): ``sum max(0, r - a)(c - 1)``
   over the link's events plus ``max(0, sum min(r, a)(c - 1) - union)``, ``union = min(T, max a x c)``
   (the busy windows of events that share a link overlap at the start of every period, so their
@@ -34,8 +38,8 @@ hide is added. Per candidate (all arrays over the candidate axis), with ``T`` th
   formula). Outputs: the sum over output cut points.
 - **Latency** ``= T + SS + onloading + offloading + tile overhead``.
 
-Differences from ZigZag that stay (explained in the README): our memories aggregate ZigZag's
-instances and ports (one read and one write link each), ``run`` stands for ZigZag's ``top_ir``
+Differences from ZigZag that stay (explained in the README): our memories merge ZigZag's ports
+(one read and one write link each), ``run`` stands for ZigZag's ``top_ir``
 (which also counts irrelevant loops right below the cut), ZigZag rounds every transfer up to whole
 cycles and divides double-buffering utilisation by the top relevant loops, and the array's own
 register reads (ZigZag's level-0 transfers) and systolic drain are not modelled.
@@ -43,13 +47,46 @@ register reads (ZigZag's level-0 transfers) and systolic drain are not modelled.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-from archs.dims import Operand
+from archs.dims import DIM_INDEX, OPERANDS, Operand
 from costmodel.problem import Problem
 
 #: Cut points are taken in this operand order by the double-buffering rule (ZigZag: O, then inputs).
 _ORDER = (Operand.O, Operand.I, Operand.W)
+
+
+def instance_share(problem: Problem, memory: int, operand: Operand) -> float:
+    """How much longer a transfer of ``operand`` takes at memory ``memory`` per instance than over the
+    aggregate (ZigZag's instances): ``instances / split``. A memory split along array dims
+    (``instance_dims``) has ``instances`` = the product of their sizes, each with its share of the
+    bandwidth. Each instance holds the operand's data unrolled along every array dim that the memory
+    or a memory below it in the operand's chain serves (is not split along), so only the array dims
+    that all of them are split along divide the data: ``split`` = the product of the factors of those
+    dims that unroll a loop dim indexing the operand. Other instances hold copies (loaded in
+    parallel through their own ports), and idle array positions have ports but no data. 1 when the
+    memory is one instance or the problem does not know its unrolling per array dim."""
+    module = problem.module
+    mem = module.memories[memory]
+    if not mem.instance_dims or not problem.array_unrolling:
+        return 1.0
+    sizes = {d.name: d.size for d in module.spatial}
+    unrolled = {name: (dim, factor) for name, dim, factor in problem.array_unrolling}
+    relevant = problem.relevant[OPERANDS.index(operand)]
+    chain = module.chain(operand)
+    below = chain[:chain.index(memory) + 1] if memory in chain else (memory,)
+    split_dims = set(mem.instance_dims)
+    for i in below:
+        split_dims &= set(module.memories[i].instance_dims)
+    instances, split = 1, 1
+    for name in mem.instance_dims:
+        instances *= sizes[name]
+        dim, factor = unrolled.get(name, (None, 1))
+        if name in split_dims and dim is not None and relevant[DIM_INDEX[dim]]:
+            split *= factor
+    return instances / split
 
 
 def double_buffered(problem: Problem, buffer_bytes: np.ndarray) -> np.ndarray:
@@ -57,6 +94,8 @@ def double_buffered(problem: Problem, buffer_bytes: np.ndarray) -> np.ndarray:
     module docstring); ``buffer_bytes`` [cut, cand] single copies (x2 for ``double_buffering``)."""
     cuts = problem.cut_points
     memories = problem.module.memories
+    buffer_bytes = np.stack([buffer_bytes[p] * instance_share(problem, c.inner_index, c.operand)
+                             for p, c in enumerate(cuts)])  # as if every instance held the busiest one's
     occupancy = np.zeros((len(memories), buffer_bytes.shape[1]))
     for p, cut in enumerate(cuts):
         occupancy[cut.inner_index] += buffer_bytes[p]
@@ -69,7 +108,7 @@ def double_buffered(problem: Problem, buffer_bytes: np.ndarray) -> np.ndarray:
             if cut.inner.double_buffering:
                 flags[p] = True
                 continue
-            size = float(memories[cut.inner_index].size_bytes)
+            size = float(memories[cut.inner_index].size_bytes)  # per instance: share x bytes / size
             shared = occupancy[cut.inner_index] + extra[cut.inner_index]
             half = shared <= size / 2
             again = ~half & (buffer_bytes[p] <= size - shared)
@@ -94,10 +133,25 @@ def _reduce_once(loads: list[np.ndarray], floors: list[np.ndarray], spare: np.nd
     return list(r - cut)
 
 
+@dataclass(frozen=True)
+class OverlapLatency:
+    """The parts of the latency under ``overlap: zigzag`` (cycles, [cand] each)."""
+
+    compute: np.ndarray  # T
+    stall: np.ndarray  # SS: the worst link's stall
+    onloading: np.ndarray  # first loads of the inputs
+    offloading: np.ndarray  # last write-backs of the outputs
+    overhead: np.ndarray  # tile overhead
+
+    @property
+    def latency_cycles(self) -> np.ndarray:
+        return self.compute + self.stall + self.onloading + self.offloading + self.overhead
+
+
 def zigzag_latency(problem: Problem, compute: np.ndarray, overhead: np.ndarray, fetches: np.ndarray,
                    runs: np.ndarray, bytes_in: np.ndarray, bytes_out: np.ndarray, buffer_bytes: np.ndarray,
-                   innermost_bytes: dict) -> np.ndarray:
-    """[cand] latency (cycles) under ``overlap: zigzag`` (module docstring).
+                   innermost_bytes: dict) -> OverlapLatency:
+    """Latency parts (cycles) under ``overlap: zigzag`` (module docstring).
 
     compute, overhead [cand] cycles; fetches, runs, bytes_in, bytes_out, buffer_bytes [cut, cand]
     (buffer bytes: one copy, or two for ``double_buffering`` memories); ``innermost_bytes``: operand
@@ -106,21 +160,25 @@ def zigzag_latency(problem: Problem, compute: np.ndarray, overhead: np.ndarray, 
     cuts = problem.cut_points
     n_cand = compute.shape[0]
     if not cuts:
-        return compute + overhead
+        zero = np.zeros(n_cand)
+        return OverlapLatency(compute, zero, zero, zero, overhead)
     c = fetches.astype(np.float64)
     period = compute / c
     window = np.where(double_buffered(problem, buffer_bytes), period, period / runs)
     memories = problem.module.memories
 
-    # events: (cut, kind, bytes per event, [(link, bandwidth)]); link = (memory index, "r" | "w")
+    def side(memory: int, direction: str) -> str:  # a memory with one read-write port has one link
+        return "rw" if memories[memory].shared_port else direction
+
+    # events: (cut, kind, bytes per event, [(link, bandwidth)]); link = (memory index, "r" | "w" | "rw")
     events = []
     for p, cut in enumerate(cuts):
         inner, outer = cut.inner_index, cut.outer_index
-        load_links = [((outer, "r"), memories[outer].read_bytes_per_cycle),
-                      ((inner, "w"), memories[inner].write_bytes_per_cycle)]
+        load_links = [((outer, side(outer, "r")), memories[outer].read_bytes_per_cycle),
+                      ((inner, side(inner, "w")), memories[inner].write_bytes_per_cycle)]
         if cut.operand is Operand.O:
-            events.append((p, "write-back", bytes_out[p] / c[p], [((inner, "r"), memories[inner].read_bytes_per_cycle),
-                                                                 ((outer, "w"), memories[outer].write_bytes_per_cycle)]))
+            events.append((p, "write-back", bytes_out[p] / c[p], [((inner, side(inner, "r")), memories[inner].read_bytes_per_cycle),
+                                                                 ((outer, side(outer, "w")), memories[outer].write_bytes_per_cycle)]))
             if np.any(bytes_in[p] > 0):
                 events.append((p, "read-back", bytes_in[p] / c[p], load_links))
         else:
@@ -133,7 +191,8 @@ def zigzag_latency(problem: Problem, compute: np.ndarray, overhead: np.ndarray, 
         fixed = cuts[p].inner.transfer_fixed_cycles
         sides = []
         for link, bandwidth in links:
-            r = np.where(amount > 0, amount / bandwidth + fixed, 0.0)
+            share = instance_share(problem, link[0], cuts[p].operand)
+            r = np.where(amount > 0, amount * share / bandwidth + fixed, 0.0)
             sides.append((link, r))
             per_link.setdefault(link, []).append((e, r))
         cycles.append(sides)
@@ -165,12 +224,12 @@ def zigzag_latency(problem: Problem, compute: np.ndarray, overhead: np.ndarray, 
         if not once:
             continue
         loads, floors = [], []
-        bandwidth = memories[link[0]].read_bytes_per_cycle if link[1] == "r" else memories[link[0]].write_bytes_per_cycle
+        bandwidth = memories[link[0]].write_bytes_per_cycle if link[1] == "w" else memories[link[0]].read_bytes_per_cycle
         for e, side in once:
             p = events[e][0]
             single = c[p] == 1
             loads.append(np.where(single, edge[e][side], np.inf))
-            floors.append(innermost_bytes[cuts[p].operand] / bandwidth)
+            floors.append(innermost_bytes[cuts[p].operand] * instance_share(problem, link[0], cuts[p].operand) / bandwidth)
         shortened = _reduce_once([np.where(np.isinf(x), 0.0, x) for x in loads], floors, spare[link])
         for (e, side), x, new in zip(once, loads, shortened):
             edge[e][side] = np.where(np.isinf(x), edge[e][side], new)
@@ -192,4 +251,4 @@ def zigzag_latency(problem: Problem, compute: np.ndarray, overhead: np.ndarray, 
         onloading = np.minimum(sa + np.maximum(sb + hb + db, ha + da), sb + np.maximum(sa + ha + da, hb + db))
     else:
         onloading = sa + ha + da
-    return compute + stall + onloading + offloading + overhead
+    return OverlapLatency(compute, stall, onloading, offloading, overhead)

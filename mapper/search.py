@@ -73,7 +73,7 @@ class ModuleResult:
 
 
 def build_layer_problem(layer: Layer, module: ExecModule, unrolling: SpatialUnrolling) -> Problem:
-    return build_problem(layer, module, unrolling.factors, {o: layer.relevant(o) for o in OPERANDS})
+    return build_problem(layer, module, unrolling.factors, {o: layer.relevant(o) for o in OPERANDS}, unrolling.assignment)
 
 
 def lower_bounds(problem: Problem, tiles: np.ndarray, objective: str) -> tuple[np.ndarray, np.ndarray]:
