@@ -31,7 +31,8 @@ hide is added. Per candidate (all arrays over the candidate axis), with ``T`` th
   output cut point are not hidden: per cut point the slower of its two links. A tile loaded once
   (``c = 1``) is shortened by its link's spare cycles during the computation,
   ``max(0, 1 - sum r / P of the link's periodic events) x (T + SS)``, shared among that link's
-  single loads largest first, down to the operand's innermost tile over the link. The two inputs'
+  single loads largest first, down to one instance's innermost tile of the operand over one
+  instance's link. The two inputs'
   loads add up where they share links (a memory holding both I and W) and overlap elsewhere:
   ``min(S_A + max(S_B + H_B + D_B, H_A + D_A), S_B + max(S_A + H_A + D_A, H_B + D_B))`` with ``S``
   the part on links shared on both sides, ``H`` shared on one side, ``D`` on none (ZigZag's
@@ -87,6 +88,19 @@ def instance_share(problem: Problem, memory: int, operand: Operand) -> float:
         if name in split_dims and dim is not None and relevant[DIM_INDEX[dim]]:
             split *= factor
     return instances / split
+
+
+def instance_count(problem: Problem, memory: int) -> int:
+    """Instances of memory ``memory`` (product of its ``instance_dims``' sizes; 1 when the problem
+    does not know its unrolling per array dim, as ``instance_share`` then treats it as one)."""
+    mem = problem.module.memories[memory]
+    if not problem.array_unrolling:
+        return 1
+    sizes = {d.name: d.size for d in problem.module.spatial}
+    count = 1
+    for name in mem.instance_dims:
+        count *= sizes[name]
+    return count
 
 
 def double_buffered(problem: Problem, buffer_bytes: np.ndarray) -> np.ndarray:
@@ -229,7 +243,10 @@ def zigzag_latency(problem: Problem, compute: np.ndarray, overhead: np.ndarray, 
             p = events[e][0]
             single = c[p] == 1
             loads.append(np.where(single, edge[e][side], np.inf))
-            floors.append(innermost_bytes[cuts[p].operand] * instance_share(problem, link[0], cuts[p].operand) / bandwidth)
+            operand = cuts[p].operand
+            first = problem.module.chain(operand)[0]  # one instance of it holds the floor's bytes
+            per_instance = innermost_bytes[operand] * instance_share(problem, first, operand) / instance_count(problem, first)
+            floors.append(per_instance * instance_count(problem, link[0]) / bandwidth)
         shortened = _reduce_once([np.where(np.isinf(x), 0.0, x) for x in loads], floors, spare[link])
         for (e, side), x, new in zip(once, loads, shortened):
             edge[e][side] = np.where(np.isinf(x), edge[e][side], new)
