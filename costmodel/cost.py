@@ -349,8 +349,11 @@ def evaluate(problem: Problem, stats) -> CostBreakdown:
     db = [p for p, c in enumerate(problem.cut_points) if c.inner.double_buffering]
     serial = [p for p in range(n_cut) if p not in db]
     if module.overlap == "zigzag":
-        volume = _tproduct(problem, stats.tile.transpose(1, 0, 2).reshape(N_DIMS, -1), _ALL, spatial=False)
-        runs = np.prod(problem.remaining) / (stats.fetches * volume.reshape(n_cut, n_cand))
+        if stats.reuse_block is not None:
+            runs = stats.reuse_block
+        else:  # the reuse runs alone (the loops right below the cut unknown)
+            volume = _tproduct(problem, stats.tile.transpose(1, 0, 2).reshape(N_DIMS, -1), _ALL, spatial=False)
+            runs = np.prod(problem.remaining) / (stats.fetches * volume.reshape(n_cut, n_cand))
         innermost = {c.operand: buffer_bytes[p] / (2 if c.inner.double_buffering else 1)
                      for p, c in enumerate(problem.cut_points) if c.boundary == 0}
         latency = zigzag_latency(problem, compute, overhead, stats.fetches, runs, bytes_in, bytes_out, buffer_bytes,

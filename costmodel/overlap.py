@@ -10,19 +10,20 @@ hide is added. Per candidate (all arrays over the candidate axis), with ``T`` th
   ``P = T / c`` cycles. Inputs and weights: one *load* per event (outer memory's read link, inner
   memory's write link). Outputs: one *write-back* per event (inner read, outer write) and, when
   partial sums come back, one *read-back* (outer read, inner write). An event's bytes are the cut's
-  bytes in that direction / ``c``; on a link it takes ``r = bytes x share / link bandwidth + the
-  inner memory's fixed cycles per transfer``. A memory's read and write links are separate, each
+  bytes in that direction / ``c``; on a link it takes ``r = ceil(bytes x share / link bandwidth) +
+  the inner memory's fixed cycles per transfer`` (whole cycles, as ZigZag rounds). A memory's read and write links are separate, each
   with its bytes per cycle (a ``shared_port`` memory has one link for both). ``share`` is 1 unless
   the memory is split into instances (``instance_dims``): then each instance moves its part over
   its part of the bandwidth (``instance_share``: copies and idle instances make it slower).
   Input tiles count the pixels their windows touch (ZigZag's data model: a stride wider than the
   kernel skips rows), not the contiguous span ``overlap: serial`` moves.
 - **Allowed cycles.** An event may take the whole period when the inner memory is double-buffered,
-  else only the window ``P / run``, ``run`` being the cut's reuse run (irrelevant loops right above
-  it: the tile is used ``run`` times in a row and can only be replaced during the last use; ZigZag's
-  ``top_ir``). Double-buffered: the memory is ``double_buffering``, or, ZigZag's rule, its tiles
-  (single copies, all operands, per instance) take at most half of it, or, cut points taken in the
-  order O, I, W, this tile fits once more next to them (and then counts twice for the later ones).
+  else only the window ``P / block``, ``block`` being the cut's reuse block (``costmodel.analysis``:
+  the reuse run above the cut and the irrelevant loops right below it; ZigZag's ``top_ir``): the
+  tile is used ``block`` times in a row and can only be replaced during the last use.
+  Double-buffered: the memory is ``double_buffering``, or, ZigZag's rule, its tiles (single
+  copies, all operands, per instance) take at most half of it, or, cut points taken in the order
+  O, I, W, this tile fits once more next to them (and then counts twice for the later ones).
 - **Stall per link** (ZigZag's port rule with our links as ports): ``sum max(0, r - a)(c - 1)``
   over the link's events plus ``max(0, sum min(r, a)(c - 1) - union)``, ``union = min(T, max a x c)``
   (the busy windows of events that share a link overlap at the start of every period, so their
@@ -40,10 +41,11 @@ hide is added. Per candidate (all arrays over the candidate axis), with ``T`` th
 - **Latency** ``= T + SS + onloading + offloading + tile overhead``.
 
 Differences from ZigZag that stay (explained in the README): our memories merge ZigZag's ports
-(one read and one write link each), ``run`` stands for ZigZag's ``top_ir``
-(which also counts irrelevant loops right below the cut), ZigZag rounds every transfer up to whole
-cycles and divides double-buffering utilisation by the top relevant loops, and the array's own
-register reads (ZigZag's level-0 transfers) and systolic drain are not modelled.
+(one read and one write link each), the kernel call counts as one block in the reuse block
+(ZigZag orders the loops inside it), ZigZag divides double-buffering
+utilisation by the top relevant loops, its union of busy windows is exact where ours is the
+longest window, and the array's own register reads (ZigZag's level-0 transfers) and systolic
+drain are not modelled.
 """
 
 from __future__ import annotations
@@ -55,6 +57,8 @@ import numpy as np
 from archs.dims import DIM_INDEX, OPERANDS, Operand
 from costmodel.problem import Problem
 
+#: Slack before rounding a transfer up to whole cycles (float noise of bytes / bandwidth).
+_ROUNDING = 1e-9
 #: Cut points are taken in this operand order by the double-buffering rule (ZigZag: O, then inputs).
 _ORDER = (Operand.O, Operand.I, Operand.W)
 
@@ -163,11 +167,12 @@ class OverlapLatency:
 
 
 def zigzag_latency(problem: Problem, compute: np.ndarray, overhead: np.ndarray, fetches: np.ndarray,
-                   runs: np.ndarray, bytes_in: np.ndarray, bytes_out: np.ndarray, buffer_bytes: np.ndarray,
+                   blocks: np.ndarray, bytes_in: np.ndarray, bytes_out: np.ndarray, buffer_bytes: np.ndarray,
                    innermost_bytes: dict) -> OverlapLatency:
     """Latency parts (cycles) under ``overlap: zigzag`` (module docstring).
 
-    compute, overhead [cand] cycles; fetches, runs, bytes_in, bytes_out, buffer_bytes [cut, cand]
+    compute, overhead [cand] cycles; fetches, blocks (reuse blocks, ``costmodel.analysis``), bytes_in,
+    bytes_out, buffer_bytes [cut, cand]
     (buffer bytes: one copy, or two for ``double_buffering`` memories); ``innermost_bytes``: operand
     -> [cand] bytes of its innermost tile (the floor of a single load).
     """
@@ -178,7 +183,7 @@ def zigzag_latency(problem: Problem, compute: np.ndarray, overhead: np.ndarray, 
         return OverlapLatency(compute, zero, zero, zero, overhead)
     c = fetches.astype(np.float64)
     period = compute / c
-    window = np.where(double_buffered(problem, buffer_bytes), period, period / runs)
+    window = np.where(double_buffered(problem, buffer_bytes), period, period / blocks)
     memories = problem.module.memories
 
     def side(memory: int, direction: str) -> str:  # a memory with one read-write port has one link
@@ -206,7 +211,7 @@ def zigzag_latency(problem: Problem, compute: np.ndarray, overhead: np.ndarray, 
         sides = []
         for link, bandwidth in links:
             share = instance_share(problem, link[0], cuts[p].operand)
-            r = np.where(amount > 0, amount * share / bandwidth + fixed, 0.0)
+            r = np.where(amount > 0, np.ceil(amount * share / bandwidth - _ROUNDING) + fixed, 0.0)
             sides.append((link, r))
             per_link.setdefault(link, []).append((e, r))
         cycles.append(sides)

@@ -53,7 +53,7 @@ def test_segment_analysis_equals_explicit_nests(layer, module_index, seed):
         for i in rows:
             dims, factors, cuts = explicit_nest(problem, batch.segments[:, :, i], batch.leaders[:, i], batch.cut_groups[:, i])
             ref = analyze(problem, dims, factors[None, :], cuts[None, :])
-            for name in ("tile", "fetches", "distinct", "compute_tile", "n_steps"):
+            for name in ("tile", "fetches", "distinct", "compute_tile", "n_steps", "reuse_block"):
                 assert np.array_equal(getattr(fast, name)[i], getattr(ref, name)[0]), name
             checked += 1
         if checked > 200:
