@@ -50,6 +50,10 @@ class MemoryLevel:
     #: Reads and writes go through one port (ZigZag's read_write port); only ``overlap: zigzag`` uses
     #: it: the memory's read and write transfers then share one link (the read bandwidth).
     shared_port: bool = False
+    #: The array's own reads (and, for outputs, writes) of this memory use ports of their own (ZigZag:
+    #: the ports of the level-0 directions carry nothing else); only ``overlap: zigzag`` uses it:
+    #: they then do not compete with transfers to and from other memories.
+    array_port: bool = False
 
 
 @dataclass(frozen=True)

@@ -259,6 +259,7 @@ _MEMORY = _fields(
         "accumulates": (False, _boolean),
         "instance_dims": (False, _sequence(_text)),
         "shared_port": (False, _boolean),
+        "array_port": (False, _boolean),
     }
 )
 _SPATIAL = _fields(
@@ -415,6 +416,7 @@ def _build(data: dict, source: str) -> SoC:
                 accumulates=bool(mem.get("accumulates")),
                 instance_dims=tuple(mem.get("instance_dims") or ()),
                 shared_port=bool(mem.get("shared_port")),
+                array_port=bool(mem.get("array_port")),
             )
             for mem in m["memories"]
         )
@@ -489,7 +491,8 @@ def to_dict(soc: SoC) -> dict[str, Any]:
                      "transfer_fixed_cycles": mem.transfer_fixed_cycles, "double_buffering": mem.double_buffering,
                      "read_energy_pj_per_byte": mem.read_energy_pj_per_byte,
                      "write_energy_pj_per_byte": mem.write_energy_pj_per_byte, "accumulates": mem.accumulates,
-                     "instance_dims": list(mem.instance_dims), "shared_port": mem.shared_port}
+                     "instance_dims": list(mem.instance_dims), "shared_port": mem.shared_port,
+                     "array_port": mem.array_port}
                     for mem in m.memories]
         compute: dict[str, Any] = {"macs_per_cycle": m.compute.macs_per_cycle, "energy_pj_per_mac": m.compute.energy_pj_per_mac}
         if m.compute.kernel:

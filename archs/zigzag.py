@@ -513,7 +513,16 @@ def _translate_memory(name: str, mem: Any, oa: tuple[list[str], list[int], float
         "shared_port": any(any(d in READ_DIRECTIONS for _, d in p["directions"])
                            and any(d in WRITE_DIRECTIONS for _, d in p["directions"]) for p in ports),
         "_memory_operands": list(operands),
+        "_port_directions": [list(p["directions"]) for p in ports],
     }
+
+
+def _array_port(mem: dict, innermost: list[str]) -> bool:
+    """Whether the array's own accesses to ``mem`` (the level-0 directions of the memory operands
+    ``innermost`` here: ``tl``, and ``fl`` for outputs) use ports that carry nothing else."""
+    feeds = {(op, "tl") for op in innermost} | {(op, "fl") for op in innermost if op == "O"}
+    used = [port for port in mem["_port_directions"] if feeds & set(port)]
+    return bool(used) and all(set(port) <= feeds for port in used)
 
 
 def _unroll_options(oa_dims: list[str], dataflows: Any, rules: Rules, mapping_source: str,
@@ -613,9 +622,14 @@ def from_zigzag(
                    "the last (outermost) memory must hold I1, I2 and O: our model keeps a layer's tensors in one "
                    f"outermost memory; got {last['_memory_operands']}")
     errors.raise_if_any()
+    innermost_of: dict[str, str] = {}
     for mem in checked:
+        for op in mem["_memory_operands"]:
+            innermost_of.setdefault(op, mem["name"])
+    for mem in checked:
+        mem["array_port"] = _array_port(mem, [op for op, name in innermost_of.items() if name == mem["name"]])
         mem["accumulates"] = False
-        del mem["_memory_operands"]
+        del mem["_memory_operands"], mem["_port_directions"]
     first_output = next(m for m in checked if Operand.O.value in m["operands"])
     first_output["accumulates"] = True
 

@@ -28,7 +28,7 @@ import numpy as np
 
 from archs.dims import DIM_INDEX, DIMS, OPERANDS, LoopDim, Operand
 from costmodel.analysis import MappingStats, candidate_last
-from costmodel.overlap import zigzag_latency
+from costmodel.overlap import Feed, zigzag_latency
 from costmodel.problem import Problem
 
 N_DIMS = len(DIMS)
@@ -249,6 +249,33 @@ def _pipelined_cycles(n_steps, compute, fetches, event_cycles) -> np.ndarray:
     return idle + busy + prologue
 
 
+def _feeds(problem: Problem, compute_tile: np.ndarray, compute: np.ndarray) -> tuple[Feed, ...]:
+    """The array's traffic with each operand's innermost memory (``costmodel.overlap.Feed``) for
+    kernel calls of temporal extents ``compute_tile`` [dim, cand] taking ``compute`` [cand] cycles in
+    all: per temporal iteration the array takes (inputs, weights) or gives (outputs) the data one
+    step of the unrolled array holds; an input or weight stays while the kernel's loops that do not
+    index it run (taken innermost), an output changes every iteration (ZigZag's level 0)."""
+    prec = problem.layer.precision
+    ones = np.ones_like(compute_tile)
+    iterations = float(np.prod(problem.remaining))
+    per_iteration = compute / iterations
+    reduction = ~problem.relevant[OPERANDS.index(Operand.O)] & (problem.real_sizes > 1)
+    feeds = []
+    for operand in problem.operands:
+        step = _tile_elements(problem, operand, ones)
+        if operand is Operand.O:
+            partial = bool(reduction.any())
+            bits = prec.accumulator if partial else prec.output
+            stay = np.ones(compute.shape[0])
+        else:
+            partial = False
+            bits = prec.bits(operand)
+            rel = problem.relevant[OPERANDS.index(operand)]
+            stay = _tproduct(problem, compute_tile, ~rel, spatial=False).astype(np.float64)
+        feeds.append(Feed(operand, step * bits / 8, stay * per_iteration, iterations / stay, partial))
+    return tuple(feeds)
+
+
 @dataclass(frozen=True)
 class CutTraffic:
     """Traffic across one cut point for a batch of tiles and fetch counts (axis ``cand``)."""
@@ -357,7 +384,7 @@ def evaluate(problem: Problem, stats) -> CostBreakdown:
         innermost = {c.operand: buffer_bytes[p] / (2 if c.inner.double_buffering else 1)
                      for p, c in enumerate(problem.cut_points) if c.boundary == 0}
         latency = zigzag_latency(problem, compute, overhead, stats.fetches, runs, bytes_in, bytes_out, buffer_bytes,
-                                 innermost).latency_cycles
+                                 innermost, _feeds(problem, stats.compute_tile, compute)).latency_cycles
     elif db:
         event = cycles[db] / stats.fetches[db]
         hidden = _pipelined_cycles(n_steps, per_call, stats.fetches[db], event)

@@ -17,6 +17,11 @@ hide is added. Per candidate (all arrays over the candidate axis), with ``T`` th
   its part of the bandwidth (``instance_share``: copies and idle instances make it slower).
   Input tiles count the pixels their windows touch (ZigZag's data model: a stride wider than the
   kernel skips rows), not the contiguous span ``overlap: serial`` moves.
+- **The array's own traffic** (``Feed``, ZigZag's level-0 transfers): every temporal iteration
+  the array takes one step's inputs and weights from their innermost memories (an operand's data
+  stays while the kernel call's loops that do not index it run, taken innermost) and writes its
+  outputs (and reads partial sums back) into theirs, each event within its own period. It only
+  stalls; on the memory's read or write link, or on links of its own when ``array_port``.
 - **Allowed cycles.** An event may take the whole period when the inner memory is double-buffered,
   else only the window ``P / block``, ``block`` being the cut's reuse block (``costmodel.analysis``:
   the reuse run above the cut and the irrelevant loops right below it; ZigZag's ``top_ir``): the
@@ -166,108 +171,143 @@ class OverlapLatency:
         return self.compute + self.stall + self.onloading + self.offloading + self.overhead
 
 
+@dataclass(frozen=True)
+class Feed:
+    """The array's own traffic with an operand's innermost memory (ZigZag's level-0 transfers): one
+    event per ``period_cycles`` [cand], ``count`` [cand] of them, ``bytes`` [cand] each (the data the
+    array takes in, or for outputs gives back, per event). Outputs also read partial sums back when
+    ``partial``."""
+
+    operand: Operand
+    bytes: np.ndarray
+    period_cycles: np.ndarray
+    count: np.ndarray
+    partial: bool = False
+
+
+@dataclass
+class _Event:
+    """One recurring transfer: ``count`` events, one per ``period`` cycles, each moving ``amount``
+    bytes over ``links`` [(link, bandwidth)] within ``window`` cycles ([cand] arrays)."""
+
+    operand: Operand
+    kind: str  # load, write-back, read-back (cut points) or feed (the array)
+    amount: np.ndarray
+    links: list
+    count: np.ndarray
+    period: np.ndarray
+    window: np.ndarray
+    fixed: float = 0.0
+
+
 def zigzag_latency(problem: Problem, compute: np.ndarray, overhead: np.ndarray, fetches: np.ndarray,
                    blocks: np.ndarray, bytes_in: np.ndarray, bytes_out: np.ndarray, buffer_bytes: np.ndarray,
-                   innermost_bytes: dict) -> OverlapLatency:
+                   innermost_bytes: dict, feeds: tuple = ()) -> OverlapLatency:
     """Latency parts (cycles) under ``overlap: zigzag`` (module docstring).
 
     compute, overhead [cand] cycles; fetches, blocks (reuse blocks, ``costmodel.analysis``), bytes_in,
-    bytes_out, buffer_bytes [cut, cand]
-    (buffer bytes: one copy, or two for ``double_buffering`` memories); ``innermost_bytes``: operand
-    -> [cand] bytes of its innermost tile (the floor of a single load).
+    bytes_out, buffer_bytes [cut, cand] (buffer bytes: one copy, or two for ``double_buffering``
+    memories); ``innermost_bytes``: operand -> [cand] bytes of its innermost tile (the floor of a
+    single load); ``feeds``: the array's ``Feed`` per operand (they only stall).
     """
     cuts = problem.cut_points
     n_cand = compute.shape[0]
-    if not cuts:
-        zero = np.zeros(n_cand)
-        return OverlapLatency(compute, zero, zero, zero, overhead)
-    c = fetches.astype(np.float64)
-    period = compute / c
-    window = np.where(double_buffered(problem, buffer_bytes), period, period / blocks)
     memories = problem.module.memories
 
     def side(memory: int, direction: str) -> str:  # a memory with one read-write port has one link
         return "rw" if memories[memory].shared_port else direction
 
-    # events: (cut, kind, bytes per event, [(link, bandwidth)]); link = (memory index, "r" | "w" | "rw")
-    events = []
+    def link(memory: int, direction: str) -> tuple:
+        bandwidth = memories[memory].read_bytes_per_cycle if direction == "r" else memories[memory].write_bytes_per_cycle
+        return (memory, side(memory, direction)), bandwidth
+
+    events: list[_Event] = []
+    if cuts:
+        c = fetches.astype(np.float64)
+        period = compute / c
+        window = np.where(double_buffered(problem, buffer_bytes), period, period / blocks)
     for p, cut in enumerate(cuts):
         inner, outer = cut.inner_index, cut.outer_index
-        load_links = [((outer, side(outer, "r")), memories[outer].read_bytes_per_cycle),
-                      ((inner, side(inner, "w")), memories[inner].write_bytes_per_cycle)]
+        timing = (c[p], period[p], window[p], cut.inner.transfer_fixed_cycles)
         if cut.operand is Operand.O:
-            events.append((p, "write-back", bytes_out[p] / c[p], [((inner, side(inner, "r")), memories[inner].read_bytes_per_cycle),
-                                                                 ((outer, side(outer, "w")), memories[outer].write_bytes_per_cycle)]))
+            events.append(_Event(cut.operand, "write-back", bytes_out[p] / c[p], [link(inner, "r"), link(outer, "w")], *timing))
             if np.any(bytes_in[p] > 0):
-                events.append((p, "read-back", bytes_in[p] / c[p], load_links))
+                events.append(_Event(cut.operand, "read-back", bytes_in[p] / c[p], [link(outer, "r"), link(inner, "w")],
+                                     *timing))
         else:
-            events.append((p, "load", bytes_in[p] / c[p], load_links))
+            events.append(_Event(cut.operand, "load", bytes_in[p] / c[p], [link(outer, "r"), link(inner, "w")], *timing))
+    for feed in feeds:
+        first = problem.module.chain(feed.operand)[0]
+        count = np.asarray(feed.count, dtype=np.float64)
+        timing = (count, feed.period_cycles, feed.period_cycles)
+        directions = (["w", "r"] if feed.partial else ["w"]) if feed.operand is Operand.O else ["r"]
+        for direction in directions:
+            (key, bandwidth) = link(first, direction)
+            if memories[first].array_port:  # ports of its own: no contention with other transfers
+                key = (first, "array-" + direction)
+            events.append(_Event(feed.operand, "feed", feed.bytes, [(key, bandwidth)], *timing))
 
-    # cycles of each event on each of its links, and what each link carries
+    # cycles of each event on each of its links (whole cycles), and what each link carries
     per_link: dict[tuple[int, str], list[tuple[int, np.ndarray]]] = {}
     cycles = []
-    for e, (p, _, amount, links) in enumerate(events):
-        fixed = cuts[p].inner.transfer_fixed_cycles
+    for e, event in enumerate(events):
         sides = []
-        for link, bandwidth in links:
-            share = instance_share(problem, link[0], cuts[p].operand)
-            r = np.where(amount > 0, np.ceil(amount * share / bandwidth - _ROUNDING) + fixed, 0.0)
-            sides.append((link, r))
-            per_link.setdefault(link, []).append((e, r))
+        for lk, bandwidth in event.links:
+            share = instance_share(problem, lk[0], event.operand)
+            r = np.where(event.amount > 0, np.ceil(event.amount * share / bandwidth - _ROUNDING) + event.fixed, 0.0)
+            sides.append((lk, r))
+            per_link.setdefault(lk, []).append((e, r))
         cycles.append(sides)
 
     stall = np.zeros(n_cand)
     busy_fraction = {}
-    for link, items in per_link.items():
+    for lk, items in per_link.items():
         positive = np.zeros(n_cand)
         hidden = np.zeros(n_cand)
         union = np.zeros(n_cand)
         fraction = np.zeros(n_cand)
         for e, r in items:
-            p = events[e][0]
-            a, n = window[p], c[p]
+            a, n = events[e].window, events[e].count
             positive += np.maximum(r - a, 0.0) * (n - 1)
             hidden += np.minimum(r, a) * (n - 1)
             union = np.maximum(union, a * n)
-            fraction += np.where(n > 1, r / period[p], 0.0)
+            fraction += np.where(n > 1, r / events[e].period, 0.0)
         value = positive + np.maximum(hidden - np.minimum(union, compute), 0.0)
         stall = np.maximum(stall, value)
-        busy_fraction[link] = fraction
-    spare = {link: np.maximum(1.0 - f, 0.0) * (compute + stall) for link, f in busy_fraction.items()}
+        busy_fraction[lk] = fraction
+    spare = {lk: np.maximum(1.0 - f, 0.0) * (compute + stall) for lk, f in busy_fraction.items()}
 
     # first loads and last write-backs: single events shortened by their link's spare cycles
     edge = [[r for _, r in sides] for sides in cycles]  # [event][side] cycles counted once
-    for link, items in per_link.items():
-        once = [(e, side) for e, _ in items for side, (lk, _) in enumerate(cycles[e]) if lk == link
-                and events[e][1] != "read-back"]
+    for lk, items in per_link.items():
+        once = [(e, i) for e, _ in items for i, (other, _) in enumerate(cycles[e]) if other == lk
+                and events[e].kind in ("load", "write-back")]
         if not once:
             continue
         loads, floors = [], []
-        bandwidth = memories[link[0]].write_bytes_per_cycle if link[1] == "w" else memories[link[0]].read_bytes_per_cycle
-        for e, side in once:
-            p = events[e][0]
-            single = c[p] == 1
-            loads.append(np.where(single, edge[e][side], np.inf))
-            operand = cuts[p].operand
+        bandwidth = memories[lk[0]].write_bytes_per_cycle if lk[1] == "w" else memories[lk[0]].read_bytes_per_cycle
+        for e, i in once:
+            loads.append(np.where(events[e].count == 1, edge[e][i], np.inf))
+            operand = events[e].operand
             first = problem.module.chain(operand)[0]  # one instance of it holds the floor's bytes
             per_instance = innermost_bytes[operand] * instance_share(problem, first, operand) / instance_count(problem, first)
-            floors.append(per_instance * instance_count(problem, link[0]) / bandwidth)
-        shortened = _reduce_once([np.where(np.isinf(x), 0.0, x) for x in loads], floors, spare[link])
-        for (e, side), x, new in zip(once, loads, shortened):
-            edge[e][side] = np.where(np.isinf(x), edge[e][side], new)
+            floors.append(per_instance * instance_count(problem, lk[0]) / bandwidth)
+        shortened = _reduce_once([np.where(np.isinf(x), 0.0, x) for x in loads], floors, spare[lk])
+        for (e, i), x, new in zip(once, loads, shortened):
+            edge[e][i] = np.where(np.isinf(x), edge[e][i], new)
 
     parts = {operand: np.zeros((3, n_cand)) for operand in (Operand.I, Operand.W)}  # shared, half, individual
     offloading = np.zeros(n_cand)
     holds_both = [Operand.I in m.operands and Operand.W in m.operands for m in memories]
-    for e, (p, kind, _, links) in enumerate(events):
-        if kind == "read-back":
+    for e, event in enumerate(events):
+        if event.kind not in ("load", "write-back"):
             continue
         worst = np.maximum(edge[e][0], edge[e][1])
-        if kind == "write-back":
+        if event.kind == "write-back":
             offloading += worst
             continue
-        shared_sides = sum(holds_both[link[0]] for link, _ in links)
-        parts[cuts[p].operand][2 - shared_sides] += worst
+        shared_sides = sum(holds_both[lk[0]] for lk, _ in event.links)
+        parts[event.operand][2 - shared_sides] += worst
     (sa, ha, da), (sb, hb, db) = parts[Operand.I], parts[Operand.W]
     if any(o is Operand.W for o in problem.operands):
         onloading = np.minimum(sa + np.maximum(sb + hb + db, ha + da), sb + np.maximum(sa + ha + da, hb + db))

@@ -1,7 +1,9 @@
 """``overlap: zigzag`` (costmodel.overlap) on small cases derived by hand, the option in the schema and
 the ZigZag importer. Every expected latency below is worked out in the test's docstring from the
 loop nest (one weight register fed from DRAM; 1 MAC per cycle, so the compute is one cycle per
-temporal iteration), not taken from the code under test."""
+temporal iteration), not taken from the code under test. The array reads its input and writes its
+8-bit outputs (partial sums too, unless said otherwise) through DRAM ports of its own
+(``array_port``) at 1 B/cycle: one byte per cycle, which never stalls."""
 
 from __future__ import annotations
 
@@ -17,14 +19,14 @@ from archs.zigzag import zigzag_example
 from mapper.evaluate import ExplicitMapping, evaluate_mapping, make_unrolling
 
 K, C, OX = LoopDim.K, LoopDim.C, LoopDim.OX
-I8 = mapper.Precision(input=8, weight=8, output=8, accumulator=32)
+I8 = mapper.Precision(input=8, weight=8, output=8, accumulator=8)
 
 
 def _module(register_bytes: int, overlap: str = "zigzag") -> ExecModule:
     """A weight register (write port 0.5 B/cycle) under a DRAM (1 B/cycle each way) holding
     everything; no array (1 MAC per cycle), no fixed transfer cycles, no tile overhead."""
     register = MemoryLevel("reg", register_bytes, frozenset({Operand.W}), 1.0, 0.5)
-    dram = MemoryLevel("dram", 1 << 20, frozenset(Operand), 1.0, 1.0)
+    dram = MemoryLevel("dram", 1 << 20, frozenset(Operand), 1.0, 1.0, array_port=True)
     return ExecModule("npu", (), (register, dram), ComputeModel(1.0), accepts=(LayerRule("conv2d"),), overlap=overlap)
 
 
@@ -44,6 +46,18 @@ def test_stall_when_the_register_port_is_too_slow():
     loops = [(C, 2), (K, 4)]
     assert _cost(layer, _module(1), loops, 0) == pytest.approx(17.0)
     assert _cost(layer, _module(1, overlap="serial"), loops, 0) == pytest.approx(24.0)
+
+
+def test_the_array_stalls_on_wide_partial_sums():
+    """The first case with 32-bit partial sums: C = 2 is reduced in DRAM, so every cycle the array
+    reads a 4-byte partial sum and writes one back, 4 cycles each through 1 B/cycle ports, in a
+    1-cycle window: 7 x 3 = 21 stall cycles on each port. The read port also carries the inputs,
+    1 cycle each: the allowed cycles of both (7 x 1 each) exceed the 8 cycles the port has by 6.
+    The worst port counts, not the sum (the weight register's 7 stall cycles hide behind it):
+    latency = 8 + (21 + 6) + 2 first load = 37."""
+    layer = mapper.conv2d("c", input_size=(1, 1), in_channels=2, out_channels=4, kernel=1,
+                          precision=mapper.Precision(input=8, weight=8, output=8, accumulator=32))
+    assert _cost(layer, _module(1), [(C, 2), (K, 4)], 0) == pytest.approx(37.0)
 
 
 def test_single_buffered_tile_is_replaced_during_its_last_use():
@@ -95,8 +109,8 @@ def test_strided_input_tiles_count_the_touched_pixels_only():
     windows touch; the tile is loaded once and is also the innermost tile, so no spare bandwidth
     can shorten it: 4 cycles of onloading before 4 cycles of compute, latency 8."""
     layer = mapper.conv2d("c", input_size=(1, 8), in_channels=1, out_channels=1, kernel=1, stride=2, precision=I8)
-    register = MemoryLevel("reg", 16, frozenset({Operand.I}), 1.0, 1.0)
-    dram = MemoryLevel("dram", 1 << 20, frozenset(Operand), 1.0, 1.0)
+    register = MemoryLevel("reg", 16, frozenset({Operand.I}), 1.0, 1.0, array_port=True)
+    dram = MemoryLevel("dram", 1 << 20, frozenset(Operand), 1.0, 1.0, array_port=True)
     for overlap, expected in (("zigzag", 8.0), ("serial", 11.0)):
         module = ExecModule("npu", (), (register, dram), ComputeModel(1.0), accepts=(LayerRule("conv2d"),), overlap=overlap)
         mapping = ExplicitMapping(make_unrolling(module, {}), ((OX, 4),), {Operand.I: (1,)})
