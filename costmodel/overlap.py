@@ -46,11 +46,11 @@ hide is added. Per candidate (all arrays over the candidate axis), with ``T`` th
 - **Latency** ``= T + SS + onloading + offloading + tile overhead``.
 
 Differences from ZigZag that stay (explained in the README): our memories merge ZigZag's ports
-(one read and one write link each), the kernel call counts as one block in the reuse block
-(ZigZag orders the loops inside it), ZigZag divides double-buffering
-utilisation by the top relevant loops, its union of busy windows is exact where ours is the
-longest window, and the array's own register reads (ZigZag's level-0 transfers) and systolic
-drain are not modelled.
+(one read and one write link each, plus the array's own with ``array_port``), the kernel call
+counts as one block in the reuse block and keeps an operand's data for all its loops that do not
+index it (ZigZag orders the loops inside it), ZigZag divides double-buffering utilisation by the
+top relevant loops, its union of busy windows is exact where ours is the longest window, it
+truncates unrollings that do not divide a loop dim, and the systolic drain is not modelled.
 """
 
 from __future__ import annotations
