@@ -11,14 +11,18 @@ ResNet-18 layers and one MobileNet depthwise layer; int8 operands, 16-bit partia
 2. costs that same mapping with ``benchmarks.zigzag_latency`` (our re-implementation of ZigZag's
    latency formula: the ZigZag-compatible semantics; ``reference / zigzag`` is 1.0 when it agrees);
 3. translates the mapping into our model (``mapper.evaluate.mapping_from_zigzag``) and costs it
-   with our cost model (``evaluate_mapping``; ``ours / zigzag`` is the models' ratio);
+   with our cost model (``evaluate_mapping``) on the imported accelerator as it is (``overlap:
+   serial``; ``ours / zigzag``) and with ``overlap: zigzag`` (ZigZag's overlap semantics in our
+   cost model, ``costmodel.overlap``; ``overlap / zigzag``, target within +-10 %);
 4. says where our search space is larger than ZigZag's for that layer: loop dims our imported
    module may unroll on an array dim that ZigZag's mapping entry for the layer does not give it
    (e.g. a depthwise layer's G, which ZigZag's example files give only to Add and Pooling);
 5. with ``--check-every-mapping``, compares the reference with ZigZag on every mapping ZigZag
    evaluates (latency, stall/slack, onloading, offloading), not only on its choice;
 6. with ``--search``, also runs our search (``mapper.search_module``) and costs our best mapping
-   in both models (slow on the 4-D arrays until the search gets a time budget).
+   in both models (slow on the 4-D arrays until the search gets a time budget);
+7. with ``--recost RECORDED``, does not run ZigZag: costs the ZigZag mappings of a recorded report
+   again in our model (steps 3-4 only), e.g. after a change of our cost model.
 
 ZigZag (``pip install '.[compare]'``) must be importable; it is never imported by tests.
 """
@@ -243,6 +247,8 @@ def summary(report: dict[str, Any]) -> str:
         notes = [r["ours_error"]] if "ours_error" in r else []
         if r.get("ours_feasible") is False:
             notes.append(f"overflows in our model: {r['ours_overflows']}")
+        if r.get("overlap_feasible") is False:
+            notes.append(f"overflows under overlap zigzag: {r['overlap_overflows']}")
         if r["space_note"]:
             notes.append(f"larger space: {r['space_note']}")
         if "search_cycles_ours" in r:

@@ -226,9 +226,10 @@ def _dominated(layer: Layer, unrolling: SpatialUnrolling) -> bool:
 
 
 def _searched_unrollings(layer: Layer, module: ExecModule, unrollings: list[SpatialUnrolling]) -> list[SpatialUnrolling]:
-    """Unrollings the search must visit: all of them for a module costed per PE, only the
-    non-dominated ones (``_dominated``) for a module with a kernel hook."""
-    if module.compute.kernel_hook is None:
+    """Unrollings the search must visit: all of them for a module costed per PE or with ``overlap:
+    zigzag`` (the array's own traffic and the instances depend on the unrolling, not only on the
+    full tiles), only the non-dominated ones (``_dominated``) for a module with a kernel hook."""
+    if module.compute.kernel_hook is None or module.overlap == "zigzag":
         return list(unrollings)
     return [u for u in unrollings if not _dominated(layer, u)]
 
@@ -237,8 +238,9 @@ def _presented(layer: Layer, module: ExecModule, unrollings: list[SpatialUnrolli
                problem: Problem, loop_dims: np.ndarray, loop_factors: np.ndarray, cuts: np.ndarray) -> tuple:
     """The winner re-expressed with the most-utilising unrolling that can run the same mapping (same
     full tiles, hence the same cost under a kernel hook): factors move from the kernel call's
-    temporal loops to the array. Returns (unrolling, problem, loop_dims, loop_factors, cuts)."""
-    if module.compute.kernel_hook is None:
+    temporal loops to the array. Returns (unrolling, problem, loop_dims, loop_factors, cuts). Not
+    under ``overlap: zigzag``, where the cost depends on the unrolling itself."""
+    if module.compute.kernel_hook is None or module.overlap == "zigzag":
         return unrolling, problem, loop_dims, loop_factors, cuts
     base = unrolling.factors
     inner = int(cuts.min()) if cuts.size else loop_factors.size  # slots of one kernel call
