@@ -34,7 +34,10 @@ better secondary metric). The bound of a node with tile ``U`` (the extents left 
   least their minima over that down-set;
 - latency >= max(compute, overlapped traffic) + other traffic + overheads (the pipelined sum of
   ``evaluate`` is at least each of its two parts), energy is a plain sum, EDP a product of two
-  positive bounds.
+  positive bounds. Under ``overlap: zigzag`` latency >= compute + overheads
+  (``costmodel.cost.latency_lower_bound`` argues it); complete mappings are then costed from their
+  parts as that bound only, so every one whose bound can win is re-evaluated, and no dominance is
+  applied (the latency is not a sum of per-cut parts).
 
 A node whose placed buffers (outputs at output precision unless they are known to hold partial
 sums) plus the smallest buffers of its unplaced cut points overflow a memory has no feasible
