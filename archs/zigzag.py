@@ -36,6 +36,10 @@ Translation (ZigZag -> ours; units in brackets):
   dim per array dim), a superset of a fixed ZigZag spatial mapping.
 - ``force_double_buffering`` -> ``double_buffering``; the innermost memory holding outputs is
   marked ``accumulates`` (partial sums at accumulator precision, ZigZag's ``O`` precision).
+- For ``overlap: zigzag`` (ZigZag's overlap semantics, ``costmodel.overlap``; ``overlap=`` argument,
+  default ``serial``): the array dims not in ``served_dimensions`` -> ``instance_dims``; a port
+  carrying both read and write directions -> ``shared_port``; ports carrying only the array's own
+  (level-0) directions -> ``array_port``.
 - Ignored (no counterpart, logged at debug level): ``area``, ``unit_area``, ``latency`` (unused by
   ZigZag 3.9.1's latency model too), ``mem_type``, ``input_precision``; ``systolic_dimensions``
   (ZigZag adds a systolic drain of a few cycles per layer) is ignored with a warning.
@@ -592,7 +596,9 @@ def from_zigzag(
     operator-type entries give the loop dims each array dim may unroll and the
     ``memory_operand_links``. The SoC holds a stand-in host (``host``, ``host_macs_per_cycle``
     MACs per cycle, the accelerator's outermost memory) and the accelerator, named after the
-    file's ``name``. ``clock_mhz`` (MHz) only converts cycles to time. Raises ``ArchError``.
+    file's ``name``. ``clock_mhz`` (MHz) only converts cycles to time. ``overlap`` is the
+    accelerator's overlap mode (``serial`` or ``zigzag``: ZigZag's semantics, for numbers comparable
+    with ZigZag's; the search prunes little under it). Raises ``ArchError``.
     """
     data, src = _read_yaml(source, "accelerator")
     links, rules, mapping_source = _mapping_info(mapping)
