@@ -115,3 +115,25 @@ def test_strided_input_tiles_count_the_touched_pixels_only():
         module = ExecModule("npu", (), (register, dram), ComputeModel(1.0), accepts=(LayerRule("conv2d"),), overlap=overlap)
         mapping = ExplicitMapping(make_unrolling(module, {}), ((OX, 4),), {Operand.I: (1,)})
         assert evaluate_mapping(layer, module, mapping).latency_cycles == pytest.approx(expected), overlap
+
+
+def test_reuse_block_counts_the_irrelevant_loops_around_the_cut():
+    """An output register under DRAM, a 1-D conv (OX = 2, FX = 3). Loops FX, OX with the output tile
+    at 1 (FX inside the kernel call): FX does not index the output and nothing else moves in the
+    call, so the tile is used 3 times in a row: block 3 (run 1: OX right above indexes it). Loops
+    OX, FX with the cut at 1: the run above is FX (3), and the kernel call moves OX, which indexes
+    the output: block 3. The same with the cut at 2: nothing above, the call moves OX: block 1."""
+    from costmodel.analysis import analyze
+    from mapper.evaluate import _problem
+
+    layer = mapper.conv2d("c", input_size=(1, 4), in_channels=1, out_channels=1, kernel=(1, 3), padding="valid",
+                          precision=I8)
+    register = MemoryLevel("reg", 64, frozenset({Operand.O}), 1.0, 1.0)
+    dram = MemoryLevel("dram", 1 << 20, frozenset(Operand), 1.0, 1.0)
+    module = ExecModule("npu", (), (register, dram), ComputeModel(1.0), accepts=(LayerRule("conv2d"),), overlap="zigzag")
+    FX = LoopDim.FX
+    for loops, cut, expected in (([(FX, 3), (OX, 2)], 1, 3), ([(OX, 2), (FX, 3)], 1, 3), ([(OX, 2), (FX, 3)], 2, 1)):
+        mapping = ExplicitMapping(make_unrolling(module, {}), tuple(loops), {Operand.O: (cut,)})
+        problem, dims, factors, cuts = _problem(layer, module, mapping)
+        stats = analyze(problem, dims, factors[None, :], cuts[None, :])
+        assert stats.reuse_block[0].tolist() == [expected], (loops, cut)
