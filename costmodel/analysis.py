@@ -40,7 +40,7 @@ class MappingStats:
     distinct: np.ndarray  # [cand, cut] number of different tiles of the operand at this cut
     compute_tile: np.ndarray  # [cand, dim] temporal extent of one kernel call (spatial excluded)
     n_steps: np.ndarray  # [cand] kernel calls
-    reuse_block: Optional[np.ndarray] = None  # [cand, cut] (module docstring); None: not computed
+    reuse_block: Optional[np.ndarray] = None  # [cand, cut] (module docstring); computed for overlap: zigzag only
 
 
 @dataclass(frozen=True)
@@ -125,14 +125,14 @@ def analyze(problem: Problem, loop_dims: np.ndarray, loop_factors: np.ndarray, c
         last = np.where(moves_rel & (positions < run_end[:, None]), positions, -1).max(axis=1, initial=-1)
         start = np.where(last >= lowest, last + 1, np.where(last >= 0, lowest, 0))
         block[p] = np.prod(at_run_end // _gather(below, start), axis=1)
-    block = _same_level(problem, fetches.T, block)
+    block = _same_level(problem, fetches.T, block) if problem.module.overlap == "zigzag" else None
 
     if inner_cuts:
         compute_tile = _gather(below, lowest)
     else:  # a single memory level: one kernel call runs the whole layer
         compute_tile = np.broadcast_to(problem.remaining, (n_cand, N_DIMS)).copy()
     n_steps = total // np.prod(compute_tile, axis=1)
-    return MappingStats(tile, fetches, distinct, compute_tile, n_steps, block.T)
+    return MappingStats(tile, fetches, distinct, compute_tile, n_steps, None if block is None else block.T)
 
 
 def _select(prefix: np.ndarray, groups: np.ndarray, out: np.ndarray) -> np.ndarray:
@@ -238,9 +238,12 @@ def analyze_segments(problem: Problem, segments: np.ndarray, ranks: np.ndarray, 
     calls = np.ones(n_cand, dtype=np.int64)
     for d in active:
         calls *= compute_tile[d]
-    lowest_group = groups[inner_cuts].min(axis=0) if inner_cuts else np.full(n_cand, n_seg)
-    block = _segment_reuse_blocks(problem, seg, rank, groups, run_of, lowest_group, compute_tile)
-    return CandidateLastStats(tile, fetches, distinct, compute_tile, total // calls, _same_level(problem, fetches, block))
+    block = None
+    if problem.module.overlap == "zigzag":  # only its latency needs them
+        lowest_group = groups[inner_cuts].min(axis=0) if inner_cuts else np.full(n_cand, n_seg)
+        block = _same_level(problem, fetches, _segment_reuse_blocks(problem, seg, rank, groups, run_of, lowest_group,
+                                                                    compute_tile))
+    return CandidateLastStats(tile, fetches, distinct, compute_tile, total // calls, block)
 
 
 def _segment_reuse_blocks(problem: Problem, seg: np.ndarray, rank: np.ndarray, groups: np.ndarray, run: np.ndarray,

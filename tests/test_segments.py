@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import numpy as np
@@ -16,8 +17,10 @@ from mapper.search import build_layer_problem
 from mapper.spatial import spatial_unrollings
 from mapper.temporal import enumerate_batches, explicit_nest, kernel_tiles, rank_table
 
-MODULES = [archs.load("gap9").modules["cluster"], archs.load("diana").modules["digital"],
-           archs.load("os32_example").modules["os_array"]]
+# overlap: zigzag, so that the analyses also compute the reuse blocks (its windows need them)
+MODULES = [dataclasses.replace(m, overlap="zigzag") for m in (archs.load("gap9").modules["cluster"],
+                                                               archs.load("diana").modules["digital"],
+                                                               archs.load("os32_example").modules["os_array"])]
 
 
 @st.composite
