@@ -64,6 +64,9 @@ class SpatialDim:
     name: str
     size: int
     unroll: tuple[LoopDim, ...]
+    #: Data move through the array along this dim (a systolic dim): under ``overlap: zigzag`` a layer
+    #: ends with a drain of (its unrolling factor - 1) cycles (ZigZag's ``systolic_dimensions``).
+    systolic: bool = False
 
 
 @dataclass(frozen=True)

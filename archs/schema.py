@@ -263,7 +263,8 @@ _MEMORY = _fields(
     }
 )
 _SPATIAL = _fields(
-    {"name": (True, _text), "size": (True, _integer(1)), "unroll": (True, _sequence(_enum(LoopDim)))}
+    {"name": (True, _text), "size": (True, _integer(1)), "unroll": (True, _sequence(_enum(LoopDim))),
+     "systolic": (False, _boolean)}
 )
 _RULE = _fields(
     {
@@ -437,7 +438,8 @@ def _build(data: dict, source: str) -> SoC:
         )
         modules[m["name"]] = ExecModule(
             name=m["name"],
-            spatial=tuple(SpatialDim(s["name"], s["size"], tuple(s["unroll"])) for s in (m.get("spatial") or [])),
+            spatial=tuple(SpatialDim(s["name"], s["size"], tuple(s["unroll"]), bool(s.get("systolic")))
+                          for s in (m.get("spatial") or [])),
             memories=memories,
             compute=ComputeModel(
                 macs_per_cycle=compute["macs_per_cycle"],
@@ -499,7 +501,8 @@ def to_dict(soc: SoC) -> dict[str, Any]:
             compute["kernel"] = m.compute.kernel
         module: dict[str, Any] = {
             "name": m.name,
-            "spatial": [{"name": d.name, "size": d.size, "unroll": [u.value for u in d.unroll]} for d in m.spatial],
+            "spatial": [{"name": d.name, "size": d.size, "unroll": [u.value for u in d.unroll], "systolic": d.systolic}
+                        for d in m.spatial],
             "memories": memories, "compute": compute, "allow_padded_unrolling": m.allow_padded_unrolling,
             "tile_overhead_cycles": m.tile_overhead_cycles, "overlap": m.overlap}
         if not m.is_host:

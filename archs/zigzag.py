@@ -41,8 +41,9 @@ Translation (ZigZag -> ours; units in brackets):
   carrying both read and write directions -> ``shared_port``; ports carrying only the array's own
   (level-0) directions -> ``array_port``.
 - Ignored (no counterpart, logged at debug level): ``area``, ``unit_area``, ``latency`` (unused by
-  ZigZag 3.9.1's latency model too), ``mem_type``, ``input_precision``; ``systolic_dimensions``
-  (ZigZag adds a systolic drain of a few cycles per layer) is ignored with a warning.
+  ZigZag 3.9.1's latency model too), ``mem_type``, ``input_precision``. ``systolic_dimensions`` ->
+  ``systolic`` array dims, whose drain (a few cycles per layer) only ``overlap: zigzag`` adds
+  (a warning says so under ``serial``).
 - Errors: in-memory computing arrays (``is_imc``: one error naming it, whatever else the file lacks), CACTI cost extraction
   (``auto_cost_extraction: true``), a mapping file's ``spatial_mapping`` for an array dim the
   accelerator does not have (ZigZag fails on it too) or keyed other than D1..D4, a last memory that does not hold all three operands, ports
@@ -369,9 +370,9 @@ def _check_array(array: Any, errors: _Errors) -> Optional[tuple[list[str], list[
         errors.add(f"{path}.unit_energy", f"must be a number >= 0 (pJ per MAC), got {quote(energy)}")
         ok = False
     systolic = array.get("systolic_dimensions")
-    if systolic:
-        log.warning("%s: operational_array.systolic_dimensions %s ignored: our model has no systolic drain "
-                    "(ZigZag adds a few cycles per layer for it)", errors.source, systolic)
+    if systolic is not None and not (isinstance(systolic, list) and all(d in (dims or []) for d in systolic)):
+        errors.add(f"{path}.systolic_dimensions", f"must be a list of the array's dimensions {dims}, got {quote(systolic)}")
+        ok = False
     return (dims, sizes, float(energy)) if ok else None
 
 
@@ -640,6 +641,10 @@ def from_zigzag(
     first_output["accumulates"] = True
 
     oa_dims, oa_sizes, unit_energy = oa
+    systolic = list(data["operational_array"].get("systolic_dimensions") or [])
+    if systolic and overlap != "zigzag":
+        log.warning("%s: operational_array.systolic_dimensions %s: the systolic drain (ZigZag adds a few cycles per "
+                    "layer for it) is modelled under overlap zigzag only", src, systolic)
     host_name = "host" if name != "host" else "host_cpu"
     outer = {k: last[k] for k in ("name", "size_bytes", "read_bytes_per_cycle", "write_bytes_per_cycle",
                                   "read_energy_pj_per_byte", "write_energy_pj_per_byte")}
@@ -655,7 +660,8 @@ def from_zigzag(
              "compute": {"macs_per_cycle": host_macs_per_cycle, "energy_pj_per_mac": unit_energy}},
             {
                 "name": name,
-                "spatial": [{"name": d, "size": s, "unroll": unroll[d]} for d, s in zip(oa_dims, oa_sizes)],
+                "spatial": [{"name": d, "size": s, "unroll": unroll[d], "systolic": d in systolic}
+                            for d, s in zip(oa_dims, oa_sizes)],
                 "allow_padded_unrolling": True,
                 "accepts": [{"kind": kind} for kind in LAYER_KINDS],
                 "memories": checked,

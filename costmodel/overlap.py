@@ -43,14 +43,15 @@ hide is added. Per candidate (all arrays over the candidate axis), with ``T`` th
   ``min(S_A + max(S_B + H_B + D_B, H_A + D_A), S_B + max(S_A + H_A + D_A, H_B + D_B))`` with ``S``
   the part on links shared on both sides, ``H`` shared on one side, ``D`` on none (ZigZag's
   formula). Outputs: the sum over output cut points.
-- **Latency** ``= T + SS + onloading + offloading + tile overhead``.
+- **Latency** ``= T + SS + onloading + offloading + tile overhead + systolic drain`` (per
+  ``systolic`` array dim, its unrolling factor - 1, as ZigZag adds).
 
 Differences from ZigZag that stay (explained in the README): our memories merge ZigZag's ports
 (one read and one write link each, plus the array's own with ``array_port``), the kernel call
 counts as one block in the reuse block and keeps an operand's data for all its loops that do not
 index it (ZigZag orders the loops inside it), ZigZag divides double-buffering utilisation by the
-top relevant loops, its union of busy windows is exact where ours is the longest window, it
-truncates unrollings that do not divide a loop dim, and the systolic drain is not modelled.
+top relevant loops, its union of busy windows is exact where ours is the longest window, and it
+truncates unrollings that do not divide a loop dim.
 """
 
 from __future__ import annotations
@@ -165,10 +166,17 @@ class OverlapLatency:
     onloading: np.ndarray  # first loads of the inputs
     offloading: np.ndarray  # last write-backs of the outputs
     overhead: np.ndarray  # tile overhead
+    drain: float = 0.0  # systolic drain
 
     @property
     def latency_cycles(self) -> np.ndarray:
-        return self.compute + self.stall + self.onloading + self.offloading + self.overhead
+        return self.compute + self.stall + self.onloading + self.offloading + self.overhead + self.drain
+
+
+def systolic_drain(problem: Problem) -> float:
+    """Cycles (ZigZag's systolic drain): per ``systolic`` array dim, its unrolling factor - 1."""
+    systolic = {d.name for d in problem.module.spatial if d.systolic}
+    return float(sum(factor - 1 for name, dim, factor in problem.array_unrolling if name in systolic and dim is not None))
 
 
 @dataclass(frozen=True)
@@ -313,4 +321,4 @@ def zigzag_latency(problem: Problem, compute: np.ndarray, overhead: np.ndarray, 
         onloading = np.minimum(sa + np.maximum(sb + hb + db, ha + da), sb + np.maximum(sa + ha + da, hb + db))
     else:
         onloading = sa + ha + da
-    return OverlapLatency(compute, stall, onloading, offloading, overhead)
+    return OverlapLatency(compute, stall, onloading, offloading, overhead, systolic_drain(problem))

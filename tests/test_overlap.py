@@ -137,3 +137,17 @@ def test_reuse_block_counts_the_irrelevant_loops_around_the_cut():
         problem, dims, factors, cuts = _problem(layer, module, mapping)
         stats = analyze(problem, dims, factors[None, :], cuts[None, :])
         assert stats.reuse_block[0].tolist() == [expected], (loops, cut)
+
+
+def test_systolic_dims_add_their_drain():
+    """A layer ends with a drain of (unrolling - 1) cycles along each systolic array dim (ZigZag's
+    rule): K unrolled 4 over a systolic dim adds 3 cycles to the same mapping."""
+    from archs.model import SpatialDim
+
+    layer = mapper.conv2d("c", input_size=(1, 1), in_channels=2, out_channels=4, kernel=1, precision=I8)
+    costs = []
+    for systolic in (False, True):
+        module = dataclasses.replace(_module(4), spatial=(SpatialDim("cols", 4, (K,), systolic),))
+        mapping = ExplicitMapping(make_unrolling(module, {"cols": ("K", 4)}), ((C, 2),), {Operand.W: (0,)})
+        costs.append(evaluate_mapping(layer, module, mapping).latency_cycles)
+    assert costs[1] - costs[0] == pytest.approx(3.0)
