@@ -16,6 +16,10 @@ Model, per candidate:
 - energy: MACs x E_mac + moved bytes x (read energy of the source + write energy of the
   destination) + the kernel's accesses to the innermost memories (each call reads its input and
   weight tiles and reads+writes its output tile once).
+
+That is the ``overlap: serial`` model (a module's default). Under ``overlap: zigzag`` the latency
+is ZigZag's (``costmodel.overlap``) and input tiles count the pixels their windows touch (ZigZag's
+data model) in traffic, capacity and energy alike; the energy formula is the same.
 """
 
 from __future__ import annotations
@@ -477,11 +481,12 @@ def latency_lower_bound(problem: Problem, compute, overlapped, serial, overhead)
       least the compute and at least the double-buffered transfers; the other transfers and the
       overhead add.
     - ``zigzag``: ``compute + overhead``. ``costmodel.overlap`` makes the latency ``T + SS +
-      onloading + offloading + overhead`` with ``T`` the compute; the stall ``SS`` is a maximum that
-      includes 0, and the on/offloading terms are sums and minima of maxima of non-negative cycle
-      counts, so each is >= 0. Transfer cycles give no further bound there: a transfer may hide
-      entirely behind compute, and traffic summed over cut points is not a bound (links run in
-      parallel, and the stall of a link is its busy time minus the compute it overlaps).
+      onloading + offloading + overhead + drain`` with ``T`` the compute; the stall ``SS`` is a
+      maximum that includes 0, the on/offloading terms are sums and minima of maxima of
+      non-negative cycle counts and the systolic drain a sum of (factor - 1) >= 0, so each is >= 0.
+      Transfer cycles give no further bound there: a transfer may hide entirely behind compute,
+      and traffic summed over cut points is not a bound (links run in parallel, and the stall of
+      a link is its busy time minus the compute it overlaps).
     """
     if problem.module.overlap == "zigzag":
         return compute + overhead
