@@ -90,6 +90,10 @@ def test_overlap_is_a_module_key_checked_by_the_schema():
     base["modules"][0]["overlap"] = "parallel"
     with pytest.raises(archs.ArchError, match=r"modules\[0\]\.overlap: must be one of serial, zigzag"):
         archs.from_dict(base)
+    base["modules"][0]["overlap"] = "zigzag"
+    base["modules"][0]["memories"][0]["instance_dims"] = ["rows"]
+    with pytest.raises(archs.ArchError, match=r"modules\[0\]\.memories\[0\]\.instance_dims\[0\]: names no spatial dim"):
+        archs.from_dict(base)
 
 
 def test_from_zigzag_sets_the_option_when_asked():
