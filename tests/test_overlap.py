@@ -155,3 +155,15 @@ def test_systolic_dims_add_their_drain():
         mapping = ExplicitMapping(make_unrolling(module, {"cols": ("K", 4)}), ((C, 2),), {Operand.W: (0,)})
         costs.append(evaluate_mapping(layer, module, mapping).latency_cycles)
     assert costs[1] - costs[0] == pytest.approx(3.0)
+
+
+def test_explain_breakdown_counts_every_transfer_as_overlapped():
+    """``match-mapper explain``'s split under overlap zigzag: nothing is serial, the 9 exposed cycles
+    of the first case (7 stall + 2 first load) are its stall, and the parts add up to the latency."""
+    from explorer.breakdown import cycle_breakdown
+
+    layer = mapper.conv2d("c", input_size=(1, 1), in_channels=2, out_channels=4, kernel=1, precision=I8)
+    module = _module(1)
+    mapping = ExplicitMapping(make_unrolling(module, {}), ((C, 2), (K, 4)), {Operand.W: (0,)})
+    split = cycle_breakdown(evaluate_mapping(layer, module, mapping).schedule, module)
+    assert (split.compute, split.serial_transfers, split.stall, split.latency) == pytest.approx((8.0, 0.0, 9.0, 17.0))
