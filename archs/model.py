@@ -17,6 +17,10 @@ LAYER_KINDS: tuple[str, ...] = ("conv2d", "depthwise", "dense", "add", "pool")
 PADDING_RULES: tuple[str, ...] = ("any", "symmetric", "none")
 #: Precision roles a rule may restrict (bits allowed for each).
 PRECISION_ROLES: tuple[str, ...] = ("input", "weight", "output")
+#: How a module's transfers overlap its computation (``costmodel``): ``serial`` (only transfers into
+#: ``double_buffering`` memories run during compute) or ``zigzag`` (ZigZag 3.9.1's semantics: every
+#: transfer does, only stalls and the first loads and last write-backs add; ``costmodel.overlap``).
+OVERLAP_MODES: tuple[str, ...] = ("serial", "zigzag")
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,18 @@ class MemoryLevel:
     read_energy_pj_per_byte: float = 0.0
     write_energy_pj_per_byte: float = 0.0
     accumulates: bool = False  # outputs here are accumulators (accumulator precision), e.g. PE registers
+    #: Array dims along which the memory is split into separate instances, one per PE position on
+    #: them (ZigZag: the dims not in ``served_dimensions``). Size and bandwidths above are the sum
+    #: over instances. Only ``overlap: zigzag`` uses it: a transfer there takes each instance's
+    #: share over each instance's bandwidth (``costmodel.overlap``).
+    instance_dims: tuple[str, ...] = ()
+    #: Reads and writes go through one port (ZigZag's read_write port); only ``overlap: zigzag`` uses
+    #: it: the memory's read and write transfers then share one link (the read bandwidth).
+    shared_port: bool = False
+    #: The array's own reads (and, for outputs, writes) of this memory use ports of their own (ZigZag:
+    #: the ports of the level-0 directions carry nothing else); only ``overlap: zigzag`` uses it:
+    #: they then do not compete with transfers to and from other memories.
+    array_port: bool = False
 
 
 @dataclass(frozen=True)
@@ -50,6 +66,9 @@ class SpatialDim:
     name: str
     size: int
     unroll: tuple[LoopDim, ...]
+    #: Data move through the array along this dim (a systolic dim): under ``overlap: zigzag`` a layer
+    #: ends with a drain of (its unrolling factor - 1) cycles (ZigZag's ``systolic_dimensions``).
+    systolic: bool = False
 
 
 @dataclass(frozen=True)
@@ -96,6 +115,7 @@ class ExecModule:
     allow_padded_unrolling: bool = False
     tile_overhead_cycles: float = 0.0
     is_host: bool = False
+    overlap: str = "serial"  # one of OVERLAP_MODES
 
     def chain(self, operand: Operand) -> tuple[int, ...]:
         """Indices into ``memories`` of the levels holding ``operand``, innermost first."""

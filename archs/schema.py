@@ -26,6 +26,7 @@ from archs.dims import DIMS, LoopDim, Operand
 from archs.kernel_hooks import ProbePrecision, probe_hook, quote, resolve_kernel_hook
 from archs.model import (
     LAYER_KINDS,
+    OVERLAP_MODES,
     PADDING_RULES,
     PRECISION_ROLES,
     ComputeModel,
@@ -257,10 +258,14 @@ _MEMORY = _fields(
         "read_energy_pj_per_byte": (False, _number(0.0)),
         "write_energy_pj_per_byte": (False, _number(0.0)),
         "accumulates": (False, _boolean),
+        "instance_dims": (False, _sequence(_text)),
+        "shared_port": (False, _boolean),
+        "array_port": (False, _boolean),
     }
 )
 _SPATIAL = _fields(
-    {"name": (True, _text), "size": (True, _integer(1)), "unroll": (True, _sequence(_enum(LoopDim)))}
+    {"name": (True, _text), "size": (True, _integer(1)), "unroll": (True, _sequence(_enum(LoopDim))),
+     "systolic": (False, _boolean)}
 )
 _RULE = _fields(
     {
@@ -290,6 +295,7 @@ _MODULE = _fields(
         "accepts": (False, _sequence(_RULE, non_empty=True)),
         "allow_padded_unrolling": (False, _boolean),
         "tile_overhead_cycles": (False, _number(0.0)),
+        "overlap": (False, _choice(OVERLAP_MODES)),
     }
 )
 _SOC = _fields(
@@ -341,6 +347,11 @@ def _semantic_checks(data: dict, errors: list, notes: list) -> None:
             if dim["name"] in seen_dims:
                 errors.append((f"{path}.spatial[{j}].name", f"duplicate spatial dim {quote(dim['name'])}"))
             seen_dims.add(dim["name"])
+        for j, mem in enumerate(memories):
+            for k, name in enumerate(mem.get("instance_dims") or []):
+                if name not in seen_dims:
+                    errors.append((f"{path}.memories[{j}].instance_dims[{k}]",
+                                   f"names no spatial dim of the module (its dims: {sorted(seen_dims)}); got {quote(name)}"))
         _memory_order_notes(memories, path, notes)
         kernel = module["compute"].get("kernel")
         if kernel is not None:
@@ -406,6 +417,9 @@ def _build(data: dict, source: str) -> SoC:
                 read_energy_pj_per_byte=mem.get("read_energy_pj_per_byte") or 0.0,
                 write_energy_pj_per_byte=mem.get("write_energy_pj_per_byte") or 0.0,
                 accumulates=bool(mem.get("accumulates")),
+                instance_dims=tuple(mem.get("instance_dims") or ()),
+                shared_port=bool(mem.get("shared_port")),
+                array_port=bool(mem.get("array_port")),
             )
             for mem in m["memories"]
         )
@@ -426,7 +440,8 @@ def _build(data: dict, source: str) -> SoC:
         )
         modules[m["name"]] = ExecModule(
             name=m["name"],
-            spatial=tuple(SpatialDim(s["name"], s["size"], tuple(s["unroll"])) for s in (m.get("spatial") or [])),
+            spatial=tuple(SpatialDim(s["name"], s["size"], tuple(s["unroll"]), bool(s.get("systolic")))
+                          for s in (m.get("spatial") or [])),
             memories=memories,
             compute=ComputeModel(
                 macs_per_cycle=compute["macs_per_cycle"],
@@ -438,6 +453,7 @@ def _build(data: dict, source: str) -> SoC:
             allow_padded_unrolling=bool(m.get("allow_padded_unrolling")),
             tile_overhead_cycles=m.get("tile_overhead_cycles") or 0.0,
             is_host=m["name"] == data["host"],
+            overlap=m.get("overlap") or "serial",
         )
     ordered = {data["host"]: modules[data["host"]]}
     ordered.update((k, v) for k, v in modules.items() if k != data["host"])
@@ -479,16 +495,19 @@ def to_dict(soc: SoC) -> dict[str, Any]:
                      "transfer_fixed_cycles": mem.transfer_fixed_cycles,
                      "transfer_cycles_per_run": mem.transfer_cycles_per_run, "double_buffering": mem.double_buffering,
                      "read_energy_pj_per_byte": mem.read_energy_pj_per_byte,
-                     "write_energy_pj_per_byte": mem.write_energy_pj_per_byte, "accumulates": mem.accumulates}
+                     "write_energy_pj_per_byte": mem.write_energy_pj_per_byte, "accumulates": mem.accumulates,
+                     "instance_dims": list(mem.instance_dims), "shared_port": mem.shared_port,
+                     "array_port": mem.array_port}
                     for mem in m.memories]
         compute: dict[str, Any] = {"macs_per_cycle": m.compute.macs_per_cycle, "energy_pj_per_mac": m.compute.energy_pj_per_mac}
         if m.compute.kernel:
             compute["kernel"] = m.compute.kernel
         module: dict[str, Any] = {
             "name": m.name,
-            "spatial": [{"name": d.name, "size": d.size, "unroll": [u.value for u in d.unroll]} for d in m.spatial],
+            "spatial": [{"name": d.name, "size": d.size, "unroll": [u.value for u in d.unroll], "systolic": d.systolic}
+                        for d in m.spatial],
             "memories": memories, "compute": compute, "allow_padded_unrolling": m.allow_padded_unrolling,
-            "tile_overhead_cycles": m.tile_overhead_cycles}
+            "tile_overhead_cycles": m.tile_overhead_cycles, "overlap": m.overlap}
         if not m.is_host:
             module["accepts"] = [_rule_to_dict(r) for r in m.accepts]
         modules.append(module)

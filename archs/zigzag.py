@@ -36,9 +36,14 @@ Translation (ZigZag -> ours; units in brackets):
   dim per array dim), a superset of a fixed ZigZag spatial mapping.
 - ``force_double_buffering`` -> ``double_buffering``; the innermost memory holding outputs is
   marked ``accumulates`` (partial sums at accumulator precision, ZigZag's ``O`` precision).
+- For ``overlap: zigzag`` (ZigZag's overlap semantics, ``costmodel.overlap``; ``overlap=`` argument,
+  default ``serial``): the array dims not in ``served_dimensions`` -> ``instance_dims``; a port
+  carrying both read and write directions -> ``shared_port``; ports carrying only the array's own
+  (level-0) directions -> ``array_port``.
 - Ignored (no counterpart, logged at debug level): ``area``, ``unit_area``, ``latency`` (unused by
-  ZigZag 3.9.1's latency model too), ``mem_type``, ``input_precision``; ``systolic_dimensions``
-  (ZigZag adds a systolic drain of a few cycles per layer) is ignored with a warning.
+  ZigZag 3.9.1's latency model too), ``mem_type``, ``input_precision``. ``systolic_dimensions`` ->
+  ``systolic`` array dims, whose drain (a few cycles per layer) only ``overlap: zigzag`` adds
+  (a warning says so under ``serial``).
 - Errors: in-memory computing arrays (``is_imc``: one error naming it, whatever else the file lacks), CACTI cost extraction
   (``auto_cost_extraction: true``), a mapping file's ``spatial_mapping`` for an array dim the
   accelerator does not have (ZigZag fails on it too) or keyed other than D1..D4, a last memory that does not hold all three operands, ports
@@ -365,9 +370,9 @@ def _check_array(array: Any, errors: _Errors) -> Optional[tuple[list[str], list[
         errors.add(f"{path}.unit_energy", f"must be a number >= 0 (pJ per MAC), got {quote(energy)}")
         ok = False
     systolic = array.get("systolic_dimensions")
-    if systolic:
-        log.warning("%s: operational_array.systolic_dimensions %s ignored: our model has no systolic drain "
-                    "(ZigZag adds a few cycles per layer for it)", errors.source, systolic)
+    if systolic is not None and not (isinstance(systolic, list) and all(d in (dims or []) for d in systolic)):
+        errors.add(f"{path}.systolic_dimensions", f"must be a list of the array's dimensions {dims}, got {quote(systolic)}")
+        ok = False
     return (dims, sizes, float(energy)) if ok else None
 
 
@@ -509,8 +514,20 @@ def _translate_memory(name: str, mem: Any, oa: tuple[list[str], list[int], float
         "double_buffering": double,
         "read_energy_pj_per_byte": read[1],
         "write_energy_pj_per_byte": write[1],
+        "instance_dims": [d for d in oa_dims if d not in served],
+        "shared_port": any(any(d in READ_DIRECTIONS for _, d in p["directions"])
+                           and any(d in WRITE_DIRECTIONS for _, d in p["directions"]) for p in ports),
         "_memory_operands": list(operands),
+        "_port_directions": [list(p["directions"]) for p in ports],
     }
+
+
+def _array_port(mem: dict, innermost: list[str]) -> bool:
+    """Whether the array's own accesses to ``mem`` (the level-0 directions of the memory operands
+    ``innermost`` here: ``tl``, and ``fl`` for outputs) use ports that carry nothing else."""
+    feeds = {(op, "tl") for op in innermost} | {(op, "fl") for op in innermost if op == "O"}
+    used = [port for port in mem["_port_directions"] if feeds & set(port)]
+    return bool(used) and all(set(port) <= feeds for port in used)
 
 
 def _unroll_options(oa_dims: list[str], dataflows: Any, rules: Rules, mapping_source: str,
@@ -572,6 +589,7 @@ def from_zigzag(
     *,
     host_macs_per_cycle: float = 1.0,
     clock_mhz: float = 1000.0,
+    overlap: str = "serial",
 ) -> SoC:
     """Translate a ZigZag 3.x accelerator YAML (path, or its parsed dict) into a ``SoC``.
 
@@ -579,7 +597,9 @@ def from_zigzag(
     operator-type entries give the loop dims each array dim may unroll and the
     ``memory_operand_links``. The SoC holds a stand-in host (``host``, ``host_macs_per_cycle``
     MACs per cycle, the accelerator's outermost memory) and the accelerator, named after the
-    file's ``name``. ``clock_mhz`` (MHz) only converts cycles to time. Raises ``ArchError``.
+    file's ``name``. ``clock_mhz`` (MHz) only converts cycles to time. ``overlap`` is the
+    accelerator's overlap mode (``serial`` or ``zigzag``: ZigZag's semantics, for numbers comparable
+    with ZigZag's; the search prunes little under it). Raises ``ArchError``.
     """
     data, src = _read_yaml(source, "accelerator")
     links, rules, mapping_source = _mapping_info(mapping)
@@ -609,13 +629,22 @@ def from_zigzag(
                    "the last (outermost) memory must hold I1, I2 and O: our model keeps a layer's tensors in one "
                    f"outermost memory; got {last['_memory_operands']}")
     errors.raise_if_any()
+    innermost_of: dict[str, str] = {}
     for mem in checked:
+        for op in mem["_memory_operands"]:
+            innermost_of.setdefault(op, mem["name"])
+    for mem in checked:
+        mem["array_port"] = _array_port(mem, [op for op, name in innermost_of.items() if name == mem["name"]])
         mem["accumulates"] = False
-        del mem["_memory_operands"]
+        del mem["_memory_operands"], mem["_port_directions"]
     first_output = next(m for m in checked if Operand.O.value in m["operands"])
     first_output["accumulates"] = True
 
     oa_dims, oa_sizes, unit_energy = oa
+    systolic = list(data["operational_array"].get("systolic_dimensions") or [])
+    if systolic and overlap != "zigzag":
+        log.warning("%s: operational_array.systolic_dimensions %s: the systolic drain (ZigZag adds a few cycles per "
+                    "layer for it) is modelled under overlap zigzag only", src, systolic)
     host_name = "host" if name != "host" else "host_cpu"
     outer = {k: last[k] for k in ("name", "size_bytes", "read_bytes_per_cycle", "write_bytes_per_cycle",
                                   "read_energy_pj_per_byte", "write_energy_pj_per_byte")}
@@ -631,11 +660,13 @@ def from_zigzag(
              "compute": {"macs_per_cycle": host_macs_per_cycle, "energy_pj_per_mac": unit_energy}},
             {
                 "name": name,
-                "spatial": [{"name": d, "size": s, "unroll": unroll[d]} for d, s in zip(oa_dims, oa_sizes)],
+                "spatial": [{"name": d, "size": s, "unroll": unroll[d], "systolic": d in systolic}
+                            for d, s in zip(oa_dims, oa_sizes)],
                 "allow_padded_unrolling": True,
                 "accepts": [{"kind": kind} for kind in LAYER_KINDS],
                 "memories": checked,
                 "compute": {"macs_per_cycle": float(math.prod(oa_sizes)), "energy_pj_per_mac": unit_energy},
+                "overlap": overlap,
             },
         ],
     }

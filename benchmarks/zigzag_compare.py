@@ -11,14 +11,18 @@ ResNet-18 layers and one MobileNet depthwise layer; int8 operands, 16-bit partia
 2. costs that same mapping with ``benchmarks.zigzag_latency`` (our re-implementation of ZigZag's
    latency formula: the ZigZag-compatible semantics; ``reference / zigzag`` is 1.0 when it agrees);
 3. translates the mapping into our model (``mapper.evaluate.mapping_from_zigzag``) and costs it
-   with our cost model (``evaluate_mapping``; ``ours / zigzag`` is the models' ratio);
+   with our cost model (``evaluate_mapping``) on the imported accelerator as it is (``overlap:
+   serial``; ``ours / zigzag``) and with ``overlap: zigzag`` (ZigZag's overlap semantics in our
+   cost model, ``costmodel.overlap``; ``overlap / zigzag``, target within +-10 %);
 4. says where our search space is larger than ZigZag's for that layer: loop dims our imported
    module may unroll on an array dim that ZigZag's mapping entry for the layer does not give it
    (e.g. a depthwise layer's G, which ZigZag's example files give only to Add and Pooling);
 5. with ``--check-every-mapping``, compares the reference with ZigZag on every mapping ZigZag
    evaluates (latency, stall/slack, onloading, offloading), not only on its choice;
 6. with ``--search``, also runs our search (``mapper.search_module``) and costs our best mapping
-   in both models (slow on the 4-D arrays until the search gets a time budget).
+   in both models (slow on the 4-D arrays until the search gets a time budget);
+7. with ``--recost RECORDED``, does not run ZigZag: costs the ZigZag mappings of a recorded report
+   again in our model (steps 3-4 only), e.g. after a change of our cost model.
 
 ZigZag (``pip install '.[compare]'``) must be importable; it is never imported by tests.
 """
@@ -27,10 +31,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import io
 import json
 import logging
 import platform
+import statistics
 import sys
 import tempfile
 import time
@@ -173,14 +179,7 @@ def compare(target: str, layer: mapper.Layer, lpf: int, search: bool, tmp: Path,
     row["reference_ratio"] = reference.latency_cycles / row["zigzag_cycles"]
     if evaluated is not None:
         row["every_mapping"] = check_every_mapping(evaluated, layer, hardware)
-    try:
-        ours = evaluate_mapping(layer, module, mapping_from_zigzag(chosen, layer, module))
-    except ValueError as exc:
-        row["ours_error"] = str(exc)[:300]
-    else:
-        s = ours.schedule
-        row.update(ours_cycles=s.latency_cycles, ours_ratio=s.latency_cycles / row["zigzag_cycles"], ours_feasible=ours.feasible,
-                   ours_overflows=ours.overflows, ours_compute_bound=s.compute_bound_cycles)
+    cost_in_ours(row, layer, module, dataclasses.replace(module, overlap="zigzag"))
     if search:
         start = time.perf_counter()
         result = mapper.search_module(layer, module)
@@ -198,34 +197,76 @@ def compare(target: str, layer: mapper.Layer, lpf: int, search: bool, tmp: Path,
     return row
 
 
+def cost_in_ours(row: dict[str, Any], layer: mapper.Layer, module: Any, overlapping: Any) -> None:
+    """Cost ZigZag's chosen mapping of ``row`` in our model, on ``module`` (its own overlap mode,
+    ``serial`` as imported: ``ours_*``) and on ``overlapping`` (the same module with ``overlap: zigzag``:
+    ``overlap_*``), each with its ratio to ZigZag's latency (in place)."""
+    for prefix, target in (("ours", module), ("overlap", overlapping)):
+        try:
+            ours = evaluate_mapping(layer, target, mapping_from_zigzag(row["zigzag_mapping"], layer, target))
+        except ValueError as exc:
+            row[f"{prefix}_error"] = str(exc)[:300]
+            continue
+        s = ours.schedule
+        row.update({f"{prefix}_cycles": s.latency_cycles, f"{prefix}_ratio": s.latency_cycles / row["zigzag_cycles"],
+                    f"{prefix}_feasible": ours.feasible, f"{prefix}_overflows": ours.overflows,
+                    f"{prefix}_compute_bound": s.compute_bound_cycles})
+
+
+def recost(report: dict[str, Any]) -> dict[str, Any]:
+    """``report`` (a recorded run) with ZigZag's recorded mappings costed again in our model (``ours_*``,
+    ``overlap_*``): ZigZag is not run; its mappings and latencies are the recorded ones."""
+    by_name = {layer.name: layer for layer in layers()}
+    modules: dict[str, Any] = {}
+    for row in report["rows"]:
+        if "zigzag_mapping" not in row:
+            continue
+        if row["target"] not in modules:
+            hardware, mapping_file = _files(row["target"])
+            soc = archs.from_zigzag(hardware, mapping_file)
+            modules[row["target"]] = soc.modules[soc.name]
+        module = modules[row["target"]]
+        for key in [k for k in row if k.startswith(("ours_", "overlap_"))]:
+            del row[key]
+        cost_in_ours(row, by_name[row["layer"]], module, dataclasses.replace(module, overlap="zigzag"))
+    report["recosted_at_commit"] = _commit()
+    return report
+
+
 def summary(report: dict[str, Any]) -> str:
     """Plain-text table of a report."""
     lines = [f"zigzag_compare  zigzag {report['zigzag_version']}  lpf {report['lpf_limit']}  commit {report['commit']}",
-             f"{'target':<15} {'layer':<22} {'ZigZag cyc':>11} {'reference':>11} {'ref/zz':>7} {'ours':>11} "
-             f"{'ours/zz':>8} {'zz s':>6}  notes"]
+             f"{'target':<15} {'layer':<25} {'ZigZag cyc':>11} {'reference':>11} {'ref/zz':>7} {'ours':>11} "
+             f"{'ours/zz':>8} {'overlap':>11} {'ovl/zz':>7} {'zz s':>6}  notes"]
     for r in report["rows"]:
         if "error" in r:
-            lines.append(f"{r['target']:<15} {r['layer']:<22} {r['error']}")
+            lines.append(f"{r['target']:<15} {r['layer']:<25} {r['error']}")
             continue
         ours = f"{r['ours_cycles']:>11.0f} {r['ours_ratio']:>8.3f}" if "ours_cycles" in r else f"{'-':>11} {'-':>8}"
+        ours += f" {r['overlap_cycles']:>11.0f} {r['overlap_ratio']:>7.3f}" if "overlap_cycles" in r else f" {'-':>11} {'-':>7}"
         notes = [r["ours_error"]] if "ours_error" in r else []
         if r.get("ours_feasible") is False:
             notes.append(f"overflows in our model: {r['ours_overflows']}")
+        if r.get("overlap_feasible") is False:
+            notes.append(f"overflows under overlap zigzag: {r['overlap_overflows']}")
         if r["space_note"]:
             notes.append(f"larger space: {r['space_note']}")
         if "search_cycles_ours" in r:
             notes.append(f"our search: {r['search_cycles_ours']:.0f} (ours), {r.get('search_cycles_zigzag_semantics', float('nan')):.0f} "
                          f"(ZigZag semantics), {r['search_seconds']:.1f} s")
-        lines.append(f"{r['target']:<15} {r['layer']:<22} {r['zigzag_cycles']:>11.0f} {r['reference_cycles']:>11.0f} "
+        lines.append(f"{r['target']:<15} {r['layer']:<25} {r['zigzag_cycles']:>11.0f} {r['reference_cycles']:>11.0f} "
                      f"{r['reference_ratio']:>7.3f} {ours} {r['zigzag_seconds']:>6.1f}  {'; '.join(notes)}")
     checks = [r["every_mapping"] for r in report["rows"] if "every_mapping" in r]
     if checks:
         lines.append(f"every mapping ZigZag evaluated: {sum(c['checked'] for c in checks)} checked, "
                      f"{sum(c['mismatches'] for c in checks)} where the reference differs from ZigZag")
-    for key, text in (("reference_ratio", "reference / ZigZag"), ("ours_ratio", "ours / ZigZag")):
+    for key, text in (("reference_ratio", "reference / ZigZag"), ("ours_ratio", "ours (overlap: serial) / ZigZag"),
+                      ("overlap_ratio", "ours (overlap: zigzag) / ZigZag")):
         values = [r[key] for r in report["rows"] if key in r]
         if values:
-            lines.append(f"{text}: min {min(values):.3f}, max {max(values):.3f} over {len(values)} layer x accelerator pairs")
+            within = sum(abs(v - 1) <= 0.1 for v in values)
+            lines.append(f"{text}: min {min(values):.3f}, median {statistics.median(values):.3f}, max {max(values):.3f} "
+                         f"over {len(values)} layer x accelerator pairs, {within} within +-10 %")
     return "\n".join(lines)
 
 
@@ -250,11 +291,19 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--lpf", type=int, default=6, help="ZigZag lpf_limit (default 6)")
     parser.add_argument("--check-every-mapping", action="store_true",
                         help="compare the reference with ZigZag on every mapping ZigZag evaluates, not only its choice")
+    parser.add_argument("--recost", metavar="RECORDED", default=None,
+                        help="do not run ZigZag: cost the mappings of a recorded report again in our model")
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     for name in ("zigzag", "archs.zigzag", "mapper"):
         logging.getLogger(name).setLevel(logging.INFO if args.verbose else logging.ERROR)
+    if args.recost:
+        report = recost(json.loads(Path(args.recost).read_text()))
+        print(summary(report))
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(report, indent=1) + "\n")
+        return 0
     chosen = layers()
     if args.list:
         print("\n".join(f"{layer.name}: {layer.kind} {dict((d.value, v) for d, v in layer.sizes.items() if v > 1)}"

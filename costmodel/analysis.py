@@ -8,11 +8,20 @@ the inner memory. Everything is array arithmetic over the candidate axis.
 Reuse rule: a tile is re-fetched only when a loop above it that indexes its operand changes, so a
 tile is fetched ``prod(loops above the cut) / prod(the run of irrelevant loops right above the cut)``
 times.
+
+Reuse block (used by ``overlap: zigzag``, ZigZag's ``top_ir``): the product of the loops not
+indexing the operand in the contiguous block that ends where the run ends: the run, plus the
+irrelevant loops right below the cut down to the first moving loop that indexes the operand. The
+kernel call counts as one block (its loop order is not part of a mapping): it adds its loops if
+none of them moves a dim indexing the operand, else it stops the block. 1 when the operand's next
+inner cut point has the same fetch count (its run ends at the same place: ZigZag's level between
+them is empty).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 
@@ -31,6 +40,7 @@ class MappingStats:
     distinct: np.ndarray  # [cand, cut] number of different tiles of the operand at this cut
     compute_tile: np.ndarray  # [cand, dim] temporal extent of one kernel call (spatial excluded)
     n_steps: np.ndarray  # [cand] kernel calls
+    reuse_block: Optional[np.ndarray] = None  # [cand, cut] (module docstring); computed for overlap: zigzag only
 
 
 @dataclass(frozen=True)
@@ -42,17 +52,28 @@ class CandidateLastStats:
     distinct: np.ndarray  # [cut, cand]
     compute_tile: np.ndarray  # [dim, cand]
     n_steps: np.ndarray  # [cand]
+    reuse_block: Optional[np.ndarray] = None  # [cut, cand]
 
     def candidate_first(self) -> MappingStats:
         return MappingStats(self.tile.transpose(2, 0, 1), self.fetches.T, self.distinct.T, self.compute_tile.T,
-                            self.n_steps)
+                            self.n_steps, None if self.reuse_block is None else self.reuse_block.T)
 
 
 def candidate_last(stats: MappingStats) -> CandidateLastStats:
     """The fast layout of ``stats`` (copies)."""
+    block = None if stats.reuse_block is None else np.ascontiguousarray(stats.reuse_block.T)
     return CandidateLastStats(np.ascontiguousarray(stats.tile.transpose(1, 2, 0)), np.ascontiguousarray(stats.fetches.T),
                               np.ascontiguousarray(stats.distinct.T), np.ascontiguousarray(stats.compute_tile.T),
-                              stats.n_steps)
+                              stats.n_steps, block)
+
+
+def _same_level(problem: Problem, fetches: np.ndarray, block: np.ndarray) -> np.ndarray:
+    """``block`` [cut, cand] with 1 where the operand's next inner cut point has the same fetches."""
+    for p, cut in enumerate(problem.cut_points):
+        inner = [q for q, c in enumerate(problem.cut_points) if c.operand is cut.operand and c.boundary == cut.boundary - 1]
+        if inner:
+            block[p] = np.where(fetches[inner[0]] == fetches[p], 1, block[p])
+    return block
 
 
 def _below(loop_dims: np.ndarray, loop_factors: np.ndarray) -> np.ndarray:
@@ -87,25 +108,31 @@ def analyze(problem: Problem, loop_dims: np.ndarray, loop_factors: np.ndarray, c
     tile = np.empty((n_cand, n_cut, N_DIMS), dtype=np.int64)
     fetches = np.empty((n_cand, n_cut), dtype=np.int64)
     distinct = np.empty((n_cand, n_cut), dtype=np.int64)
+    block = np.empty((n_cut, n_cand), dtype=np.int64)
     moving = loop_factors > 1
+    inner_cuts = [p for p, c in enumerate(problem.cut_points) if c.boundary == 0]
+    lowest = cuts[:, inner_cuts].min(axis=1) if inner_cuts else np.full(n_cand, n_slots)
     for p, cut in enumerate(problem.cut_points):
         rel = problem.relevant[OPERANDS.index(cut.operand)]  # [dim]
         at_cut = _gather(below, cuts[:, p])
-        relevant_slot = rel[loop_dims] & moving & (positions >= cuts[:, p : p + 1])
+        moves_rel = rel[loop_dims] & moving
+        relevant_slot = moves_rel & (positions >= cuts[:, p : p + 1])
         run_end = np.where(relevant_slot, positions, n_slots).min(axis=1, initial=n_slots)
         at_run_end = _gather(below, run_end)
         tile[:, p, :] = at_cut
         fetches[:, p] = total // np.prod(at_run_end, axis=1)
         distinct[:, p] = np.prod(np.where(rel, problem.remaining // at_cut, 1), axis=1)
+        last = np.where(moves_rel & (positions < run_end[:, None]), positions, -1).max(axis=1, initial=-1)
+        start = np.where(last >= lowest, last + 1, np.where(last >= 0, lowest, 0))
+        block[p] = np.prod(at_run_end // _gather(below, start), axis=1)
+    block = _same_level(problem, fetches.T, block) if problem.module.overlap == "zigzag" else None
 
-    inner_cuts = [p for p, c in enumerate(problem.cut_points) if c.boundary == 0]
     if inner_cuts:
-        lowest = cuts[:, inner_cuts].min(axis=1)
         compute_tile = _gather(below, lowest)
     else:  # a single memory level: one kernel call runs the whole layer
         compute_tile = np.broadcast_to(problem.remaining, (n_cand, N_DIMS)).copy()
     n_steps = total // np.prod(compute_tile, axis=1)
-    return MappingStats(tile, fetches, distinct, compute_tile, n_steps)
+    return MappingStats(tile, fetches, distinct, compute_tile, n_steps, None if block is None else block.T)
 
 
 def _select(prefix: np.ndarray, groups: np.ndarray, out: np.ndarray) -> np.ndarray:
@@ -154,6 +181,7 @@ def analyze_segments(problem: Problem, segments: np.ndarray, ranks: np.ndarray, 
     fetches = np.empty((n_cut, n_cand), dtype=np.int64)
     distinct = np.empty((n_cut, n_cand), dtype=np.int64)
     runs: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    run_of = np.empty((n_cut, n_cand), dtype=np.int64)
     moving_rank: dict[int, np.ndarray] = {}
     for p, cut in enumerate(problem.cut_points):
         o = OPERANDS.index(cut.operand)
@@ -183,6 +211,7 @@ def analyze_segments(problem: Problem, segments: np.ndarray, ranks: np.ndarray, 
         run = np.empty((1, n_cand), dtype=np.int64)  # the run starts in segment g
         _select(reach[:, None, :], g, run)
         run = run[0]
+        run_of[p] = run
         size = np.ones(n_cand, dtype=np.int64)
         rel_size = np.ones(n_cand, dtype=np.int64)
         for i, d in enumerate(active):
@@ -209,4 +238,46 @@ def analyze_segments(problem: Problem, segments: np.ndarray, ranks: np.ndarray, 
     calls = np.ones(n_cand, dtype=np.int64)
     for d in active:
         calls *= compute_tile[d]
-    return CandidateLastStats(tile, fetches, distinct, compute_tile, total // calls)
+    block = None
+    if problem.module.overlap == "zigzag":  # only its latency needs them
+        lowest_group = groups[inner_cuts].min(axis=0) if inner_cuts else np.full(n_cand, n_seg)
+        block = _same_level(problem, fetches, _segment_reuse_blocks(problem, seg, rank, groups, run_of, lowest_group,
+                                                                    compute_tile))
+    return CandidateLastStats(tile, fetches, distinct, compute_tile, total // calls, block)
+
+
+def _segment_reuse_blocks(problem: Problem, seg: np.ndarray, rank: np.ndarray, groups: np.ndarray, run: np.ndarray,
+                          lowest: np.ndarray, compute_tile: np.ndarray) -> np.ndarray:
+    """[cut, cand] reuse blocks (module docstring) of segment-form nests: the run times the
+    irrelevant loops below the cut, segment by segment down (in a segment, those ranked above its
+    highest moving loop that indexes the operand; the block goes on below a segment without one),
+    the kernel call (segments below ``lowest``) counting as one block."""
+    n_seg, _, n_cand = seg.shape
+    upper = seg[1:].transpose(1, 0, 2)  # [dim, segment-1, cand]
+    out = np.empty((len(problem.cut_points), n_cand), dtype=np.int64)
+    done: dict[int, np.ndarray] = {}
+    for p, cut in enumerate(problem.cut_points):
+        o = OPERANDS.index(cut.operand)
+        rel = problem.relevant[o]
+        if o not in done:
+            moving_rel = (compute_tile > 1) & rel[:, None]  # [dim, cand]
+            kernel = np.where(moving_rel.any(axis=0), 1, np.prod(np.where(rel[:, None], 1, compute_tile), axis=0))
+            last = np.full((n_seg - 1, n_cand), -1, dtype=np.int64)  # rank of the highest moving relevant loop
+            for d in range(len(rel)):
+                if rel[d]:
+                    last = np.maximum(last, np.where(upper[d] > 1, rank[d], -1))
+            top = np.ones((n_seg - 1, n_cand), dtype=np.int64)
+            for d in range(len(rel)):
+                if not rel[d]:
+                    top *= np.where(rank[d] > last, upper[d], 1)
+            down = np.empty((n_seg, n_cand), dtype=np.int64)  # block from the top of segment s down
+            down[0] = kernel
+            for s in range(1, n_seg):
+                below = np.where(last[s - 1] >= 0, 1, down[s - 1])
+                down[s] = np.where(s < lowest, kernel, top[s - 1] * below)
+            done[o] = down
+        down = done[o]
+        g = groups[p]
+        picked = np.take_along_axis(down, (g - 1)[None, :], axis=0)[0]
+        out[p] = run[p] * picked
+    return out

@@ -17,10 +17,15 @@ Model, per candidate:
 - energy: MACs x E_mac + moved bytes x (read energy of the source + write energy of the
   destination) + the kernel's accesses to the innermost memories (each call reads its input and
   weight tiles and reads+writes its output tile once).
+
+That is the ``overlap: serial`` model (a module's default). Under ``overlap: zigzag`` the latency
+is ZigZag's (``costmodel.overlap``) and input tiles count the pixels their windows touch (ZigZag's
+data model) in traffic, capacity and energy alike; the energy formula is the same.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -28,6 +33,7 @@ import numpy as np
 
 from archs.dims import DIM_INDEX, DIMS, OPERANDS, LoopDim, Operand
 from costmodel.analysis import MappingStats, candidate_last
+from costmodel.overlap import Feed, zigzag_latency
 from costmodel.problem import Problem
 from costmodel.runs import transfer_runs
 
@@ -93,6 +99,15 @@ def _window_rows(ext_out: np.ndarray, ext_k: np.ndarray, stride: int, dilation: 
     return np.minimum((ext_out - 1) * stride + (ext_k - 1) * dilation + 1, in_size)
 
 
+def _touched_rows(ext_out: np.ndarray, ext_k: np.ndarray, stride: int, dilation: int, in_size: int) -> np.ndarray:
+    """Input rows (or columns) a tile's windows touch, capped by the image: ZigZag's count
+    ``a b - max(0, b - s/g) (a - d/g)`` (``g = gcd(s, d)``), which skips the rows a stride wider than
+    the kernel jumps over (``overlap: zigzag`` counts input tiles so)."""
+    g = math.gcd(stride, dilation)
+    rows = ext_out * ext_k - np.maximum(0, ext_k - stride // g) * (ext_out - dilation // g)
+    return np.minimum(rows, in_size)
+
+
 _WINDOW_MASK = np.array([d in (D.OY, D.OX, D.FY, D.FX) for d in DIMS])
 _ALL = np.ones(N_DIMS, dtype=bool)
 _OY, _OX, _FY, _FX = (DIM_INDEX[d] for d in (D.OY, D.OX, D.FY, D.FX))
@@ -131,8 +146,9 @@ def _tile_elements(problem: Problem, operand: Operand, tile: np.ndarray) -> np.n
         return _tproduct(problem, tile, rel)
     layer = problem.layer
     iy, ix = layer.input_size
-    rows = _window_rows(_extent(problem, tile, _OY), _extent(problem, tile, _FY), layer.stride[0], layer.dilation[0], iy)
-    cols = _window_rows(_extent(problem, tile, _OX), _extent(problem, tile, _FX), layer.stride[1], layer.dilation[1], ix)
+    window = _touched_rows if problem.module.overlap == "zigzag" else _window_rows
+    rows = window(_extent(problem, tile, _OY), _extent(problem, tile, _FY), layer.stride[0], layer.dilation[0], iy)
+    cols = window(_extent(problem, tile, _OX), _extent(problem, tile, _FX), layer.stride[1], layer.dilation[1], ix)
     return _tproduct(problem, tile, rel & ~_WINDOW_MASK) * rows * cols
 
 
@@ -152,6 +168,8 @@ def _moved_elements(problem: Problem, operand: Operand, tile: np.ndarray, fetche
     if operand is not Operand.I:
         valid_sweep = float(np.prod(np.where(rel, real, 1)))
         return fetches * valid_sweep / positions
+    if problem.module.overlap == "zigzag":  # ZigZag's data model: every fetch moves a whole (touched) tile
+        return fetches * _tile_elements(problem, operand, tile)
     layer = problem.layer
     iy, ix = layer.input_size
     padded = problem.padded_sizes
@@ -237,6 +255,33 @@ def _pipelined_cycles(n_steps, compute, fetches, event_cycles) -> np.ndarray:
     idle = (n_steps - f[0]) * compute
     prologue = np.minimum(compute, due[-1])
     return idle + busy + prologue
+
+
+def _feeds(problem: Problem, compute_tile: np.ndarray, compute: np.ndarray) -> tuple[Feed, ...]:
+    """The array's traffic with each operand's innermost memory (``costmodel.overlap.Feed``) for
+    kernel calls of temporal extents ``compute_tile`` [dim, cand] taking ``compute`` [cand] cycles in
+    all: per temporal iteration the array takes (inputs, weights) or gives (outputs) the data one
+    step of the unrolled array holds; an input or weight stays while the kernel's loops that do not
+    index it run (taken innermost), an output changes every iteration (ZigZag's level 0)."""
+    prec = problem.layer.precision
+    ones = np.ones_like(compute_tile)
+    iterations = float(np.prod(problem.remaining))
+    per_iteration = compute / iterations
+    reduction = ~problem.relevant[OPERANDS.index(Operand.O)] & (problem.real_sizes > 1)
+    feeds = []
+    for operand in problem.operands:
+        step = _tile_elements(problem, operand, ones)
+        if operand is Operand.O:
+            partial = bool(reduction.any())
+            bits = prec.accumulator if partial else prec.output
+            stay = np.ones(compute.shape[0])
+        else:
+            partial = False
+            bits = prec.bits(operand)
+            rel = problem.relevant[OPERANDS.index(operand)]
+            stay = _tproduct(problem, compute_tile, ~rel, spatial=False).astype(np.float64)
+        feeds.append(Feed(operand, step * bits / 8, stay * per_iteration, iterations / stay, partial))
+    return tuple(feeds)
 
 
 @dataclass(frozen=True)
@@ -358,7 +403,17 @@ def evaluate(problem: Problem, stats) -> CostBreakdown:
 
     db = [p for p, c in enumerate(problem.cut_points) if c.inner.double_buffering]
     serial = [p for p in range(n_cut) if p not in db]
-    if db:
+    if module.overlap == "zigzag":
+        if stats.reuse_block is not None:
+            runs = stats.reuse_block
+        else:  # the reuse runs alone (the loops right below the cut unknown)
+            volume = _tproduct(problem, stats.tile.transpose(1, 0, 2).reshape(N_DIMS, -1), _ALL, spatial=False)
+            runs = np.prod(problem.remaining) / (stats.fetches * volume.reshape(n_cut, n_cand))
+        innermost = {c.operand: buffer_bytes[p] / (2 if c.inner.double_buffering else 1)
+                     for p, c in enumerate(problem.cut_points) if c.boundary == 0}
+        latency = zigzag_latency(problem, compute, overhead, stats.fetches, runs, bytes_in, bytes_out, buffer_bytes,
+                                 innermost, _feeds(problem, stats.compute_tile, compute)).latency_cycles
+    elif db:
         event = cycles[db] / stats.fetches[db]
         hidden = _pipelined_cycles(n_steps, per_call, stats.fetches[db], event)
         epilogue = 0.0
@@ -370,9 +425,10 @@ def evaluate(problem: Problem, stats) -> CostBreakdown:
         latency = hidden + epilogue
     else:
         latency = compute.copy()
-    for p in serial:
-        latency += cycles[p]
-    latency += overhead
+    if module.overlap != "zigzag":
+        for p in serial:
+            latency += cycles[p]
+        latency += overhead
 
     energy += _kernel_access_energy(problem, stats.compute_tile)
 
@@ -443,11 +499,33 @@ def call_lower_bound(problem: Problem, compute_tile: np.ndarray) -> tuple[np.nda
     return n_steps * _kernel_cycles(problem, compute_tile), n_steps * module.tile_overhead_cycles, energy
 
 
+def latency_lower_bound(problem: Problem, compute, overlapped, serial, overhead):
+    """[cand] the latency (cycles) no completion can beat, from lower bounds on its compute cycles,
+    on the cycles of transfers into ``double_buffering`` memories (``overlapped``), of the other
+    transfers plus the tile overhead (``serial``) and on the tile overhead alone (``overhead``, part
+    of ``serial``). The one place the searches' latency bound depends on the module's ``overlap``:
+
+    - ``serial``: ``max(compute, overlapped) + serial``: the pipelined sum of ``evaluate`` is at
+      least the compute and at least the double-buffered transfers; the other transfers and the
+      overhead add.
+    - ``zigzag``: ``compute + overhead``. ``costmodel.overlap`` makes the latency ``T + SS +
+      onloading + offloading + overhead + drain`` with ``T`` the compute; the stall ``SS`` is a
+      maximum that includes 0, the on/offloading terms are sums and minima of maxima of
+      non-negative cycle counts and the systolic drain a sum of (factor - 1) >= 0, so each is >= 0.
+      Transfer cycles give no further bound there: a transfer may hide entirely behind compute,
+      and traffic summed over cut points is not a bound (links run in parallel, and the stall of
+      a link is its busy time minus the compute it overlaps).
+    """
+    if problem.module.overlap == "zigzag":
+        return compute + overhead
+    return np.maximum(compute, overlapped) + serial
+
+
 def latency_energy_lower_bounds(problem: Problem, call: tuple, cuts: list[tuple[np.ndarray, np.ndarray]]
                                 ) -> tuple[np.ndarray, np.ndarray]:
-    """(cycles, pJ) [cand] bounds: latency >= max(compute, double-buffered traffic) + other traffic +
-    tile overhead (the double-buffered overlap of ``evaluate`` can at best hide transfers behind
-    compute); energy >= MACs + kernel accesses + every tile moved once."""
+    """(cycles, pJ) [cand] bounds: latency >= ``latency_lower_bound`` of the compute, the traffic of
+    every tile moved once (double-buffered or not) and the tile overhead; energy >= MACs + kernel
+    accesses + every tile moved once (energy does not depend on the overlap mode)."""
     compute, overhead, energy = call
     hidden = 0.0
     serial = overhead
@@ -457,7 +535,7 @@ def latency_energy_lower_bounds(problem: Problem, call: tuple, cuts: list[tuple[
             hidden = hidden + cycles
         else:
             serial = serial + cycles
-    return np.maximum(compute, hidden) + serial, energy
+    return latency_lower_bound(problem, compute, hidden, serial, overhead), energy
 
 
 def compute_bound_cycles(problem: Problem) -> float:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 
@@ -43,6 +43,9 @@ class Problem:
     relevant: np.ndarray  # [operand, dim] bool, operand axis as archs.dims.OPERANDS
     operands: tuple[Operand, ...]  # operands the layer has (pool: no W)
     cut_points: tuple[CutPoint, ...]
+    #: Per array dim of the module: (array dim name, loop dim it unrolls or None, factor); empty when
+    #: unknown. Used by ``overlap: zigzag`` for memories split into instances (``instance_dims``).
+    array_unrolling: tuple[tuple[str, Optional[LoopDim], int], ...] = ()
 
     @cached_property
     def memo(self) -> dict:
@@ -69,9 +72,11 @@ class Problem:
 
 
 def build_problem(
-    layer: Any, module: ExecModule, spatial: dict[LoopDim, int], relevant: dict[Operand, frozenset[LoopDim]]
+    layer: Any, module: ExecModule, spatial: dict[LoopDim, int], relevant: dict[Operand, frozenset[LoopDim]],
+    array_unrolling: tuple[tuple[str, Optional[LoopDim], int], ...] = (),
 ) -> Problem:
-    """Assemble the static cost-model inputs; ``relevant`` is the workload's relevance table."""
+    """Assemble the static cost-model inputs; ``relevant`` is the workload's relevance table,
+    ``array_unrolling`` the unrolling per array dim (``Problem.array_unrolling``)."""
     spatial_arr = np.array([spatial.get(d, 1) for d in DIMS], dtype=np.int64)
     sizes = np.array([layer.sizes[d] for d in DIMS], dtype=np.int64)
     remaining = -(-sizes // spatial_arr)
@@ -84,4 +89,4 @@ def build_problem(
             cut_points.append(
                 CutPoint(operand, b, chain[b], chain[b + 1], module.memories[chain[b]], module.memories[chain[b + 1]])
             )
-    return Problem(layer, module, spatial_arr, remaining, rel, operands, tuple(cut_points))
+    return Problem(layer, module, spatial_arr, remaining, rel, operands, tuple(cut_points), tuple(array_unrolling))

@@ -28,13 +28,15 @@ class LevelTraffic:
     bytes_moved: float  # bytes, both directions
     transfers: int
     cycles: float  # cycles at the SoC clock, hidden or not
-    double_buffered: bool  # overlapped with compute
+    double_buffered: bool  # overlapped with compute (every level under overlap: zigzag)
 
 
 @dataclass(frozen=True)
 class CycleBreakdown:
     """A schedule's latency split (cycles): ``latency = compute + overhead + serial_transfers + stall
-    + host_padding`` where ``stall`` is the part of the double-buffered transfers compute does not hide."""
+    + host_padding`` where ``stall`` is the part of the double-buffered transfers compute does not hide
+    (under ``overlap: zigzag`` every transfer counts as overlapped: the stall is then ZigZag's stall,
+    first loads, last write-backs and systolic drain together)."""
 
     compute: float
     overhead: float
@@ -81,8 +83,9 @@ def level_traffic(schedule: Schedule, module: ExecModule) -> tuple[LevelTraffic,
             transfers += lv.transfers_in + lv.transfers_out
             if lv.outer_memory not in outers:
                 outers.append(lv.outer_memory)
+        overlapped = inner.double_buffering or module.overlap == "zigzag"  # zigzag: every transfer runs during compute
         out.append(LevelTraffic(memory, "/".join(outers), tuple(lv.operand for lv in grouped[memory]), moved, transfers,
-                                cycles, inner.double_buffering))
+                                cycles, overlapped))
     return tuple(out)
 
 

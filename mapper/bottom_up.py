@@ -29,6 +29,8 @@ the incumbent (``tree_search.can_beat``). Bound of a node whose position has til
 - latency >= max(compute, overlapped traffic) + other traffic + overhead, and >= all traffic +
   overhead, the chains' traffic then summed over one tile per cut point (a fourth chain: the
   separate minima of the first two may take different tiles); energy a sum; EDP a product.
+  Under ``overlap: zigzag`` latency >= compute + overhead only (``costmodel.cost.latency_lower_bound``
+  argues it), complete mappings are all re-evaluated and no dominance is applied.
 
 A node whose placed buffers (outputs at output precision until known to hold partial sums) plus
 the unplaced cut points' buffers at tile ``P`` (tiles only grow outwards, and buffers with them)
@@ -46,7 +48,7 @@ from typing import Optional
 import numpy as np
 
 from archs.dims import DIMS, OPERANDS
-from costmodel.cost import _pipelined_cycles, cut_traffic, writeback_epilogue_cycles
+from costmodel.cost import _pipelined_cycles, cut_traffic, latency_lower_bound, writeback_epilogue_cycles
 from costmodel.problem import Problem
 from mapper.tree_search import (
     NodeBatch,
@@ -219,6 +221,9 @@ def _bound_of(t: _UpTables, P, kernel, mask, serial, overlapped, energy, db_fetc
                 ovl[rows] += table[1]
                 en[rows] += table[2]
                 cycles[rows] += table[3]
+    if t.zigzag:  # latency >= compute + overhead only (``costmodel.cost.latency_lower_bound``)
+        latency = latency_lower_bound(t.problem, t.compute[kernel], ovl, ser, t.overhead[kernel])
+        return objective_values(t.objective, latency, en)
     hidden = np.maximum(t.compute[kernel], ovl)
     idle = 0.0
     if db_fetches is not None and t.db_cuts:
@@ -272,7 +277,10 @@ def _root_bound(t: _UpTables, root: _Nodes) -> tuple[np.ndarray, np.ndarray]:
     """Bounds of the empty mapping: its kernel call is not chosen yet, so the kernel's compute,
     overhead and access energy count at their least over every kernel call."""
     ser = t.outer_total[0] + t.overhead.min()
-    latency = np.maximum(np.maximum(t.compute.min(), t.outer_total[1]) + ser, t.outer_total[3] + t.overhead.min())
+    if t.zigzag:
+        latency = latency_lower_bound(t.problem, t.compute.min(), t.outer_total[1], ser, t.overhead.min())
+    else:
+        latency = np.maximum(np.maximum(t.compute.min(), t.outer_total[1]) + ser, t.outer_total[3] + t.overhead.min())
     energy = t.outer_total[2] + t.kernel_energy.min()
     return objective_values(t.objective, np.array([latency]), np.array([energy]))
 
@@ -567,8 +575,8 @@ def search_bottom_up(problem: Problem, objective: str, incumbent: tuple = (np.in
             best_key, best = found
     above_count = t.lattice.above_count
     return best_first(root, expand, finish, t.full_mask, lambda nodes: above_count[nodes.P],
-                      lambda nodes: _same_future(t, nodes), best_key, best, deadline, stats, pairs_per_batch,
-                      t.objective)
+                      None if t.zigzag else lambda nodes: _same_future(t, nodes), best_key, best, deadline, stats,
+                      pairs_per_batch, t.objective)
 
 
 def _steps(t: _UpTables, stats: SearchStats):

@@ -85,7 +85,8 @@ def make_unrolling(module: ExecModule, assignment: Mapping[str, Optional[tuple[D
 
 def _problem(layer: Layer, module: ExecModule, mapping: ExplicitMapping) -> tuple[Problem, np.ndarray, np.ndarray, np.ndarray]:
     """Validate ``mapping`` and build (problem, loop_dims, loop_factors, cuts) for the cost model."""
-    problem = build_problem(layer, module, mapping.spatial.factors, {o: layer.relevant(o) for o in OPERANDS})
+    problem = build_problem(layer, module, mapping.spatial.factors, {o: layer.relevant(o) for o in OPERANDS},
+                            mapping.spatial.assignment)
     loop_dims = np.array([DIMS.index(LoopDim(d)) for d, _ in mapping.loops], dtype=np.int64)
     loop_factors = np.array([int(f) for _, f in mapping.loops], dtype=np.int64)
     if (loop_factors < 1).any():

@@ -35,6 +35,7 @@ from costmodel.cost import (
     kernel_access_energy,
     kernel_cycles,
     latency_energy_lower_bounds,
+    latency_lower_bound,
     occupancy_lower_bound,
     traffic_bound_cycles,
 )
@@ -72,22 +73,25 @@ class ModuleResult:
 
 
 def build_layer_problem(layer: Layer, module: ExecModule, unrolling: SpatialUnrolling) -> Problem:
-    return build_problem(layer, module, unrolling.factors, {o: layer.relevant(o) for o in OPERANDS})
+    return build_problem(layer, module, unrolling.factors, {o: layer.relevant(o) for o in OPERANDS}, unrolling.assignment)
 
 
 def lower_bounds(problem: Problem, tiles: np.ndarray, objective: str) -> tuple[np.ndarray, np.ndarray]:
     """([tile], [tile]) the (primary, secondary) objective values no mapping whose kernel call has
     temporal extents ``tiles`` can beat.
 
-    Latency >= max(calls x call cycles, hidden compulsory traffic) + serial compulsory traffic +
-    calls x tile overhead; energy >= compulsory energy + the kernel's own accesses.
+    Latency >= ``costmodel.cost.latency_lower_bound`` of the calls' compute, the compulsory traffic
+    (hidden or serial) and calls x tile overhead; energy >= compulsory energy + the kernel's own accesses.
     """
     n_steps = np.prod(problem.remaining) / np.prod(tiles, axis=1)
     traffic = compulsory_transfer_cycles(problem)
     db = np.array([c.inner.double_buffering for c in problem.cut_points], dtype=bool)
     compute = n_steps * kernel_cycles(problem, tiles)
-    latency = (np.maximum(compute, traffic[db].sum()) + traffic[~db].sum()
-               + n_steps * problem.module.tile_overhead_cycles)
+    overhead = n_steps * problem.module.tile_overhead_cycles
+    if problem.module.overlap == "zigzag":
+        latency = latency_lower_bound(problem, compute, 0.0, overhead, overhead)
+    else:
+        latency = np.maximum(compute, traffic[db].sum()) + traffic[~db].sum() + overhead
     energy = compulsory_energy(problem) + kernel_access_energy(problem, tiles)
     return _objectives(objective, latency, energy)
 
@@ -224,9 +228,10 @@ def _dominated(layer: Layer, unrolling: SpatialUnrolling) -> bool:
 
 
 def _searched_unrollings(layer: Layer, module: ExecModule, unrollings: list[SpatialUnrolling]) -> list[SpatialUnrolling]:
-    """Unrollings the search must visit: all of them for a module costed per PE, only the
-    non-dominated ones (``_dominated``) for a module with a kernel hook."""
-    if module.compute.kernel_hook is None:
+    """Unrollings the search must visit: all of them for a module costed per PE or with ``overlap:
+    zigzag`` (the array's own traffic and the instances depend on the unrolling, not only on the
+    full tiles), only the non-dominated ones (``_dominated``) for a module with a kernel hook."""
+    if module.compute.kernel_hook is None or module.overlap == "zigzag":
         return list(unrollings)
     return [u for u in unrollings if not _dominated(layer, u)]
 
@@ -235,8 +240,9 @@ def _presented(layer: Layer, module: ExecModule, unrollings: list[SpatialUnrolli
                problem: Problem, loop_dims: np.ndarray, loop_factors: np.ndarray, cuts: np.ndarray) -> tuple:
     """The winner re-expressed with the most-utilising unrolling that can run the same mapping (same
     full tiles, hence the same cost under a kernel hook): factors move from the kernel call's
-    temporal loops to the array. Returns (unrolling, problem, loop_dims, loop_factors, cuts)."""
-    if module.compute.kernel_hook is None:
+    temporal loops to the array. Returns (unrolling, problem, loop_dims, loop_factors, cuts). Not
+    under ``overlap: zigzag``, where the cost depends on the unrolling itself."""
+    if module.compute.kernel_hook is None or module.overlap == "zigzag":
         return unrolling, problem, loop_dims, loop_factors, cuts
     base = unrolling.factors
     inner = int(cuts.min()) if cuts.size else loop_factors.size  # slots of one kernel call

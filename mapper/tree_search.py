@@ -34,7 +34,10 @@ better secondary metric). The bound of a node with tile ``U`` (the extents left 
   least their minima over that down-set;
 - latency >= max(compute, overlapped traffic) + other traffic + overheads (the pipelined sum of
   ``evaluate`` is at least each of its two parts), energy is a plain sum, EDP a product of two
-  positive bounds.
+  positive bounds. Under ``overlap: zigzag`` latency >= compute + overheads
+  (``costmodel.cost.latency_lower_bound`` argues it); complete mappings are then costed from their
+  parts as that bound only, so every one whose bound can win is re-evaluated, and no dominance is
+  applied (the latency is not a sum of per-cut parts).
 
 A node whose placed buffers (outputs at output precision unless they are known to hold partial
 sums) plus the smallest buffers of its unplaced cut points overflow a memory has no feasible
@@ -61,6 +64,7 @@ from costmodel.cost import (
     cut_buffer_lower_bound,
     cut_traffic,
     evaluate,
+    latency_lower_bound,
     partial_sum_buffer,
     writeback_epilogue_cycles,
 )
@@ -156,7 +160,10 @@ class _Tables:
         self.n_cut = len(cuts)
         self.op = np.array([OPERANDS.index(c.operand) for c in cuts], dtype=np.int64)
         self.mem = np.array([c.inner_index for c in cuts], dtype=np.int64)
-        self.db = np.array([c.inner.double_buffering for c in cuts], dtype=bool)
+        # Under ``overlap: zigzag`` the latency is not built from these parts: no double-buffered
+        # pipeline, parts only bound it (``costmodel.cost.latency_lower_bound``), no dominance.
+        self.zigzag = module.overlap == "zigzag"
+        self.db = np.array([c.inner.double_buffering and not self.zigzag for c in cuts], dtype=bool)
         self.is_out = np.array([c.operand is Operand.O for c in cuts], dtype=bool)
         self.db_cuts = [p for p in range(self.n_cut) if self.db[p]]
         self.capacity = np.array([m.size_bytes for m in module.memories], dtype=np.float64)
@@ -242,7 +249,7 @@ class _Tables:
                 ser[rows] += table[0, U[rows]]
                 ovl[rows] += table[1, U[rows]]
                 en[rows] += table[2, U[rows]]
-        latency = np.maximum(self.compute_lb[U], ovl) + ser
+        latency = latency_lower_bound(self.problem, self.compute_lb[U], ovl, ser, self.overhead_lb[U])
         return objective_values(self.objective, latency, en)
 
     def capacity_ok(self, mask: np.ndarray, occupancy: np.ndarray) -> np.ndarray:
@@ -607,8 +614,8 @@ def best_first(root, expand, finish, full_mask: int, pair_count, same_future, be
     """Branch and bound from ``root``: repeatedly expand the pool's nodes with the least bounds
     (deeper first among equals) until their children's (node, tile) pairs (``pair_count(nodes)``)
     reach ``pairs_per_batch``; drop what cannot beat the incumbent and what a node with the same
-    future (``same_future(nodes)``: ``drop_dominated``'s key, or (key, additive, settled)) dominates
-    (``objective`` as in ``drop_dominated``). Exact when the pool
+    future (``same_future(nodes)``: ``drop_dominated``'s key, or (key, additive, settled); None: no
+    dominance) dominates (``objective`` as in ``drop_dominated``). Exact when the pool
     empties; when ``deadline`` passes first, the least bound left is the certified lower bound."""
     pool = NodePool(root)
     while True:
@@ -628,10 +635,11 @@ def best_first(root, expand, finish, full_mask: int, pair_count, same_future, be
         best_key, best, new = grow(batch, expand, finish, full_mask, best_key, best)
         if new:
             fresh = type(root).concat(new)
-            future = same_future(fresh)
-            key, additive, settled = future if isinstance(future, tuple) else (future, None, None)
-            fresh = drop_dominated(fresh, key, stats, additive=additive, objective=objective, incumbent=best_key,
-                                   settled=settled)
+            if same_future is not None:  # None: no dominance rule holds (overlap: zigzag)
+                future = same_future(fresh)
+                key, additive, settled = future if isinstance(future, tuple) else (future, None, None)
+                fresh = drop_dominated(fresh, key, stats, additive=additive, objective=objective,
+                                       incumbent=best_key, settled=settled)
             stats.levels = max(stats.levels, int(fresh.depth.max()))
             pool.add(fresh)
     return _result(best_key, best, best_key[0], True, stats)
@@ -644,11 +652,14 @@ def _result(key: tuple, best, lower: float, complete: bool, stats: SearchStats) 
 
 
 def _complete_costs(t: _Tables, leaves: _Nodes) -> tuple[np.ndarray, np.ndarray]:
-    """(latency, energy) [leaf] of complete mappings from their parts (the kernel call is ``U``)."""
+    """(latency, energy) [leaf] of complete mappings from their parts (the kernel call is ``U``);
+    under ``overlap: zigzag`` the latency is only a lower bound (``_settle_segment_form`` knows)."""
     U = leaves.U
     compute, overhead = t.compute[U], t.overhead[U]
     energy = leaves.energy + t.kernel_energy[U]
-    if t.db_cuts:
+    if t.zigzag:
+        latency = latency_lower_bound(t.problem, compute, 0.0, overhead, overhead)
+    elif t.db_cuts:
         n_steps = (t.total // t.point_volume[U]).astype(np.float64)
         per_call = compute / n_steps
         hidden = _pipelined_cycles(n_steps, per_call, leaves.db_fetches.T, leaves.db_event.T)
@@ -711,8 +722,8 @@ def search_temporal(problem: Problem, objective: str, incumbent: tuple = (np.inf
             best_key, best = found
     below_count = t.lattice.below_count
     return best_first(root, expand, finish, t.full_mask, lambda nodes: below_count[nodes.U],
-                      lambda nodes: np.column_stack([nodes.U, nodes.mask, nodes.runs]), best_key, best, deadline,
-                      stats, pairs_per_batch, t.objective)
+                      None if t.zigzag else lambda nodes: np.column_stack([nodes.U, nodes.mask, nodes.runs]), best_key,
+                      best, deadline, stats, pairs_per_batch, t.objective)
 
 
 def _settle_leaves(t: _Tables, leaves: _Nodes, best_key: tuple, stats: SearchStats):
@@ -734,6 +745,8 @@ def _settle_segment_form(t: _Tables, latency: np.ndarray, energy: np.ndarray, se
     if not hopeful.size:
         return None
     hopeful = hopeful[np.lexsort((secondary[hopeful], primary[hopeful]))]
+    if t.zigzag:  # the parts' latency is a lower bound only: every hopeful leaf is evaluated
+        return _settle_bounded(t, primary, secondary, hopeful, segment_form, best_key, stats)
     for lo in range(0, hopeful.size, 256):
         rows = hopeful[lo:lo + 256]
         segments, leaders, groups = segment_form(rows)
@@ -752,3 +765,28 @@ def _settle_segment_form(t: _Tables, latency: np.ndarray, energy: np.ndarray, se
     return None
 
 
+
+
+def _settle_bounded(t: _Tables, primary, secondary, hopeful: np.ndarray, segment_form, best_key: tuple,
+                    stats: SearchStats):
+    """``_settle_segment_form`` when the parts give only lower bounds (``primary``, ``secondary``) [leaf]:
+    re-evaluate the ``hopeful`` leaves (bound order) whose bound can still beat the best so far, keep
+    the best feasible one. Returns ((primary, secondary), segment form) or None."""
+    found = None
+    for lo in range(0, hopeful.size, 256):
+        rows = hopeful[lo:lo + 256]
+        rows = rows[can_beat(primary[rows], secondary[rows], best_key)]
+        if not rows.size:
+            continue
+        segments, leaders, groups = segment_form(rows)
+        stats.evaluated += rows.size
+        cost = evaluate(t.problem, analyze_segments(t.problem, segments, t.ranks.T[:, leaders], groups))
+        value = np.where(cost.feasible, cost.objective(t.objective), np.inf)
+        other = cost.objective("energy" if t.objective == "latency" else "latency")
+        ok = np.nonzero(np.isfinite(value))[0]
+        if ok.size:
+            i = ok[np.lexsort((other[ok], value[ok]))[0]]
+            key = (float(value[i]), float(other[i]))
+            if can_beat(key[0], key[1], best_key):
+                best_key, found = key, (key, (segments[:, :, i], leaders[:, i], groups[:, i]))
+    return found

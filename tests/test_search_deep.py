@@ -1,10 +1,12 @@
 """The search on deep hierarchies: exact against brute force on 2-, 3- and 4-level hypothetical
-modules (double buffering, kernel hooks, per-run transfer costs, every objective), the three temporal strategies agree,
+modules (double buffering, kernel hooks, per-run transfer costs, ZigZag's overlap semantics, every objective), the
+three temporal strategies agree,
 time budgets return valid mappings with true lower bounds, results are the same across processes,
 and a network keeps its mappable layers when one layer fits no module."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -87,6 +89,11 @@ MODULES = {
     "2lvl_db_runs": _module(2, db=True, runs=True),
     "3lvl_runs": _module(3, runs=True),
     "3lvl_db_runs": _module(3, db=True, runs=True),
+    # ZigZag's overlap semantics (costmodel.overlap): the searches bound latency by compute + overhead
+    "2lvl_zigzag": dataclasses.replace(_module(2), name="hypo2_zigzag", overlap="zigzag"),
+    "3lvl_zigzag": dataclasses.replace(_module(3), name="hypo3_zigzag", overlap="zigzag"),
+    "3lvl_db_zigzag": dataclasses.replace(_module(3, db=True), name="hypo3_db_zigzag", overlap="zigzag"),
+    "4lvl_hook_zigzag": dataclasses.replace(_module(4, hook=True), name="hypo4_hook_zigzag", overlap="zigzag"),
 }
 CASES = [(la, m) for m in MODULES for la in (SHALLOW_LAYERS if m.startswith("2") else DEEP_LAYERS)]
 OBJECTIVES = ("latency", "energy", "edp")
@@ -135,7 +142,7 @@ def test_run_cost_changes_optima():
     assert changed >= 1
 
 
-@pytest.mark.parametrize("module_name", ["2lvl_db_hook", "3lvl_db", "3lvl_db_runs"])
+@pytest.mark.parametrize("module_name", ["2lvl_db_hook", "3lvl_db", "3lvl_db_runs", "3lvl_db_zigzag"])
 def test_strategies_agree(module_name):
     """Each strategy plugs into search_module and finds the same optimum (primary and secondary)."""
     layer = mapper.conv2d("c", input_size=(4, 2), in_channels=2, out_channels=4, kernel=(3, 1), padding="same")
