@@ -329,12 +329,13 @@ TemporalSearch = Callable[[Problem, str, tuple, Optional[float]], TemporalResult
 best mapping of the problem strictly better than ``incumbent`` (see ``mapper.bottom_up``). It may
 carry a ``dive`` attribute, ``(problem, objective, incumbent) -> TemporalResult``: a quick mapping
 (not proven) that ``search_module`` first runs on the most promising unrollings, to seed the
-incumbent every exact search then prunes with. Called with a ``deadline`` already past and a finite
-incumbent, a strategy returns at once with a certified ``lower_bound`` (``search_module`` uses that
-to bound a few unvisited unrollings when the budget runs out)."""
+incumbent every exact search then prunes with. When its ``deadline`` passes (a finite incumbent given), a
+strategy returns soon with a certified ``lower_bound`` (``search_module`` gives a few unvisited
+unrollings a moment each, 8 x 0.05 s at most, when the budget has run out)."""
 
 _SEED_DIVES = 16  # unrollings dived into before the exact searches
-_CLOSING_ROOTS = 8  # unrollings bounded at their root once the budget has run out
+_CLOSING_ROOTS = 8  # unrollings still bounded once the budget has run out,
+_CLOSING_SECONDS = 0.05  # each for this long (a certificate tighter than their floors)
 
 
 def _single_call(problem: Problem, objective: str) -> TemporalResult:
@@ -408,18 +409,19 @@ def search_module(layer: Layer, module: ExecModule, objective: str = "latency", 
                 incumbent = result.key
                 best = (unrollings[spatial_rank], problem,
                         *explicit_nest(problem, result.segments, result.leaders, result.cut_groups))
-    closing = 0  # unrollings visited after the deadline, for their root bounds only
+    closing = 0  # unrollings visited after the deadline, each for a moment
     for n, spatial_rank in enumerate(visit):
         unrolling, problem = unrollings[spatial_rank], problems[spatial_rank]
         if floors[spatial_rank] > incumbent[0] * (1 + _TIE):
             break  # the remaining unrollings cannot be better
         if deadline is not None and best is not None and time.perf_counter() > deadline:
-            # Out of time: the search still bounds (or closes at the root) the next few unrollings,
-            # a tighter certificate than their floors; the rest count with the least floor left.
+            # Out of time: the search still bounds (or closes) the next few unrollings for a moment
+            # each, a tighter certificate than their floors; the rest count with the least floor left.
             closing += 1
             if closing > _CLOSING_ROOTS:
                 open_bounds.append(floors[spatial_rank])
                 break
+            deadline = time.perf_counter() + _CLOSING_SECONDS
         overflow = overflow or _smallest_overflow(problem)
         if _smallest_overflow(problem) is not None:
             continue
