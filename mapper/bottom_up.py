@@ -32,8 +32,9 @@ the incumbent (``tree_search.can_beat``). Bound of a node whose position has til
   Under ``overlap: zigzag`` latency >= compute + overhead only (``costmodel.cost.latency_lower_bound``
   argues it), complete mappings are all re-evaluated and no dominance is applied.
 
-A node whose placed buffers (outputs at output precision until known to hold partial sums) plus
-the unplaced cut points' buffers at tile ``P`` (tiles only grow outwards, and buffers with them)
+A node whose placed buffers (outputs at output precision until known to hold partial sums, by the
+rules of ``evaluate``) plus the unplaced cut points' buffers at tile ``P`` (outputs sure to receive
+partial sums at accumulator precision) (tiles only grow outwards, and buffers with them)
 overflow a memory has no feasible completion. Nodes with the same future (position, placed cut
 points, open cut points with their tiles and runs so far) are compared by dominance
 (``tree_search`` explains the rule). Complete mappings are costed from their parts and the
@@ -47,7 +48,7 @@ from typing import Optional
 
 import numpy as np
 
-from archs.dims import DIMS, OPERANDS
+from archs.dims import DIMS, OPERANDS, Operand
 from costmodel.cost import _pipelined_cycles, cut_traffic, latency_lower_bound, writeback_epilogue_cycles
 from costmodel.problem import Problem
 from mapper.tree_search import (
@@ -117,6 +118,19 @@ class _UpTables(_Tables):
                                    np.where(self.db[:, None], self.cycles_lb, 0.0), self.energy_lb])
         self.mem_onehot = np.eye(self.n_mem)[self.mem]  # [cut, memory]
         self.db_mask = sum(1 << p for p in self.db_cuts)
+        # Partial sums, as ``evaluate`` sizes output tiles: an output cut point holds them when partial
+        # sums leave it (fetches > distinct), when its memory accumulates, when the output cut point
+        # just below sends them, or (the innermost) when reduction loops lie between the kernel call
+        # and its reuse run's end. ``red`` [point]: product of a tile's reduction extents.
+        reduction = ~problem.relevant[OPERANDS.index(Operand.O)]
+        self.red = np.prod(np.where(reduction[None, :], lat.points, 1), axis=1)
+        self.below_out = np.full(self.n_cut, -1, dtype=np.int64)  # the output cut point just below, if any
+        for p, cut in enumerate(problem.cut_points):
+            if self.is_out[p] and cut.boundary > 0:
+                self.below_out[p] = next(q for q, c in enumerate(problem.cut_points)
+                                         if self.is_out[q] and c.boundary == cut.boundary - 1)
+        self.out_cuts = [p for p in range(self.n_cut) if self.is_out[p]]
+        self.first_out_bit = sum(1 << p for p in self.out_cuts if self.below_out[p] < 0)
         self.cuts_in = np.array([sum(1 << p for p in range(self.n_cut) if self.mem[p] == m) for m in range(self.n_mem)],
                                 dtype=np.int64)  # [memory] mask of the cut points it holds
         self.first_loops = [(ops, (lat.points[:, dims] < problem.remaining[dims][None, :]).any(axis=1))
@@ -165,6 +179,8 @@ class _Nodes(NodeBatch):
     depth: np.ndarray  # [n] groups placed
     leader: np.ndarray  # [n, segment] leader of segments 1..k
     group_of: np.ndarray  # [n, cut] group of each placed cut point
+    spills: np.ndarray  # [n] bits: output cut points closed with partial sums leaving (fetches > distinct)
+    wide: np.ndarray  # [n] bits: output cut points whose buffer counts at accumulator precision
     primary: np.ndarray  # [n] bound
     secondary: np.ndarray  # [n]
 
@@ -176,7 +192,8 @@ def _root(t: _UpTables) -> _Nodes:
                   zeros, zeros, np.zeros((1, n_db)), np.zeros((1, n_db)), np.zeros((1, t.n_mem)),
                   np.zeros((1, t.n_mem)), np.zeros(1, np.int64), np.zeros((1, n_cut), np.int32),
                   np.ones((1, n_cut), np.int64), np.zeros(1, np.int64), np.zeros((1, n_cut + 1), np.int8),
-                  np.zeros((1, n_cut), np.int8), np.zeros(1), np.zeros(1))  # small index types: pools get large
+                  np.zeros((1, n_cut), np.int8), np.zeros(1, np.int64), np.zeros(1, np.int64), np.zeros(1),
+                  np.zeros(1))  # small index types: pools get large
 
 
 def _bound(t: _UpTables, nodes: _Nodes) -> tuple[np.ndarray, np.ndarray]:
@@ -285,17 +302,30 @@ def _root_bound(t: _UpTables, root: _Nodes) -> tuple[np.ndarray, np.ndarray]:
     return objective_values(t.objective, np.array([latency]), np.array([energy]))
 
 
-def _capacity_ok(t: _UpTables, nodes: _Nodes) -> np.ndarray:
+def _receives(t: _UpTables, p: int, P, kernel, spills) -> np.ndarray:
+    """[node] whether output cut point ``p``, placed at a tile >= ``P``, is sure to receive partial sums:
+    from the output cut point below (closed, spilling), or for the innermost one from reduction loops
+    already between the kernel call and ``P``."""
+    q = t.below_out[p]
+    if q < 0:
+        return t.red[P] > t.red[kernel]
+    return (spills >> q & 1) == 1
+
+
+def _buffers(t: _UpTables, P, kernel, spills) -> np.ndarray:
+    """[node, cut] least buffer of each cut point at a tile >= ``P`` (outputs sure to hold partial sums
+    at accumulator precision)."""
+    buffers = t.buffer_lb[:, P].T.copy()
+    for p in t.out_cuts:
+        wide = _receives(t, p, P, kernel, spills)
+        buffers[:, p] = np.where(wide, t.buffer_partial[p, P], buffers[:, p])
+    return buffers
+
+
+def _fits(t: _UpTables, P, mask, occupancy, kernel, spills) -> np.ndarray:
     """[node] placed buffers plus unplaced cut points' buffers at the node's tile fit every memory."""
-    return _fits(t, nodes.P, nodes.mask, nodes.occupancy)
-
-
-def _fits(t: _UpTables, P, mask, occupancy) -> np.ndarray:
-    need = occupancy.copy()
-    for p in range(t.n_cut):
-        open_rows = (mask >> p & 1) == 0
-        if open_rows.any():
-            need[open_rows, t.mem[p]] += t.buffer_lb[p, P[open_rows]]
+    unplaced = ((mask[:, None] >> np.arange(t.n_cut)[None, :]) & 1) == 0
+    need = occupancy + (unplaced * _buffers(t, P, kernel, spills)) @ t.mem_onehot
     return (need <= t.capacity[None, :]).all(axis=1)
 
 
@@ -315,7 +345,12 @@ def _place(t: _UpTables, nodes: _Nodes, groups: np.ndarray) -> None:
             nodes.open_overlapped[rows] += t.cycles_lb[p, Pr]
         nodes.open_serial[rows] += t.serial_lb[p, Pr]
         nodes.open_energy[rows] += t.energy_lb[p, Pr]
-        nodes.occupancy[rows, t.mem[p]] += t.buffer_lb[p, Pr]
+        buffer = t.buffer_lb[p, Pr]
+        if t.is_out[p]:
+            wide = _receives(t, p, Pr, nodes.kernel[rows], nodes.spills[rows])
+            buffer = np.where(wide, t.buffer_partial[p, Pr], buffer)
+            nodes.wide[rows[wide]] |= 1 << p
+        nodes.occupancy[rows, t.mem[p]] += buffer
         nodes.occupancy_max[rows, t.mem[p]] += t.buffer_partial[p, Pr]
     nodes.mask |= groups
     nodes.open_mask |= groups
@@ -377,7 +412,15 @@ def _close(t: _UpTables, nodes: _Nodes, closes: np.ndarray, within: np.ndarray, 
         nodes.energy[rows] += traffic.energy_pj
         nodes.open_energy[rows] -= t.energy_lb[p, tile]
         if t.is_out[p]:
-            partial = fetches > distinct
+            spill = fetches > distinct
+            nodes.spills[rows[spill]] |= 1 << p
+            q = t.below_out[p]
+            if q < 0:  # reduction loops between the kernel call and the end of the run
+                receives = t.red[tile] * run > t.red[nodes.kernel[rows]]
+            else:
+                receives = (nodes.spills[rows] >> q & 1) == 1
+            partial = (spill | receives) & ((nodes.wide[rows] >> p & 1) == 0)
+            nodes.wide[rows[partial]] |= 1 << p
             nodes.occupancy[rows[partial], t.mem[p]] += t.buffer_partial[p, tile[partial]] - t.buffer_lb[p, tile[partial]]
         nodes.open_mask[rows] &= ~(1 << p)
     np.maximum(nodes.open_serial, 0.0, out=nodes.open_serial)  # float noise of the subtraction
@@ -458,11 +501,11 @@ def _expand(t: _UpTables, nodes: _Nodes, incumbent: tuple, stats: SearchStats):
         serial = v.serial[rows] + v.open_serial[rows] + added[0]
         overlapped = v.overlapped[rows] + v.open_overlapped[rows] + added[1]
         energy = v.energy[rows] + v.open_energy[rows] + added[2]
-        occupancy = v.occupancy[rows] + (bits * t.buffer_lb[:, P].T) @ t.mem_onehot
+        occupancy = v.occupancy[rows] + (bits * _buffers(t, P, v.kernel[rows], v.spills[rows])) @ t.mem_onehot
         new_mask = v.mask[rows] | groups
         primary, secondary = _bound_of(t, P, v.kernel[rows], new_mask, serial, overlapped, energy,
                                        v.db_fetches[rows], v.db_event[rows], v.open_mask[rows] | groups)
-        ok = _fits(t, P, new_mask, occupancy) & can_beat(primary, secondary, incumbent)
+        ok = _fits(t, P, new_mask, occupancy, v.kernel[rows], v.spills[rows]) & can_beat(primary, secondary, incumbent)
         stats.children += rows.size
         stats.pruned += int((~ok).sum())
         if not ok.any():
@@ -547,7 +590,11 @@ def _same_future(t: _UpTables, nodes: _Nodes):
     double-buffered cut point, latency is a plain sum, so the kernel call leaves the key: its
     compute, overhead and access energy are compared as costs instead (``drop_dominated``)."""
     open_bits = (nodes.open_mask[:, None] >> np.arange(t.n_cut)[None, :]) & 1
-    columns = [nodes.P, nodes.mask, nodes.open_mask, nodes.tile_of * open_bits, nodes.run * open_bits]
+    # Output precision ahead: which output cut points spilled, and the kernel call's reduction extents
+    # while the innermost output cut point is not closed (``_receives``).
+    inner_open = (nodes.mask & ~nodes.open_mask & t.first_out_bit) == 0
+    columns = [nodes.P, nodes.mask, nodes.open_mask, nodes.tile_of * open_bits, nodes.run * open_bits, nodes.spills,
+               np.where(inner_open, t.red[nodes.kernel], 0)]
     settled = np.where(((nodes.mask[:, None] & t.cuts_in[None, :]) == t.cuts_in[None, :]), t.capacity[None, :],
                        -np.inf)
     if t.db_cuts:

@@ -331,11 +331,12 @@ carry a ``dive`` attribute, ``(problem, objective, incumbent) -> TemporalResult`
 (not proven) that ``search_module`` first runs on the most promising unrollings, to seed the
 incumbent every exact search then prunes with. When its ``deadline`` passes (a finite incumbent given), a
 strategy returns soon with a certified ``lower_bound`` (``search_module`` gives a few unvisited
-unrollings a moment each, 8 x 0.05 s at most, when the budget has run out)."""
+unrollings a moment each, 8 x min(0.05 s, 1 % of the budget) at most, when the budget has run out)."""
 
 _SEED_DIVES = 16  # unrollings dived into before the exact searches
 _CLOSING_ROOTS = 8  # unrollings still bounded once the budget has run out,
-_CLOSING_SECONDS = 0.05  # each for this long (a certificate tighter than their floors)
+_CLOSING_SECONDS = 0.05  # each for this long (a certificate tighter than their floors),
+_CLOSING_SHARE = 0.01  # at most this share of the budget each
 
 
 def _single_call(problem: Problem, objective: str) -> TemporalResult:
@@ -410,6 +411,7 @@ def search_module(layer: Layer, module: ExecModule, objective: str = "latency", 
                 best = (unrollings[spatial_rank], problem,
                         *explicit_nest(problem, result.segments, result.leaders, result.cut_groups))
     closing = 0  # unrollings visited after the deadline, each for a moment
+    closing_seconds = 0.0 if deadline is None else min(_CLOSING_SECONDS, _CLOSING_SHARE * max(deadline - start, 0.0))
     for n, spatial_rank in enumerate(visit):
         unrolling, problem = unrollings[spatial_rank], problems[spatial_rank]
         if floors[spatial_rank] > incumbent[0] * (1 + _TIE):
@@ -421,7 +423,7 @@ def search_module(layer: Layer, module: ExecModule, objective: str = "latency", 
             if closing > _CLOSING_ROOTS:
                 open_bounds.append(floors[spatial_rank])
                 break
-            deadline = time.perf_counter() + _CLOSING_SECONDS
+            deadline = time.perf_counter() + closing_seconds
         overflow = overflow or _smallest_overflow(problem)
         if _smallest_overflow(problem) is not None:
             continue

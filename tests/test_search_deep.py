@@ -42,15 +42,19 @@ def _hook(tile, layer):
     return 7.0 + macs / 4.0 + 3.0 * tile[LoopDim.OY]
 
 
-def _module(levels: int, *, db: bool = False, hook: bool = False, array: bool = True, runs: bool = False) -> ExecModule:
+def _module(levels: int, *, db: bool = False, hook: bool = False, array: bool = True, runs: bool = False,
+            spill: bool = False) -> ExecModule:
     """A hypothetical module with ``levels`` memories for weights (registers up to DRAM), small enough
     that the brute force finishes: 2 levels (buffer, DRAM), 3 (+ registers), 4 (+ a weight SRAM).
-    ``runs``: transfers into the buffer (and the registers) cost cycles per contiguous run."""
+    ``runs``: transfers into the buffer (and the registers) cost cycles per contiguous run.
+    ``spill``: the registers do not accumulate, so partial sums they send up widen the buffer's
+    output tiles (accumulator precision) in a buffer small enough for that to matter."""
     dram = _memory("dram", 1 << 24, (IN, WT, OUT), 4.0, energy=50.0)
     buffer = _memory("buf", 160, (IN, WT, OUT), 16.0, db=db, fixed=3.0, energy=3.0, per_run=5.0 if runs else 0.0)
     memories = [buffer, dram]
     if levels >= 3:
-        memories.insert(0, _memory("reg", 16, (WT, OUT), 64.0, energy=0.2, accumulates=True, per_run=2.0 if runs else 0.0))
+        memories.insert(0, _memory("reg", 16, (WT, OUT), 64.0, energy=0.2, accumulates=not spill,
+                                   per_run=2.0 if runs else 0.0))
     if levels >= 4:
         memories.insert(1, _memory("wbuf", 40, (WT,), 32.0, energy=1.0))
     spatial = (SpatialDim("cols", 2, (LoopDim.K, LoopDim.G)),) if array else ()
@@ -58,7 +62,7 @@ def _module(levels: int, *, db: bool = False, hook: bool = False, array: bool = 
                            kernel_hook=_hook if hook else None)
     rules = tuple(LayerRule(kind) for kind in archs.LAYER_KINDS) if hasattr(archs, "LAYER_KINDS") else tuple(
         LayerRule(kind) for kind in ("conv2d", "depthwise", "dense", "add", "pool"))
-    name = f"hypo{levels}{'_db' if db else ''}{'_hook' if hook else ''}{'_runs' if runs else ''}"
+    name = f"hypo{levels}{'_db' if db else ''}{'_hook' if hook else ''}{'_runs' if runs else ''}{'_spill' if spill else ''}"
     return ExecModule(name, spatial, tuple(memories), compute,
                       accepts=rules, allow_padded_unrolling=True, tile_overhead_cycles=2.0)
 
@@ -85,6 +89,8 @@ MODULES = {
     "3lvl_db": _module(3, db=True),
     "4lvl": _module(4),
     "4lvl_db_hook": _module(4, db=True, hook=True),
+    "3lvl_spill": _module(3, spill=True),
+    "3lvl_db_spill": _module(3, db=True, spill=True),
     "2lvl_runs": _module(2, runs=True),
     "2lvl_db_runs": _module(2, db=True, runs=True),
     "3lvl_runs": _module(3, runs=True),
@@ -249,3 +255,30 @@ def test_costs_from_parts_equal_the_reference_cost_model(module_name, monkeypatc
         cost = evaluate(t.problem, analyze_segments(t.problem, segments, t.ranks.T[:, leaders], groups))
         assert np.allclose(cost.latency_cycles, latency, rtol=1e-12)
         assert np.allclose(cost.energy_pj, energy, rtol=1e-12)
+
+
+@pytest.mark.parametrize("module_name", ["3lvl_spill", "3lvl_db_spill", "3lvl_db", "4lvl_db_hook"])
+def test_occupancy_from_parts_equals_the_reference_cost_model(module_name, monkeypatch):
+    """Complete mappings' memory use as the search tracks it (output tiles at accumulator precision
+    once they hold partial sums: spilled, received from the level below, or reduced across kernel
+    calls) is what the reference cost model sizes, so the search's capacity checks are exact."""
+    import mapper.bottom_up as bottom_up
+    from costmodel.analysis import analyze_segments
+    from costmodel.cost import evaluate
+
+    seen = []
+    original = bottom_up._settle
+
+    def recording(t, leaves, best_key, stats):
+        rows = np.arange(min(len(leaves), 64))
+        seen.append((t, leaves.take(rows)))
+        return original(t, leaves, best_key, stats)
+
+    monkeypatch.setattr(bottom_up, "_settle", recording)
+    for layer in DEEP_LAYERS[:3]:
+        mapper.search_module(layer, MODULES[module_name], "latency")
+    assert seen
+    for t, leaves in seen:
+        segments, leaders, groups = bottom_up._segment_form(t, leaves)
+        cost = evaluate(t.problem, analyze_segments(t.problem, segments, t.ranks.T[:, leaders], groups))
+        assert np.allclose(cost.occupancy, leaves.occupancy), module_name
