@@ -130,6 +130,7 @@ class _UpTables(_Tables):
                 self.below_out[p] = next(q for q, c in enumerate(problem.cut_points)
                                          if self.is_out[q] and c.boundary == cut.boundary - 1)
         self.out_cuts = [p for p in range(self.n_cut) if self.is_out[p]]
+        self.max_buffer = self.buffer_partial.max(axis=1)  # [cut] the most a cut point's tile can take
         self.first_out_bit = sum(1 << p for p in self.out_cuts if self.below_out[p] < 0)
         self.cuts_in = np.array([sum(1 << p for p in range(self.n_cut) if self.mem[p] == m) for m in range(self.n_mem)],
                                 dtype=np.int64)  # [memory] mask of the cut points it holds
@@ -595,8 +596,10 @@ def _same_future(t: _UpTables, nodes: _Nodes):
     inner_open = (nodes.mask & ~nodes.open_mask & t.first_out_bit) == 0
     columns = [nodes.P, nodes.mask, nodes.open_mask, nodes.tile_of * open_bits, nodes.run * open_bits, nodes.spills,
                np.where(inner_open, t.red[nodes.kernel], 0)]
-    settled = np.where(((nodes.mask[:, None] & t.cuts_in[None, :]) == t.cuts_in[None, :]), t.capacity[None, :],
-                       -np.inf)
+    # Room every completion leaves: capacity minus the largest buffers the cut points left to place
+    # could take (their tiles at the whole layer, outputs at accumulator precision).
+    unplaced = ((~nodes.mask[:, None] >> np.arange(t.n_cut)[None, :]) & 1).astype(np.float64)
+    settled = t.capacity[None, :] - unplaced @ (t.max_buffer[:, None] * t.mem_onehot)
     if t.db_cuts:
         return np.column_stack(columns + [nodes.kernel]), None, settled
     k = nodes.kernel

@@ -458,9 +458,10 @@ def drop_dominated(nodes, key: np.ndarray, stats: SearchStats, group_cap: int = 
     exact when no cut point is double-buffered: latency is then a plain sum); it is added to the
     compared cycles and energy.
 
-    ``settled`` [node, memory], when given, is the memory's capacity where no cut point is left to
-    place in it, else -inf: there A fits every completion when its largest possible occupancy fits
-    the capacity (later steps only settle its outputs' precision), whatever B's occupancy.
+    ``settled`` [node, memory], when given, is a room in each memory that every completion of the
+    node leaves (the same for the whole group, e.g. the capacity minus the most the cut points left to
+    place there can take): A also fits wherever B does when A's largest possible occupancy fits it,
+    whatever B's occupancy (later steps only add those buffers and settle its outputs' precision).
 
     The secondary metric only breaks ties (``can_beat``), so with a finite ``incumbent`` it is not
     compared when the primary one is strictly lower by more than twice the tie tolerance of the
