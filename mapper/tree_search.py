@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Optional
 
 import numpy as np
@@ -189,20 +190,7 @@ class _Tables:
         compute, overhead, energy = call_lower_bound(problem, tiles)
         self.compute, self.overhead, self.kernel_energy = (np.asarray(compute, float), np.asarray(overhead, float),
                                                            np.asarray(energy, float))
-        self.compute_lb = lat.downward_min(self.compute)
-        self.overhead_lb = lat.downward_min(self.overhead)
-        self.kernel_energy_lb = lat.downward_min(self.kernel_energy)
-        # Chains of unplaced cut points per operand: chain[o][j] [3, point] (serial, overlapped, energy).
         self.cuts_of = [[p for p in range(self.n_cut) if self.op[p] == o] for o in range(N_OPS)]
-        self.chain = []
-        for o in range(N_OPS):
-            tables = [np.zeros((3, lat.size))]
-            for p in self.cuts_of[o]:
-                step = np.stack([np.where(self.db[p], 0.0, self.cycles_lb[p]), np.where(self.db[p], self.cycles_lb[p], 0.0),
-                                 self.energy_lb[p]])
-                step = np.where(fits[p][None, :], step + tables[-1], np.inf)
-                tables.append(lat.downward_min(step))
-            self.chain.append(tables)
         # Masks of placed cut points: per operand its outermost ones.
         self.full_mask = (1 << self.n_cut) - 1
         self.unplaced = np.zeros((1 << self.n_cut, N_OPS), dtype=np.int64)
@@ -213,6 +201,34 @@ class _Tables:
         self._groups: dict[int, list[int]] = {}
         self.ranks = rank_table(problem).astype(np.int64)  # [leader, dim]
         self.relevant = problem.relevant  # [operand, dim]
+
+
+    # Top-down tables (``search_temporal`` only), computed on first use.
+    @cached_property
+    def compute_lb(self) -> np.ndarray:
+        return self.lattice.downward_min(self.compute)
+
+    @cached_property
+    def overhead_lb(self) -> np.ndarray:
+        return self.lattice.downward_min(self.overhead)
+
+    @cached_property
+    def kernel_energy_lb(self) -> np.ndarray:
+        return self.lattice.downward_min(self.kernel_energy)
+
+    @cached_property
+    def chain(self) -> list:
+        """Chains of unplaced cut points per operand: chain[o][j] [3, point] (serial, overlapped, energy)."""
+        lat, chain = self.lattice, []
+        for o in range(N_OPS):
+            tables = [np.zeros((3, lat.size))]
+            for p in self.cuts_of[o]:
+                step = np.stack([np.where(self.db[p], 0.0, self.cycles_lb[p]), np.where(self.db[p], self.cycles_lb[p], 0.0),
+                                 self.energy_lb[p]])
+                step = np.where(self.fits[p][None, :], step + tables[-1], np.inf)
+                tables.append(lat.downward_min(step))
+            chain.append(tables)
+        return chain
 
     def groups(self, mask: int) -> list[int]:
         """Every group of cut points that can be placed next below a node with ``mask`` placed:
