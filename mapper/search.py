@@ -227,13 +227,47 @@ def _dominated(layer: Layer, unrolling: SpatialUnrolling) -> bool:
     return False
 
 
+_MIRROR = {D.OY: D.OX, D.OX: D.OY, D.FY: D.FX, D.FX: D.FY}
+
+
+def _mirror_symmetric(layer: Layer, module: ExecModule) -> bool:
+    """True when swapping rows and columns (OY <-> OX, FY <-> FX) maps every mapping of ``layer`` on
+    ``module`` to one of the same cost: a square layer (sizes, input, stride, dilation, padding) on a
+    module costed per PE (no kernel hook, ``overlap: serial``: the cost then sees the unrolling only
+    through its factor per loop dim) whose transfers cost nothing per run (runs follow the tensor
+    layout, where rows and columns differ)."""
+    if module.compute.kernel_hook is not None or module.overlap != "serial":
+        return False
+    if any(m.transfer_cycles_per_run for m in module.memories):
+        return False
+    s = layer.sizes
+    return (s[D.OY] == s[D.OX] and s[D.FY] == s[D.FX] and layer.stride[0] == layer.stride[1]
+            and layer.dilation[0] == layer.dilation[1] and layer.padding[0] == layer.padding[2]
+            and layer.padding[1] == layer.padding[3] and layer.input_size[0] == layer.input_size[1])
+
+
 def _searched_unrollings(layer: Layer, module: ExecModule, unrollings: list[SpatialUnrolling]) -> list[SpatialUnrolling]:
     """Unrollings the search must visit: all of them for a module costed per PE or with ``overlap:
     zigzag`` (the array's own traffic and the instances depend on the unrolling, not only on the
-    full tiles), only the non-dominated ones (``_dominated``) for a module with a kernel hook."""
+    full tiles), only the non-dominated ones (``_dominated``) for a module with a kernel hook. When
+    rows and columns are interchangeable (``_mirror_symmetric``), an unrolling whose mirror image
+    (factors per loop dim with OY <-> OX, FY <-> FX) is already listed has the same mappings at the
+    same costs, so it cannot strictly beat it: only the first of the two is kept."""
     if module.compute.kernel_hook is None or module.overlap == "zigzag":
-        return list(unrollings)
-    return [u for u in unrollings if not _dominated(layer, u)]
+        kept = list(unrollings)
+    else:
+        kept = [u for u in unrollings if not _dominated(layer, u)]
+    if not _mirror_symmetric(layer, module):
+        return kept
+    seen, out = set(), []
+    for u in kept:
+        factors = {d: f for d, f in u.factors.items() if f > 1}
+        mirror = frozenset((_MIRROR.get(d, d), f) for d, f in factors.items())
+        if mirror in seen:
+            continue
+        seen.add(frozenset(factors.items()))
+        out.append(u)
+    return out
 
 
 def _presented(layer: Layer, module: ExecModule, unrollings: list[SpatialUnrolling], unrolling: SpatialUnrolling,

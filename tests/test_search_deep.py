@@ -282,3 +282,28 @@ def test_occupancy_from_parts_equals_the_reference_cost_model(module_name, monke
         segments, leaders, groups = bottom_up._segment_form(t, leaves)
         cost = evaluate(t.problem, analyze_segments(t.problem, segments, t.ranks.T[:, leaders], groups))
         assert np.allclose(cost.occupancy, leaves.occupancy), module_name
+
+
+def test_mirror_unrollings_skipped_only_when_rows_and_columns_interchange(monkeypatch):
+    """On a square layer and a module costed per PE, an unrolling whose mirror image (OY <-> OX) was
+    already searched is skipped: the optimum (both metrics) is what searching every unrolling gives.
+    A non-square layer, per-run transfer costs or a kernel hook keep every unrolling."""
+    import mapper.search as search
+
+    array = SpatialDim("rows", 4, (LoopDim.OY, LoopDim.OX, LoopDim.K)), SpatialDim("cols", 2, (LoopDim.OY, LoopDim.OX))
+    module = dataclasses.replace(_module(2), name="hypo_xy", spatial=array)
+    square = mapper.conv2d("sq", input_size=(4, 4), in_channels=2, out_channels=4, kernel=3, padding="same")
+    oblong = mapper.conv2d("ob", input_size=(4, 2), in_channels=2, out_channels=4, kernel=3, padding="same")
+    assert search._mirror_symmetric(square, module)
+    assert not search._mirror_symmetric(oblong, module)
+    assert not search._mirror_symmetric(square, MODULES["2lvl_runs"])
+    assert not search._mirror_symmetric(square, MODULES["2lvl_db_hook"])
+    every = mapper.spatial_unrollings(square, module)
+    kept = search._searched_unrollings(square, module, every)
+    assert len(kept) < len(every)
+    for objective in ("latency", "energy", "edp"):
+        fast = mapper.search_module(square, module, objective).key
+        monkeypatch.setattr(search, "_mirror_symmetric", lambda layer, module: False)
+        full = mapper.search_module(square, module, objective).key
+        monkeypatch.undo()
+        assert fast == full, objective
