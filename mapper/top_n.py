@@ -1,7 +1,9 @@
 """The N best mappings of a layer overall: across modules, spatial unrollings and temporal mappings.
 
 Same space as ``mapper.search.search_module`` with its default temporal search
-(``mapper.bottom_up``): every spatial unrolling of every module, every temporal mapping of
+(``mapper.bottom_up``): every spatial unrolling of every module (under a kernel hook, the
+unrollings ``search_module`` visits: the others re-express the same mappings at the same cost, and
+each mapping is shown with the most-utilising unrolling that runs it), every temporal mapping of
 ``mapper.temporal``'s space (``explicit_nest`` form, loops of extent 1 dropped, so a mapping is
 counted once however the search reaches it). The branch and bound of ``mapper.bottom_up`` runs with
 the N-th best key found so far (``TopN.bar``) as its incumbent: a node is dropped only if its bound
@@ -35,7 +37,9 @@ from mapper.bottom_up import _expand as _expand_up
 from mapper.schedule import Schedule
 from mapper.search import (
     _gap,
+    _presented,
     _schedule,
+    _searched_unrollings,
     _smallest_overflow,
     _unrolling_floor,
     build_layer_problem,
@@ -63,7 +67,7 @@ class _Entry:
     key: tuple  # (primary, secondary)
     seq: int  # visiting order, the last tie-break
     identity: tuple  # (module, unrolling, canonical nest): a mapping is kept once
-    payload: tuple  # (layer, module, unrolling, problem, loop_dims, loop_factors, cuts, shift)
+    payload: tuple  # (layer, module, all unrollings, unrolling, problem, loop_dims, loop_factors, cuts, shift)
 
 
 @dataclass
@@ -132,6 +136,7 @@ class _Context:
 
     layer: Layer  # as searched (unpadded when the host pads the input)
     module: ExecModule
+    all_unrollings: list  # every unrolling of the module (``_presented`` picks among them)
     unrolling: Any
     problem: Any
     shift: tuple  # (cycles, pJ) added to every mapping's cost (host padding)
@@ -146,7 +151,7 @@ class _Context:
         key = objective_values(self.objective, latency + self.shift[0], energy + self.shift[1])
         identity = (self.module.name, self.unrolling.assignment, _canonical(*nest))
         return self.top.offer((float(key[0]), float(key[1])), identity,
-                              (self.layer, self.module, self.unrolling, self.problem, *nest, self.shift))
+                              (self.layer, self.module, self.all_unrollings, self.unrolling, self.problem, *nest, self.shift))
 
 
 def _settle_top(t: _UpTables, latency: np.ndarray, energy: np.ndarray, segment_form, context: _Context,
@@ -205,13 +210,14 @@ def _module_top(layer: Layer, module: ExecModule, objective: str, top: TopN, shi
                 deadline: Optional[float], stats: SearchStats, open_bounds: list) -> Optional[str]:
     """Offer the mappings of ``layer`` on ``module`` that can enter ``top``; the reason there are
     none, if none fit."""
-    unrollings = spatial_unrollings(layer, module)
+    all_unrollings = spatial_unrollings(layer, module)
+    unrollings = _searched_unrollings(layer, module, all_unrollings)  # under a kernel hook: no re-expressions
     unrollings.sort(key=lambda u: -u.utilization(layer, module.array_size))  # stable
     problems = [build_layer_problem(layer, module, u) for u in unrollings]
     floors = [_unrolling_floor(p, objective) for p in problems]
     overflow, fitted = None, False
     for i in sorted(range(len(unrollings)), key=lambda i: floors[i]):
-        context = _Context(layer, module, unrollings[i], problems[i], shift, objective, top)
+        context = _Context(layer, module, all_unrollings, unrollings[i], problems[i], shift, objective, top)
         floor = floors[i] + shift[0] if floors[i] else 0.0  # floors are latencies, 0 for other objectives
         if floor > top.bar()[0] * (1 + _TIE):
             break  # the remaining unrollings cannot enter the top N
@@ -284,8 +290,8 @@ def best_mappings(layer: Layer, target: Union[SoC, ExecModule], objective: str =
     optimal = not open_bounds
     schedules = []
     for entry in top.entries:
-        searched, module, unrolling, problem, loop_dims, loop_factors, cuts, shift = entry.payload
-        s = _schedule(searched, module, objective, unrolling, problem, loop_dims, loop_factors, cuts,
+        searched, module, all_unrollings, *mapping, shift = entry.payload
+        s = _schedule(searched, module, objective, *_presented(searched, module, all_unrollings, *mapping),
                       candidates=stats.children + stats.complete, seconds=seconds)
         if shift != (0.0, 0.0):
             s = dataclasses.replace(s, latency_cycles=s.latency_cycles + shift[0], energy_pj=s.energy_pj + shift[1],
