@@ -208,8 +208,9 @@ def _temporal_top(context: _Context, deadline: Optional[float], stats: SearchSta
 
 def _module_top(layer: Layer, module: ExecModule, objective: str, top: TopN, shift: tuple,
                 deadline: Optional[float], stats: SearchStats, open_bounds: list) -> Optional[str]:
-    """Offer the mappings of ``layer`` on ``module`` that can enter ``top``; the reason there are
-    none, if none fit."""
+    """Offer the mappings of ``layer`` on ``module`` that can enter ``top``; the reason the module
+    has none, if every unrolling overflows a memory (not when the search stops for the bar or the
+    budget)."""
     all_unrollings = spatial_unrollings(layer, module)
     unrollings = _searched_unrollings(layer, module, all_unrollings)  # under a kernel hook: no re-expressions
     unrollings.sort(key=lambda u: -u.utilization(layer, module.array_size))  # stable
@@ -220,10 +221,10 @@ def _module_top(layer: Layer, module: ExecModule, objective: str, top: TopN, shi
         context = _Context(layer, module, all_unrollings, unrollings[i], problems[i], shift, objective, top)
         floor = floors[i] + shift[0] if floors[i] else 0.0  # floors are latencies, 0 for other objectives
         if floor > top.bar()[0] * (1 + _TIE):
-            break  # the remaining unrollings cannot enter the top N
+            return None  # the remaining unrollings cannot enter the top N (runnable or not)
         if deadline is not None and np.isfinite(top.bar()[0]) and time.perf_counter() > deadline:
             open_bounds.append(floor)
-            break
+            return None
         problem = problems[i]
         reason = _smallest_overflow(problem)
         if reason is not None:

@@ -115,9 +115,9 @@ def test_top_n_over_a_soc_matches_map_layer_and_spans_modules():
 
 
 def test_top_n_with_a_budget_returns_the_best_found_not_proven():
-    layer = mapper.conv2d("c", input_size=(16, 16), in_channels=16, out_channels=32, kernel=3, padding="same")
+    layer = mapper.conv2d("c", input_size=(48, 48), in_channels=24, out_channels=48, kernel=3, padding="same")
     soc = archs.load("gap9")
-    schedules, _ = best_mappings(layer, soc, "latency", 3, time_budget_s=0.2, modules=["cluster"])
+    schedules, _ = best_mappings(layer, soc, "latency", 3, time_budget_s=0.02, modules=["cluster"])
     assert len(schedules) == 3
     assert not any(s.optimal for s in schedules)
     for s in schedules:
