@@ -5,7 +5,7 @@ Same space as ``mapper.search.search_module`` with its default temporal search
 unrollings ``search_module`` visits: the others re-express the same mappings at the same cost, and
 each mapping is shown with the most-utilising unrolling that runs it), every temporal mapping of
 ``mapper.temporal``'s space (``explicit_nest`` form, loops of extent 1 dropped, so a mapping is
-counted once however the search reaches it). The branch and bound of ``mapper.bottom_up`` runs with
+counted once however the search reaches it). The branch and bound of ``mapper.bottom_up`` (or ``mapper.tree_search``) runs with
 the N-th best key found so far (``TopN.bar``) as its incumbent: a node is dropped only if its bound
 cannot strictly beat the N-th best, so the N kept are exactly the N best. Dominance between nodes
 (``tree_search.drop_dominated``) is off: a dominated node's completions can still be 2nd..N-th.
@@ -14,8 +14,8 @@ order (modules in SoC order, unrollings by floor, search order): deterministic.
 
 With ``time_budget_s`` the search stops once it runs out (after N mappings are found), returning the
 best found with ``optimal`` False and ``lower_bound`` the least bound of what was left unexplored.
-Top-N uses the default temporal search only (``tree_search`` and ``enumerate_temporal`` are not
-wired for it).
+``mapper.tree_search``'s branch and bound runs the same way on request (``temporal_search``);
+``enumerate_temporal`` is not wired for top N.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from dataclasses import dataclass, field
-from typing import Any, Optional, Union
+from typing import Any, Callable, Optional, Union
 
 import numpy as np
 
@@ -31,8 +31,9 @@ from archs.dims import DIMS
 from archs.model import ExecModule, SoC
 from costmodel.analysis import analyze_segments
 from costmodel.cost import OBJECTIVES, evaluate
+from mapper import tree_search
 from mapper.acceptance import padding_split, rejection_reason
-from mapper.bottom_up import _as_leaves, _finish, _root, _root_bound, _segment_form, _tables, _UpTables
+from mapper.bottom_up import _as_leaves, _finish, _root, _root_bound, _segment_form, _tables, search_bottom_up
 from mapper.bottom_up import _expand as _expand_up
 from mapper.schedule import Schedule
 from mapper.search import (
@@ -154,7 +155,7 @@ class _Context:
                               (self.layer, self.module, self.all_unrollings, self.unrolling, self.problem, *nest, self.shift))
 
 
-def _settle_top(t: _UpTables, latency: np.ndarray, energy: np.ndarray, segment_form, context: _Context,
+def _settle_top(t: tree_search._Tables, latency: np.ndarray, energy: np.ndarray, segment_form, context: _Context,
                 stats: SearchStats) -> bool:
     """Offer every complete mapping (costs from its parts) that beats the bar, best first,
     re-evaluated by the reference cost model; True if any was kept."""
@@ -177,37 +178,65 @@ def _settle_top(t: _UpTables, latency: np.ndarray, energy: np.ndarray, segment_f
     return kept
 
 
-def _temporal_top(context: _Context, deadline: Optional[float], stats: SearchStats) -> tuple[float, bool]:
-    """Offer every temporal mapping of ``context.problem`` that can enter the top N (bottom-up
-    branch and bound, the N-th best as incumbent, no dominance). Returns (lower bound of what was
-    left unexplored, or inf; complete)."""
+def _bottom_up_steps(context: _Context, stats: SearchStats):
+    """(root, expand, finish, full mask, pair count) of ``mapper.bottom_up`` for ``best_first``."""
     t = _tables(context.problem, context.objective)
-    local = SearchStats()
     root = _root(t)
     root.primary, root.secondary = _root_bound(t, root)
 
     def expand(nodes, bar: tuple):
-        return _expand_up(t, nodes, bar, local)
+        return _expand_up(t, nodes, bar, stats)
 
     def finish(leaves, bar: tuple):
-        full = _finish(t, leaves, local)
+        full = _finish(t, leaves, stats)
         latency, energy = _complete_costs(t, _as_leaves(full))
-        kept = _settle_top(t, latency, energy, lambda rows: _segment_form(t, full.take(rows)), context, local)
+        kept = _settle_top(t, latency, energy, lambda rows: _segment_form(t, full.take(rows)), context, stats)
         return (context.bar(), _COLLECTED) if kept else None
 
+    return root, expand, finish, t.full_mask, lambda nodes: t.lattice.above_count[nodes.P]
+
+
+def _tree_steps(context: _Context, stats: SearchStats):
+    """(root, expand, finish, full mask, pair count) of ``mapper.tree_search`` for ``best_first``."""
+    t = tree_search._Tables(context.problem, context.objective)
+
+    def expand(nodes, bar: tuple):
+        return tree_search._expand(t, nodes, bar, stats)
+
+    def finish(leaves, bar: tuple):
+        latency, energy = _complete_costs(t, leaves)
+        kept = _settle_top(t, latency, energy, lambda rows: tree_search._segment_form(t, leaves.take(rows)), context,
+                           stats)
+        return (context.bar(), _COLLECTED) if kept else None
+
+    return tree_search._root(t), expand, finish, t.full_mask, lambda nodes: t.lattice.below_count[nodes.U]
+
+
+#: Temporal searches wired for top N: ``temporal_search`` of ``best_mappings`` -> their steps.
+STRATEGIES = {search_bottom_up: _bottom_up_steps, tree_search.search_temporal: _tree_steps}
+
+
+def _temporal_top(context: _Context, deadline: Optional[float], stats: SearchStats,
+                  temporal_search: Callable = search_bottom_up) -> tuple[float, bool]:
+    """Offer every temporal mapping of ``context.problem`` that can enter the top N (branch and
+    bound of ``temporal_search``, the N-th best as incumbent, no dominance). Returns (lower bound
+    of what was left unexplored, or inf; complete)."""
+    local = SearchStats()
+    root, expand, finish, full_mask, pair_count = STRATEGIES[temporal_search](context, local)
     bar = context.bar()
     if not can_beat(root.primary, root.secondary, bar)[0]:
         return np.inf, True
     if not np.isfinite(bar[0]):
-        narrow_dive(root, expand, finish, t.full_mask, bar, _DIVE_WIDTH)
-    result = best_first(root, expand, finish, t.full_mask, lambda nodes: t.lattice.above_count[nodes.P], None,
-                        context.bar(), None, deadline, local, 131072, t.objective)
+        narrow_dive(root, expand, finish, full_mask, bar, _DIVE_WIDTH)
+    result = best_first(root, expand, finish, full_mask, pair_count, None, context.bar(), None, deadline, local,
+                        131072, context.objective)
     stats.add(local)
     return (np.inf if result.complete else result.lower_bound), result.complete
 
 
 def _module_top(layer: Layer, module: ExecModule, objective: str, top: TopN, shift: tuple,
-                deadline: Optional[float], stats: SearchStats, open_bounds: list) -> Optional[str]:
+                deadline: Optional[float], stats: SearchStats, open_bounds: list,
+                temporal_search: Callable) -> Optional[str]:
     """Offer the mappings of ``layer`` on ``module`` that can enter ``top``; the reason the module
     has none, if every unrolling overflows a memory (not when the search stops for the bar or the
     budget)."""
@@ -240,7 +269,7 @@ def _module_top(layer: Layer, module: ExecModule, objective: str, top: TopN, shi
                 context.offer(float(cost.latency_cycles[0]), float(cost.energy_pj[0]), segments[:, :, 0],
                               np.zeros(1, dtype=np.int64), none[:, 0])
             continue
-        lower, complete = _temporal_top(context, deadline, stats)
+        lower, complete = _temporal_top(context, deadline, stats, temporal_search)
         if not complete:
             open_bounds.append(shifted_bound(lower, objective, shift))
     if fitted:
@@ -249,12 +278,14 @@ def _module_top(layer: Layer, module: ExecModule, objective: str, top: TopN, shi
 
 
 def best_mappings(layer: Layer, target: Union[SoC, ExecModule], objective: str = "latency", n: int = 5,
-                  time_budget_s: Optional[float] = None, modules: Optional[list[str]] = None
-                  ) -> tuple[list[Schedule], dict[str, str]]:
+                  time_budget_s: Optional[float] = None, modules: Optional[list[str]] = None,
+                  temporal_search: Callable = search_bottom_up) -> tuple[list[Schedule], dict[str, str]]:
     """The ``n`` best mappings of ``layer`` on ``target`` (an SoC: all its modules, or those named in
     ``modules``; or one module), best first, and the modules that cannot run the layer with their
     reasons. On an SoC, a module that rejects the layer only for its padding runs it unpadded after
     the host pads the input (``mapper.search.host_padding_cost`` added, as ``map_layer`` does).
+    ``temporal_search``: ``mapper.bottom_up.search_bottom_up`` (default) or
+    ``mapper.tree_search.search_temporal`` (``STRATEGIES``), run with the n-th best as incumbent.
     Every schedule's ``optimal`` says whether the list is proven to be the n best; ``lower_bound``
     is then its own objective value, else the least bound of what the budget left unexplored.
     """
@@ -264,6 +295,8 @@ def best_mappings(layer: Layer, target: Union[SoC, ExecModule], objective: str =
         raise ValueError(f"n must be a positive integer, got {n!r}")
     if time_budget_s is not None and not (time_budget_s > 0 and np.isfinite(time_budget_s)):
         raise ValueError(f"time_budget_s must be a positive number of seconds, got {time_budget_s!r}")
+    if temporal_search not in STRATEGIES:
+        raise ValueError(f"temporal_search must be one of {', '.join(f.__module__ + '.' + f.__name__ for f in STRATEGIES)}")
     start = time.perf_counter()
     deadline = None if time_budget_s is None else start + time_budget_s
     soc = target if isinstance(target, SoC) else None
@@ -284,7 +317,7 @@ def best_mappings(layer: Layer, target: Union[SoC, ExecModule], objective: str =
                 rejected[module.name] = reason
                 continue
             target_layer, shift = unpadded, host_padding_cost(layer, soc)
-        reason = _module_top(target_layer, module, objective, top, shift, deadline, stats, open_bounds)
+        reason = _module_top(target_layer, module, objective, top, shift, deadline, stats, open_bounds, temporal_search)
         if reason is not None:
             rejected[module.name] = reason
     seconds = time.perf_counter() - start

@@ -1,6 +1,7 @@
 """``mapper.top_n.best_mappings``: the N best mappings of a layer overall equal the N smallest values
 of a brute force over the same space (every prime-loop order x every tile boundary, reduced to the
-space of ``mapper.temporal`` and counted once per mapping); ``explain --top 3`` lists them in order;
+space of ``mapper.temporal`` and counted once per mapping), with the bottom-up and the top-down
+branch and bound; ``explain --top 3`` lists them in order;
 a time budget returns the best found, not proven."""
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from mapper.bruteforce import distinct_permutations
 from mapper.search import _searched_unrollings, build_layer_problem
 from mapper.spatial import spatial_unrollings
 from mapper.temporal import prime_factors, rank_table
-from mapper.top_n import best_mappings
+from mapper.top_n import STRATEGIES, best_mappings
 from mapper.tree_search import objective_values
 
 
@@ -87,8 +88,8 @@ def test_top_n_equals_the_n_smallest_of_brute_force(layer, module_name):
     costs = _brute_force_costs(layer, module)
     for objective in ("latency", "energy", "edp"):
         keys = sorted(objective_values(objective, lat, en) for lat, en in costs)
-        for n in (1, 3, 10):
-            schedules, rejected = best_mappings(layer, module, objective, n)
+        for n, strategy in itertools.product((1, 3, 10), STRATEGIES):
+            schedules, rejected = best_mappings(layer, module, objective, n, temporal_search=strategy)
             assert not rejected
             got = [objective_values(objective, s.latency_cycles, s.energy_pj) for s in schedules]
             assert len(got) == min(n, len(keys))
@@ -133,6 +134,8 @@ def test_bad_arguments():
         best_mappings(layer, module, "latency", 0)
     with pytest.raises(ValueError, match="objective must be one of"):
         best_mappings(layer, module, "speed", 3)
+    with pytest.raises(ValueError, match="temporal_search must be one of"):
+        best_mappings(layer, module, "latency", 3, temporal_search=print)
     with pytest.raises(ValueError, match="time_budget_s"):
         best_mappings(layer, module, "latency", 3, time_budget_s=-1.0)
 
