@@ -23,7 +23,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional, Union
+from typing import Callable, Optional, Union
 
 import numpy as np
 
@@ -31,6 +31,7 @@ from archs.dims import DIMS
 from archs.model import ExecModule, SoC
 from costmodel.analysis import analyze_segments
 from costmodel.cost import OBJECTIVES, evaluate
+from costmodel.problem import Problem
 from mapper import tree_search
 from mapper.acceptance import padding_split, rejection_reason
 from mapper.bottom_up import _as_leaves, _finish, _root, _root_bound, _segment_form, _tables, search_bottom_up
@@ -46,7 +47,7 @@ from mapper.search import (
     build_layer_problem,
     host_padding_cost,
 )
-from mapper.spatial import spatial_unrollings
+from mapper.spatial import SpatialUnrolling, spatial_unrollings
 from mapper.temporal import explicit_nest
 from mapper.tree_search import (
     _TIE,
@@ -138,8 +139,8 @@ class _Context:
     layer: Layer  # as searched (unpadded when the host pads the input)
     module: ExecModule
     all_unrollings: list  # every unrolling of the module (``_presented`` picks among them)
-    unrolling: Any
-    problem: Any
+    unrolling: SpatialUnrolling
+    problem: Problem
     shift: tuple  # (cycles, pJ) added to every mapping's cost (host padding)
     objective: str
     top: TopN
