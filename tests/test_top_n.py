@@ -18,8 +18,9 @@ import archs
 import mapper
 from costmodel.analysis import analyze
 from costmodel.cost import evaluate
+from mapper.acceptance import padding_split, rejection_reason
 from mapper.bruteforce import distinct_permutations
-from mapper.search import _searched_unrollings, build_layer_problem
+from mapper.search import _searched_unrollings, build_layer_problem, host_padding_cost
 from mapper.spatial import spatial_unrollings
 from mapper.temporal import prime_factors, rank_table
 from mapper.top_n import STRATEGIES, best_mappings
@@ -148,3 +149,30 @@ def test_explain_top_3_lists_three_mappings_in_order(capsys):
     assert len(energies) == 3 and energies == sorted(energies)
     code, _, err = run(capsys, "explain", "conv2d:in=8x8x8,out=16,k=3,s=1", "--arch", "gap9", "--time-budget", "0")
     assert code == 2 and "--time-budget" in err
+
+
+def test_host_padded_module_ranks_with_its_padding_cost():
+    """diana's digital module takes a stride-2 SAME conv only unpadded, after the host pads the
+    input: its mappings rank by their cost plus the padding's. Oracle: each module's own top list
+    without that pruning (the unpadded layer's, cost shifted afterwards), merged and re-sorted; for
+    EDP the unpadded list is long enough that nothing past it can enter (checked:
+    (l + c)(e + d) >= (sqrt(l e) + sqrt(c d))^2)."""
+    layer = mapper.conv2d("c", input_size=(8, 8), in_channels=8, out_channels=8, kernel=3, stride=2, padding="same")
+    soc = archs.load("diana")
+    digital, cpu = soc.modules["digital"], soc.modules["cpu"]
+    unpadded = padding_split(layer, digital)
+    assert unpadded is not None and rejection_reason(layer, digital) is not None
+    cycles, energy = host_padding_cost(layer, soc)
+    n, m = 10, 60
+    for objective in ("latency", "energy", "edp"):
+        schedules, _ = best_mappings(layer, soc, objective, n)
+        assert any(s.host_padding_cycles == cycles for s in schedules)
+        own, _ = best_mappings(unpadded, digital, objective, m)
+        keys = [objective_values(objective, s.latency_cycles + cycles, s.energy_pj + energy) for s in own]
+        keys += [objective_values(objective, s.latency_cycles, s.energy_pj) for s in best_mappings(layer, cpu, objective, n)[0]]
+        expected = sorted(keys)[:n]
+        if objective == "edp":
+            last = own[-1].latency_cycles * own[-1].energy_pj
+            assert (np.sqrt(last) + np.sqrt(cycles * energy)) ** 2 >= expected[-1][0]
+        got = [objective_values(objective, s.latency_cycles, s.energy_pj) for s in schedules]
+        np.testing.assert_allclose([k[0] for k in got], [k[0] for k in expected], rtol=1e-9)
