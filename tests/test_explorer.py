@@ -176,7 +176,7 @@ def test_explain_first_entry_is_the_mappers_optimum(capsys):
     for arch in ("gap9", "diana"):
         soc = archs.load(arch)
         best = mapper.map_layer(layer, soc)
-        candidates, _, _ = explain(layer, soc, top=3)
+        candidates, _ = explain(layer, soc, top=3)
         assert candidates[0].schedule.latency_cycles == best.latency_cycles
         latencies = [c.schedule.latency_cycles for c in candidates]
         assert latencies == sorted(latencies)
