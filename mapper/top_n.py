@@ -3,7 +3,10 @@
 Same space as ``mapper.search.search_module`` with its default temporal search
 (``mapper.bottom_up``): every spatial unrolling of every module (under a kernel hook, the
 unrollings ``search_module`` visits: the others re-express the same mappings at the same cost, and
-each mapping is shown with the most-utilising unrolling that runs it), every temporal mapping of
+each mapping is shown with the most-utilising unrolling that runs it; on a square layer of a module
+costed per PE, an unrolling whose row/column mirror image was visited is skipped as
+``search_module`` skips it, so a mapping's mirror image, of the same cost, is not listed again),
+every temporal mapping of
 ``mapper.temporal``'s space (``explicit_nest`` form, loops of extent 1 dropped, so a mapping is
 counted once however the search reaches it). The branch and bound of ``mapper.bottom_up`` (or ``mapper.tree_search``) runs with
 the N-th best key found so far (``TopN.bar``) as its incumbent: a node is dropped only if its bound
