@@ -89,6 +89,18 @@ class _UpTables(_Tables):
                 once = cut_traffic(problem, p, points, self.distinct[p], self.distinct[p])
                 link = min(cut.inner.read_bytes_per_cycle, cut.outer.write_bytes_per_cycle)
                 self.serial_lb[p] = once.bytes_out / self.distinct[p] / link + cut.inner.transfer_fixed_cycles
+        # Traffic is affine in the fetch count for a given tile (``cut_traffic``): per cut point and
+        # tile, (intercept, slope) of its cycles, energy, bytes and runs out, from two evaluations.
+        self.traffic_affine = []
+        for p in range(self.n_cut):
+            once = cut_traffic(problem, p, points, self.distinct[p], self.distinct[p])
+            twice = cut_traffic(problem, p, points, 2 * self.distinct[p], self.distinct[p])
+            fields = {}
+            for name in ("cycles", "energy_pj", "bytes_out", "runs_out"):
+                a, b = np.asarray(getattr(once, name), dtype=np.float64), np.asarray(getattr(twice, name), dtype=np.float64)
+                slope = (b - a) / self.distinct[p]
+                fields[name] = (a - slope * self.distinct[p], slope)
+            self.traffic_affine.append(fields)
         self.outer = []
         for o in range(N_OPS):
             tables = [np.zeros((4, lat.size))]
@@ -397,7 +409,7 @@ def _close(t: _UpTables, nodes: _Nodes, closes: np.ndarray, within: np.ndarray, 
         run = nodes.run[rows, p] * within[rows, o]
         fetches = t.total // (t.point_volume[tile] * run)
         distinct = t.distinct[p, tile]
-        traffic = cut_traffic(t.problem, p, t.lattice.points[tile].T, fetches, distinct)
+        traffic = _traffic(t, p, tile, fetches)
         if t.db[p]:
             i = t.db_cuts.index(p)
             nodes.overlapped[rows] += traffic.cycles
@@ -427,6 +439,24 @@ def _close(t: _UpTables, nodes: _Nodes, closes: np.ndarray, within: np.ndarray, 
     np.maximum(nodes.open_serial, 0.0, out=nodes.open_serial)  # float noise of the subtraction
     np.maximum(nodes.open_overlapped, 0.0, out=nodes.open_overlapped)
     np.maximum(nodes.open_energy, 0.0, out=nodes.open_energy)
+
+
+@dataclass
+class _Traffic:
+    """The parts of ``costmodel.cost.CutTraffic`` that closing a cut point needs."""
+
+    cycles: np.ndarray
+    energy_pj: np.ndarray
+    bytes_out: np.ndarray
+    runs_out: np.ndarray
+
+
+def _traffic(t: _UpTables, p: int, tile: np.ndarray, fetches: np.ndarray) -> _Traffic:
+    """``cut_traffic`` of cut point ``p`` for tiles ``tile`` [row] fetched ``fetches`` [row] times, from
+    its affine tables (every quantity is affine in the fetches for a given tile)."""
+    fields = t.traffic_affine[p]
+    return _Traffic(*(fields[name][0][tile] + fields[name][1][tile] * fetches
+                      for name in ("cycles", "energy_pj", "bytes_out", "runs_out")))
 
 
 def _leader_options(t: _UpTables, open_mask: np.ndarray, seg: np.ndarray):
