@@ -148,6 +148,9 @@ class _UpTables(_Tables):
                                 dtype=np.int64)  # [memory] mask of the cut points it holds
         self.first_loops = [(ops, (lat.points[:, dims] < problem.remaining[dims][None, :]).any(axis=1))
                             for ops, dims in sorted(patterns.items())]
+        # The same, one row per (number of unplaced cut points, tile): [j * point + tile, 4].
+        self.outer_flat = [np.ascontiguousarray(np.stack(tables).transpose(0, 2, 1)).reshape(-1, 4)
+                           for tables in self.outer]
         # Every operand's whole chain above the smallest tile: (serial, overlapped, energy).
         self.outer_total = sum(self.outer[o][len(self.cuts_of[o])][:, 0] for o in range(N_OPS))
         self._inner_groups: dict[int, list[int]] = {}
@@ -242,15 +245,12 @@ def _bound_of(t: _UpTables, P, kernel, mask, serial, overlapped, energy, db_fetc
     en = energy + t.kernel_energy[kernel]
     cycles = ser + ovl  # every transfer cycle, the chains' least sum taken over one tile per cut point
     for o in range(N_OPS):
-        j = t.unplaced[mask, o]
-        for jj in range(1, len(t.cuts_of[o]) + 1):
-            rows = j == jj
-            if rows.any():
-                table = t.outer[o][jj][:, P[rows]]
-                ser[rows] += table[0]
-                ovl[rows] += table[1]
-                en[rows] += table[2]
-                cycles[rows] += table[3]
+        if t.cuts_of[o]:
+            chain = t.outer_flat[o][t.unplaced[mask, o] * t.lattice.size + P]  # [node, 4]
+            ser += chain[:, 0]
+            ovl += chain[:, 1]
+            en += chain[:, 2]
+            cycles += chain[:, 3]
     if t.zigzag:  # latency >= compute + overhead only (``costmodel.cost.latency_lower_bound``)
         latency = latency_lower_bound(t.problem, t.compute[kernel], ovl, ser, t.overhead[kernel])
         return objective_values(t.objective, latency, en)
