@@ -63,6 +63,7 @@ from mapper.tree_search import (
     can_beat,
     narrow_dive,
     objective_values,
+    segment_runs,
 )
 
 N_DIMS = len(DIMS)
@@ -370,27 +371,6 @@ def _place(t: _UpTables, nodes: _Nodes, groups: np.ndarray) -> None:
     nodes.depth = depth
 
 
-def _segment_runs(t: _UpTables, seg: np.ndarray, leader: int) -> tuple[np.ndarray, np.ndarray]:
-    """(closes [row, operand], within [row, operand]) for a segment of factors ``seg`` [row, dim] led by
-    ``leader``: whether it holds a moving loop indexing the operand, and the product of the
-    operand's irrelevant loops ranked before the first such loop (all of them if none)."""
-    rank = t.ranks[leader]
-    moving = seg > 1
-    closes = np.zeros((seg.shape[0], N_OPS), dtype=bool)
-    within = np.ones((seg.shape[0], N_OPS), dtype=np.int64)
-    for o in range(N_OPS):
-        rel = t.relevant[o]
-        first = np.full(seg.shape[0], _NO_LOOP, dtype=np.int64)
-        for d in range(N_DIMS):
-            if rel[d]:
-                first = np.where(moving[:, d], np.minimum(first, rank[d]), first)
-        for d in range(N_DIMS):
-            if not rel[d]:
-                within[:, o] *= np.where(rank[d] < first, seg[:, d], 1)
-        closes[:, o] = first < _NO_LOOP
-    return closes, within
-
-
 def _close(t: _UpTables, nodes: _Nodes, closes: np.ndarray, within: np.ndarray, final: bool) -> None:
     """Apply a segment (in place): open cut points whose operand's run ends in it (or all, at the
     top when ``final``) get their exact cost; the others' runs grow by the segment."""
@@ -467,7 +447,7 @@ def _leader_options(t: _UpTables, open_mask: np.ndarray, seg: np.ndarray):
         open_ops[:, t.op[p]] |= (open_mask >> p & 1) == 1
     seen = []
     for leader in range(N_OPS):
-        closes, within = _segment_runs(t, seg, leader)
+        closes, within = segment_runs(t, seg, leader)
         usable = np.ones(open_mask.size, dtype=bool)
         for c0, w0 in seen:
             same = (((closes == c0) & (within == w0)) | ~open_ops).all(axis=1)

@@ -312,25 +312,33 @@ def _root(t: _Tables) -> _Nodes:
     return root
 
 
-def _new_runs(t: _Tables, seg: np.ndarray, leader: int, runs: np.ndarray) -> np.ndarray:
-    """[row, operand] runs right below a segment of factors ``seg`` [row, dim] led by ``leader``, the
-    runs right above it being ``runs``: per operand, its irrelevant loops ranked before its first
-    relevant moving loop, times the run above when the segment has no relevant moving loop."""
+def segment_runs(t: _Tables, seg: np.ndarray, leader: int) -> tuple[np.ndarray, np.ndarray]:
+    """(closes [row, operand], within [row, operand]) for a segment of factors ``seg`` [row, dim] led by
+    ``leader``: whether it holds a moving loop indexing the operand, and the product of the
+    operand's irrelevant loops ranked before the first such loop (all of them if none)."""
     rank = t.ranks[leader]
     moving = seg > 1
-    out = np.empty_like(runs)
+    closes = np.zeros((seg.shape[0], N_OPS), dtype=bool)
+    within = np.ones((seg.shape[0], N_OPS), dtype=np.int64)
     for o in range(N_OPS):
         rel = t.relevant[o]
         first = np.full(seg.shape[0], _NO_LOOP, dtype=np.int64)
         for d in range(N_DIMS):
             if rel[d]:
                 first = np.where(moving[:, d], np.minimum(first, rank[d]), first)
-        within = np.ones(seg.shape[0], dtype=np.int64)
         for d in range(N_DIMS):
             if not rel[d]:
-                within *= np.where(rank[d] < first, seg[:, d], 1)
-        out[:, o] = within * np.where(first < _NO_LOOP, 1, runs[:, o])
-    return out
+                within[:, o] *= np.where(rank[d] < first, seg[:, d], 1)
+        closes[:, o] = first < _NO_LOOP
+    return closes, within
+
+
+def _new_runs(t: _Tables, seg: np.ndarray, leader: int, runs: np.ndarray) -> np.ndarray:
+    """[row, operand] runs right below a segment of factors ``seg`` [row, dim] led by ``leader``, the
+    runs right above it being ``runs``: per operand, its irrelevant loops ranked before its first
+    relevant moving loop, times the run above when the segment has no relevant moving loop."""
+    closes, within = segment_runs(t, seg, leader)
+    return within * np.where(closes, 1, runs)
 
 
 def _expand(t: _Tables, nodes: _Nodes, incumbent: tuple, stats: SearchStats):
@@ -765,23 +773,25 @@ def _settle_segment_form(t: _Tables, latency: np.ndarray, energy: np.ndarray, se
     if t.zigzag:  # the parts' latency is a lower bound only: every hopeful leaf is evaluated
         return _settle_bounded(t, primary, secondary, hopeful, segment_form, best_key, stats)
     for lo in range(0, hopeful.size, 256):
-        rows = hopeful[lo:lo + 256]
-        segments, leaders, groups = segment_form(rows)
-        stats.evaluated += rows.size
-        ranks = t.ranks.T[:, leaders]
-        cost = evaluate(t.problem, analyze_segments(t.problem, segments, ranks, groups))
-        value = np.where(cost.feasible, cost.objective(t.objective), np.inf)
-        other = cost.objective("energy" if t.objective == "latency" else "latency")
-        ok = np.nonzero(np.isfinite(value))[0]
-        if ok.size:
-            i = ok[np.lexsort((other[ok], value[ok]))[0]]
-            key = (float(value[i]), float(other[i]))
-            if can_beat(key[0], key[1], best_key):
-                return key, (segments[:, :, i], leaders[:, i], groups[:, i])
-            return None
+        found = _best_evaluated(t, segment_form, hopeful[lo:lo + 256], stats)
+        if found is not None:
+            return found if can_beat(found[0][0], found[0][1], best_key) else None
     return None
 
 
+def _best_evaluated(t: _Tables, segment_form, rows: np.ndarray, stats: SearchStats):
+    """Re-evaluate the complete mappings ``rows`` with the reference cost model: ((primary, secondary),
+    segment form) of the best feasible one (the least secondary among equals), or None."""
+    segments, leaders, groups = segment_form(rows)
+    stats.evaluated += rows.size
+    cost = evaluate(t.problem, analyze_segments(t.problem, segments, t.ranks.T[:, leaders], groups))
+    value = np.where(cost.feasible, cost.objective(t.objective), np.inf)
+    other = cost.objective("energy" if t.objective == "latency" else "latency")
+    ok = np.nonzero(np.isfinite(value))[0]
+    if not ok.size:
+        return None
+    i = ok[np.lexsort((other[ok], value[ok]))[0]]
+    return (float(value[i]), float(other[i])), (segments[:, :, i], leaders[:, i], groups[:, i])
 
 
 def _settle_bounded(t: _Tables, primary, secondary, hopeful: np.ndarray, segment_form, best_key: tuple,
@@ -795,15 +805,7 @@ def _settle_bounded(t: _Tables, primary, secondary, hopeful: np.ndarray, segment
         rows = rows[can_beat(primary[rows], secondary[rows], best_key)]
         if not rows.size:
             continue
-        segments, leaders, groups = segment_form(rows)
-        stats.evaluated += rows.size
-        cost = evaluate(t.problem, analyze_segments(t.problem, segments, t.ranks.T[:, leaders], groups))
-        value = np.where(cost.feasible, cost.objective(t.objective), np.inf)
-        other = cost.objective("energy" if t.objective == "latency" else "latency")
-        ok = np.nonzero(np.isfinite(value))[0]
-        if ok.size:
-            i = ok[np.lexsort((other[ok], value[ok]))[0]]
-            key = (float(value[i]), float(other[i]))
-            if can_beat(key[0], key[1], best_key):
-                best_key, found = key, (key, (segments[:, :, i], leaders[:, i], groups[:, i]))
+        candidate = _best_evaluated(t, segment_form, rows, stats)
+        if candidate is not None and can_beat(candidate[0][0], candidate[0][1], best_key):
+            best_key, found = candidate[0], candidate
     return found
