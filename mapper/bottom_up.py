@@ -115,12 +115,20 @@ class _UpTables(_Tables):
         # a tile: fetched once per position of the loops left above it (serial, overlapped, energy).
         tiles = np.ascontiguousarray(lat.points.T)
         rest = self.total // self.point_volume
-        self.close_now = np.zeros((self.n_cut, 3, lat.size))
+        self.close_now = np.zeros((self.n_cut, lat.size, 3))  # [cut, point, (serial, overlapped, energy)]
         for p in range(self.n_cut):
             now = cut_traffic(problem, p, tiles, rest, self.distinct[p])
             extra = np.maximum(now.cycles - self.cycles_lb[p], 0.0)
-            self.close_now[p] = [np.where(self.db[p], 0.0, extra), np.where(self.db[p], extra, 0.0),
-                                 np.maximum(now.energy_pj - self.energy_lb[p], 0.0)]
+            self.close_now[p] = np.stack([np.where(self.db[p], 0.0, extra), np.where(self.db[p], extra, 0.0),
+                                          np.maximum(now.energy_pj - self.energy_lb[p], 0.0)], axis=1)
+        # [operand, point] product of a tile's extents the operand ignores / indexes: a segment from
+        # tile P to tile T holds a moving loop indexing the operand iff the indexed product grows, and
+        # the loops it ignores multiply to irrelevant_volume[T] / irrelevant_volume[P].
+        rel = problem.relevant
+        self.irrelevant_volume = np.stack([np.prod(np.where(rel[o][None, :], 1, lat.points), axis=1)
+                                           for o in range(N_OPS)])
+        self.relevant_volume = np.stack([np.prod(np.where(rel[o][None, :], lat.points, 1), axis=1)
+                                         for o in range(N_OPS)])
         # Dims with loops, grouped by the operands they index: (operands, [point] a loop is left above).
         patterns: dict[tuple, list[int]] = {}
         for d in range(N_DIMS):
@@ -284,7 +292,8 @@ def _bound_of(t: _UpTables, P, kernel, mask, serial, overlapped, energy, db_fetc
     for p in range(t.n_cut):
         is_open = (open_mask >> p & 1) == 1
         if is_open.any():
-            delta = t.close_now[p][:, P] * is_open
+            delta = t.close_now[p].take(P, axis=0)
+            delta *= is_open[:, None]
             o = t.op[p]
             ending[o] = delta if ending[o] is None else ending[o] + delta
     primary, secondary = np.full(P.size, np.inf), np.full(P.size, np.inf)
@@ -294,9 +303,9 @@ def _bound_of(t: _UpTables, P, kernel, mask, serial, overlapped, energy, db_fetc
             extra_p, extra_s = base_p, base_s
         else:
             extra = sum(parts)
-            latency = np.maximum(np.maximum(hidden, ovl + extra[1]) + ser + extra[0],
-                                 cycles + extra[0] + extra[1] + idle)
-            extra_p, extra_s = objective_values(t.objective, latency, en + extra[2])
+            latency = np.maximum(np.maximum(hidden, ovl + extra[:, 1]) + ser + extra[:, 0],
+                                 cycles + extra[:, 0] + extra[:, 1] + idle)
+            extra_p, extra_s = objective_values(t.objective, latency, en + extra[:, 2])
         moves = left[P]
         primary = np.where(moves, np.minimum(primary, extra_p), primary)
         secondary = np.where(moves, np.minimum(secondary, extra_s), secondary)
@@ -439,6 +448,13 @@ def _traffic(t: _UpTables, p: int, tile: np.ndarray, fetches: np.ndarray) -> _Tr
                       for name in ("cycles", "energy_pj", "bytes_out", "runs_out")))
 
 
+def _traffic_costs(t: _UpTables, p: int, tile: np.ndarray, fetches: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(cycles, pJ) [row] of ``_traffic``, alone."""
+    fields = t.traffic_affine[p]
+    (c0, c1), (e0, e1) = fields["cycles"], fields["energy_pj"]
+    return c0[tile] + c1[tile] * fetches, e0[tile] + e1[tile] * fetches
+
+
 def _leader_options(t: _UpTables, open_mask: np.ndarray, seg: np.ndarray):
     """(leader, rows, closes, within) per leader, one leader per distinct effect on the open runs of
     rows with open cut points ``open_mask`` under segments ``seg``."""
@@ -486,6 +502,11 @@ def _expand(t: _UpTables, nodes: _Nodes, incumbent: tuple, stats: SearchStats):
         v.P, v.kernel = T[first], kernel[first]
         variants.append(v)
     later = np.nonzero(nodes.depth[owner] > 0)[0]
+    if later.size:  # a bound over every leader first, without copying the nodes
+        primary, secondary = _any_leader_bound(t, nodes, owner[later], T[later], kernel[later])
+        ok = can_beat(primary, secondary, incumbent)
+        stats.pruned += int((~ok).sum())
+        later = later[ok]
     if later.size:
         for leader, rows, closes, within in _leader_options(t, nodes.open_mask[owner[later]], seg[later]):
             pick = later[rows]
@@ -526,6 +547,42 @@ def _expand(t: _UpTables, nodes: _Nodes, incumbent: tuple, stats: SearchStats):
         _place(t, child, groups[keep])
         child.primary, child.secondary = primary[keep], secondary[keep]
         yield child
+
+
+def _any_leader_bound(t: _UpTables, nodes: _Nodes, owner: np.ndarray, T: np.ndarray,
+                      kernel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(primary, secondary) [pair] lower bounds of node ``owner`` grown to tile ``T`` by one segment,
+    whatever its leader. Whether an operand's runs end in the segment does not depend on the leader
+    (a moving loop indexing it is in the segment), and its run grows by at most the product of the
+    segment's loops it ignores (leader: that operand): the open cut points whose runs end are costed
+    at those longest runs, hence their fewest fetches (every cost grows with fetches). The others stay
+    open, fetched once per position; the one-loop look-ahead above ``T`` holds for every leader."""
+    P = nodes.P[owner]
+    serial = (nodes.serial + nodes.open_serial)[owner]
+    overlapped = (nodes.overlapped + nodes.open_overlapped)[owner]
+    energy = (nodes.energy + nodes.open_energy)[owner]
+    open_mask = nodes.open_mask[owner]
+    still = open_mask.copy()
+    for o in range(N_OPS):
+        if not t.cuts_of[o]:
+            continue
+        closes = t.relevant_volume[o][T] > t.relevant_volume[o][P]
+        longest = t.irrelevant_volume[o][T] // t.irrelevant_volume[o][P]
+        for p in t.cuts_of[o]:
+            rows = np.nonzero(closes & ((open_mask >> p & 1) == 1))[0]
+            if not rows.size:
+                continue
+            tile = nodes.tile_of[owner[rows], p]
+            fetches = t.total // (t.point_volume[tile] * nodes.run[owner[rows], p] * longest[rows])
+            cycles, pj = _traffic_costs(t, p, tile, fetches)
+            if t.db[p]:
+                overlapped[rows] += cycles - t.cycles_lb[p, tile]
+                serial[rows] -= t.serial_lb[p, tile]
+            else:
+                serial[rows] += cycles - t.serial_lb[p, tile]
+            energy[rows] += pj - t.energy_lb[p, tile]
+            still[rows] &= ~(1 << p)
+    return _bound_of(t, T, kernel, nodes.mask[owner], serial, overlapped, energy, open_mask=still)
 
 
 def _group_pairs(t: _UpTables, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -511,9 +511,8 @@ def drop_dominated(nodes, key: np.ndarray, stats: SearchStats, group_cap: int = 
     sizes = np.diff(np.append(starts, n))
     if sizes.max() == 1:
         return nodes
-    cost = np.column_stack([serial, energy, nodes.db_fetches, nodes.db_event])[order]
-    low, high = nodes.occupancy[order], nodes.occupancy_max[order]
-    room = low if settled is None else np.maximum(low, settled[order])
+    cost, high, room = _dominance_terms(nodes, additive, settled)
+    cost, high, room = cost[order], high[order], room[order]
     # Pairs (a, b) inside one group, a among the group's first group_cap members, a != b.
     member = np.arange(n) - starts[group_id]
     size_of = sizes[group_id]
@@ -524,19 +523,9 @@ def drop_dominated(nodes, key: np.ndarray, stats: SearchStats, group_cap: int = 
     a = starts[group_id[b]] + local
     keep_pair = a != b
     a, b = a[keep_pair], b[keep_pair]
-    no_more = cost[a] <= cost[b]
-    fits = (high[a] <= room[b]).all(axis=1)
-    margin = 2 * _TIE * incumbent[0]
-    if objective == "latency" and np.isfinite(margin):
-        faster = cost[a, 0] < cost[b, 0] - margin
-        dominated = fits & no_more[:, [0] + list(range(2, cost.shape[1]))].all(axis=1) & (no_more[:, 1] | faster)
-    elif objective == "energy" and np.isfinite(margin):
-        cheaper = cost[a, 1] < cost[b, 1] - margin
-        dominated = fits & no_more[:, 1] & (np.delete(no_more, 1, axis=1).all(axis=1) | cheaper)
-    else:
-        dominated = fits & no_more.all(axis=1)
+    dominated = _dominates(cost[a], cost[b], high[a], room[b], objective, 2 * _TIE * incumbent[0])
     # Equal: same costs and each fits wherever the other does (then the first stays).
-    equal = (cost[a] == cost[b]).all(axis=1) & fits & (high[b] <= room[a]).all(axis=1)
+    equal = (cost[a] == cost[b]).all(axis=1) & (high[b] <= room[a]).all(axis=1)
     dominated &= ~equal | (member[a] < member[b])  # of equals, the first stays
     drop = np.zeros(n, dtype=bool)
     drop[b[dominated]] = True
@@ -544,6 +533,96 @@ def drop_dominated(nodes, key: np.ndarray, stats: SearchStats, group_cap: int = 
     # dominates them too), except among equals, where the first one survives.
     stats.pruned += int(drop.sum())
     return nodes.take(np.sort(order[~drop]))
+
+
+def _dominates(cost_a: np.ndarray, cost_b: np.ndarray, high_a: np.ndarray, room_b: np.ndarray, objective: str,
+               margin: float) -> np.ndarray:
+    """[pair] whether node A dominates node B of the same future (``drop_dominated`` states the rule):
+    ``cost`` rows are (non-overlapped cycles, energy, double-buffered fetches..., cycles per fetch...),
+    ``high_a`` A's largest possible occupancy per memory, ``room_b`` the room B is sure to have. The
+    secondary metric is not compared when A's primary one is lower by more than ``margin`` (twice the
+    tie tolerance of the incumbent; ``inf`` when there is none)."""
+    no_more = cost_a <= cost_b
+    fits = (high_a <= room_b).all(axis=1)
+    if objective == "latency" and np.isfinite(margin):
+        faster = cost_a[:, 0] < cost_b[:, 0] - margin
+        return fits & no_more[:, [0] + list(range(2, cost_a.shape[1]))].all(axis=1) & (no_more[:, 1] | faster)
+    if objective == "energy" and np.isfinite(margin):
+        cheaper = cost_a[:, 1] < cost_b[:, 1] - margin
+        return fits & no_more[:, 1] & (np.delete(no_more, 1, axis=1).all(axis=1) | cheaper)
+    return fits & no_more.all(axis=1)
+
+
+def _dominance_terms(nodes, additive: Optional[tuple], settled: Optional[np.ndarray]) -> tuple:
+    """(cost [node, column], largest occupancy [node, memory], sure room [node, memory]) that
+    ``_dominates`` compares (``drop_dominated`` says what ``additive`` and ``settled`` are)."""
+    serial, energy = nodes.serial, nodes.energy
+    if additive is not None:
+        serial, energy = serial + additive[0], energy + additive[1]
+    cost = np.column_stack([serial, energy, nodes.db_fetches, nodes.db_event])
+    room = nodes.occupancy if settled is None else np.maximum(nodes.occupancy, settled)
+    return cost, nodes.occupancy_max, room
+
+
+class FutureArchive:
+    """The futures (``drop_dominated``'s key) and costs of the nodes a search has expanded, so that a
+    node taken later from the pool is dropped when an expanded node with the same future dominates it.
+
+    Exact for the same reason as ``drop_dominated``: every completion of the dropped node costs at
+    least the same completion of the expanded one, whose completions the search has explored (or
+    bounded out, or left to a node dominating it in turn), and an expanded node always came first, so
+    of two equal nodes the earlier stays. Rows are looked up by a hash of the key and confirmed by the
+    whole key (a collision costs a comparison, never a wrong drop); each key is compared against its
+    ``group_cap`` cheapest archived nodes. Runs sorted by (hash, cost) are merged as in ``NodePool``.
+    At most ``max_rows`` nodes are archived (beyond that nothing is added: fewer drops, still exact).
+    """
+
+    def __init__(self, group_cap: int = 8, max_rows: int = 1 << 21):
+        self.runs: list[tuple] = []  # (hash, key, cost, high), each sorted by (hash, cost)
+        self.rows = 0
+        self.group_cap = group_cap
+        self.max_rows = max_rows
+
+    @staticmethod
+    def _hash(key: np.ndarray) -> np.ndarray:
+        h = np.full(len(key), 0x9E3779B97F4A7C15, dtype=np.uint64)
+        for i in range(key.shape[1]):  # multiply-xorshift per column (wraps modulo 2**64)
+            h = (h ^ key[:, i].astype(np.uint64)) * np.uint64(0xBF58476D1CE4E5B9)
+            h ^= h >> np.uint64(31)
+        return h
+
+    def add(self, key: np.ndarray, cost: np.ndarray, high: np.ndarray) -> None:
+        if not len(key) or self.rows >= self.max_rows:
+            return
+        self.rows += len(key)
+        self.runs.append(self._sorted(self._hash(key), key, cost, high))
+        while len(self.runs) > 1 and 2 * len(self.runs[-1][0]) >= len(self.runs[-2][0]):
+            last = self.runs.pop()
+            self.runs[-1] = self._sorted(*(np.concatenate([x, y]) for x, y in zip(self.runs[-1], last)))
+
+    @staticmethod
+    def _sorted(h, key, cost, high) -> tuple:
+        order = np.lexsort((cost[:, 1], cost[:, 0], h))
+        return h[order], key[order], cost[order], high[order]
+
+    def dominated(self, key: np.ndarray, cost: np.ndarray, room: np.ndarray, objective: str,
+                  margin: float) -> np.ndarray:
+        """[node] whether an archived node with the same key dominates it (``_dominates``)."""
+        out = np.zeros(len(key), dtype=bool)
+        if not self.runs or not len(key):
+            return out
+        h = self._hash(key)
+        for run_h, run_key, run_cost, run_high in self.runs:
+            lo = np.searchsorted(run_h, h, side="left")
+            n = np.minimum(np.searchsorted(run_h, h, side="right") - lo, self.group_cap)
+            b = np.repeat(np.arange(len(key)), n)
+            if not b.size:
+                continue
+            a = lo[b] + np.arange(b.size) - np.repeat(np.cumsum(n) - n, n)
+            same = (run_key[a] == key[b]).all(axis=1)
+            a, b = a[same], b[same]
+            out[b[_dominates(run_cost[a], cost[b], run_high[a], room[b], objective, margin)]] = True
+        return out
 
 
 def grow(frontier, expand, finish, full_mask: int, best_key: tuple, best):
@@ -640,9 +719,12 @@ def best_first(root, expand, finish, full_mask: int, pair_count, same_future, be
     (deeper first among equals) until their children's (node, tile) pairs (``pair_count(nodes)``)
     reach ``pairs_per_batch``; drop what cannot beat the incumbent and what a node with the same
     future (``same_future(nodes)``: ``drop_dominated``'s key, or (key, additive, settled); None: no
-    dominance) dominates (``objective`` as in ``drop_dominated``). Exact when the pool
-    empties; when ``deadline`` passes first, the least bound left is the certified lower bound."""
+    dominance) dominates (``objective`` as in ``drop_dominated``). A node taken from the pool is
+    also dropped when a node expanded before it, or one of its batch, dominates it (``FutureArchive``).
+    Exact when the pool empties; when ``deadline`` passes first, the least bound left is the certified
+    lower bound."""
     pool = NodePool(root)
+    archive = FutureArchive() if same_future is not None else None
     while True:
         stats.pruned += pool.prune(best_key)
         if not len(pool.runs):
@@ -656,18 +738,36 @@ def best_first(root, expand, finish, full_mask: int, pair_count, same_future, be
             batch = batch.take(np.nonzero(keep)[0])
             if not len(batch):
                 continue
+        if archive is not None:  # nodes dominated by one expanded earlier (or by a batch mate)
+            key, additive, settled = _future_parts(same_future(batch))
+            batch = drop_dominated(batch, key, stats, additive=additive, objective=objective,
+                                   incumbent=best_key, settled=settled)
+            key, additive, settled = _future_parts(same_future(batch))
+            cost, high, room = _dominance_terms(batch, additive, settled)
+            gone = archive.dominated(key, cost, room, objective, 2 * _TIE * best_key[0])
+            if gone.any():
+                stats.pruned += int(gone.sum())
+                stay = np.nonzero(~gone)[0]
+                batch, key, cost, high = batch.take(stay), key[stay], cost[stay], high[stay]
+                if not len(batch):
+                    continue
+            archive.add(key, cost, high)
         stats.nodes += len(batch)
         best_key, best, new = grow(batch, expand, finish, full_mask, best_key, best)
         if new:
             fresh = type(root).concat(new)
             if same_future is not None:  # None: no dominance rule holds (overlap: zigzag)
-                future = same_future(fresh)
-                key, additive, settled = future if isinstance(future, tuple) else (future, None, None)
+                key, additive, settled = _future_parts(same_future(fresh))
                 fresh = drop_dominated(fresh, key, stats, additive=additive, objective=objective,
                                        incumbent=best_key, settled=settled)
             stats.levels = max(stats.levels, int(fresh.depth.max()))
             pool.add(fresh)
     return _result(best_key, best, best_key[0], True, stats)
+
+
+def _future_parts(future) -> tuple:
+    """(key, additive, settled) from what ``same_future`` returns (a key alone, or the triple)."""
+    return future if isinstance(future, tuple) else (future, None, None)
 
 
 def _result(key: tuple, best, lower: float, complete: bool, stats: SearchStats) -> TemporalResult:

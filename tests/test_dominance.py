@@ -71,3 +71,30 @@ def test_groups_are_separate_and_never_empty():
               | (batch.serial[same] < batch.serial[b] - 2e-9 * 10.0))
         ok &= ((batch.occupancy_max[same] <= np.maximum(batch.occupancy[b], settled[b])).all(axis=1))
         assert ok.any(), b
+
+
+def test_future_archive_equals_pairwise_check_by_hand():
+    """``FutureArchive.dominated`` against a plain double loop: a later node is dropped exactly when an
+    archived node with the same key has costs no higher and fits where it is sure to have room. Many
+    keys share few values, so hash buckets and key confirmation are both exercised."""
+    from mapper.tree_search import FutureArchive
+
+    rng = np.random.default_rng(7)
+    archive = FutureArchive(group_cap=1 << 30)
+    stored = []
+    for _ in range(3):  # several runs, merged as they grow
+        n = 40
+        key = rng.integers(0, 3, (n, 2))
+        cost = rng.integers(0, 4, (n, 4)).astype(float)
+        high = rng.integers(0, 4, (n, 2)).astype(float)
+        archive.add(key, cost, high)
+        stored += list(zip(key.tolist(), cost.tolist(), high.tolist()))
+    key = rng.integers(0, 4, (200, 2))
+    cost = rng.integers(0, 5, (200, 4)).astype(float)
+    room = rng.integers(0, 5, (200, 2)).astype(float)
+    got = archive.dominated(key, cost, room, "edp", np.inf)
+    expected = [any(k == key[i].tolist() and all(a <= b for a, b in zip(c, cost[i]))
+                    and all(h <= r for h, r in zip(hi, room[i])) for k, c, hi in stored)
+                for i in range(len(key))]
+    assert got.tolist() == expected
+    assert 0 < sum(expected) < len(expected)
