@@ -478,21 +478,28 @@ def _expand(t: _UpTables, nodes: _Nodes, incumbent: tuple, stats: SearchStats):
     """Children of ``nodes`` that could beat ``incumbent``: complete ones (their outermost segment
     placed) and partial ones, in batches."""
     lat = t.lattice
-    owner, T = lat.above(nodes.P)
-    first = nodes.depth[owner] == 0
-    keep = first | (T != nodes.P[owner])
+    # A cheap bound first: the parent's placed costs at the bigger tile. Beyond the first step it
+    # grows with the tile (outward chains take minima over fewer tiles; the kernel call is fixed), so
+    # tiles are enumerated one dim at a time and a partial tile that cannot win ends its branch.
+    is_first = nodes.depth == 0
+    serial = nodes.serial + nodes.open_serial
+    overlapped = nodes.overlapped + nodes.open_overlapped
+    energy = nodes.energy + nodes.open_energy
+    no_secondary = np.full(1, -np.inf)
+
+    def hopeful(owner: np.ndarray, T: np.ndarray) -> np.ndarray:
+        kernel = np.where(is_first[owner], T, nodes.kernel[owner])
+        primary, _ = _bound_of(t, T, kernel, nodes.mask[owner], serial[owner], overlapped[owner], energy[owner])
+        return can_beat(primary, no_secondary, incumbent)
+
+    # The first step's bound is not monotone (its kernel call is T): its partial tiles all stay.
+    owner, T = lat.above_admitted(nodes.P, lambda owner, T: is_first[owner] | hopeful(owner, T))
+    first = is_first[owner]
+    keep = (first | (T != nodes.P[owner])) & (~first | hopeful(owner, T))  # the first step: kernel call T
     owner, T = owner[keep], T[keep]
     if not owner.size:
         return
-    # A cheap bound first: the parent's placed costs at the bigger tile (outward chains only grow).
-    kernel = np.where(nodes.depth[owner] == 0, T, nodes.kernel[owner])
-    primary, _ = _bound_of(t, T, kernel, nodes.mask[owner], (nodes.serial + nodes.open_serial)[owner],
-                           (nodes.overlapped + nodes.open_overlapped)[owner], (nodes.energy + nodes.open_energy)[owner])
-    alive = can_beat(primary, np.full(primary.shape, -np.inf), incumbent)
-    stats.pruned += int((~alive).sum())
-    owner, T, kernel = owner[alive], T[alive], kernel[alive]
-    if not owner.size:
-        return
+    kernel = np.where(first[keep], T, nodes.kernel[owner])
     seg = lat.points[T] // lat.points[nodes.P[owner]]  # [pair, dim]
     # The first step has no segment below its group; later steps apply the segment with a leader.
     variants = []

@@ -70,6 +70,27 @@ class TileLattice:
         """Every pair (i, T) with ``T >= U[i]`` (``U`` included), grouped by ``i`` in order: (i [pair], T [pair])."""
         return self._pairs(U, self.above_start, self.above_flat)
 
+    def above_admitted(self, U: np.ndarray, admit) -> tuple[np.ndarray, np.ndarray]:
+        """The pairs of ``above(U)`` that ``admit(i, T)`` ([pair] bool) accepts, for a test monotone in
+        ``T`` (rejecting ``T`` rejects every point above it). The points are built one dim at a time,
+        the dims not yet built at ``U[i]``'s extents, and each partial point is tested: a rejected one
+        is below all its completions, so they are never listed. Same pairs, same order as filtering
+        ``above(U)`` with ``admit``."""
+        owner = np.arange(U.shape[0])
+        T = U.copy()
+        for a, dv in enumerate(self.divisors):
+            position = (U[owner] // self.strides[a]) % len(dv)
+            start, flat = self.above_start[a], self.above_flat[a]
+            count = start[position + 1] - start[position]
+            total = int(count.sum())
+            local = np.arange(total) - np.repeat(np.cumsum(count) - count, count)
+            j = flat[np.repeat(start[position], count) + local]
+            owner = np.repeat(owner, count)
+            T = np.repeat(T - position * self.strides[a], count) + j * self.strides[a]
+            keep = admit(owner, T)
+            owner, T = owner[keep], T[keep]
+        return owner, T
+
     @property
     def above_count(self) -> np.ndarray:
         """[point] how many points are at or above each point."""
