@@ -134,9 +134,10 @@ class _UpTables(_Tables):
         for d in range(N_DIMS):
             if problem.remaining[d] > 1:
                 patterns.setdefault(tuple(o for o in range(N_OPS) if problem.relevant[o][d]), []).append(d)
-        # [3, cut, point] once-per-position (serial, overlapped, energy) of each cut point's tile.
-        self.placed_lb = np.stack([self.serial_lb,
-                                   np.where(self.db[:, None], self.cycles_lb, 0.0), self.energy_lb])
+        # [cut, point, 3] once-per-position (serial, overlapped, energy) of each cut point's tile.
+        self.placed_lb = np.ascontiguousarray(np.stack([self.serial_lb, np.where(self.db[:, None], self.cycles_lb, 0.0),
+                                                        self.energy_lb]).transpose(1, 2, 0))  # [cut, point, 3]
+        self.buffer_lb_rows = np.ascontiguousarray(self.buffer_lb.T)  # [point, cut]
         self.mem_onehot = np.eye(self.n_mem)[self.mem]  # [cut, memory]
         self.db_mask = sum(1 << p for p in self.db_cuts)
         # Partial sums, as ``evaluate`` sizes output tiles: an output cut point holds them when partial
@@ -338,17 +339,18 @@ def _receives(t: _UpTables, p: int, P, kernel, spills) -> np.ndarray:
 def _buffers(t: _UpTables, P, kernel, spills) -> np.ndarray:
     """[node, cut] least buffer of each cut point at a tile >= ``P`` (outputs sure to hold partial sums
     at accumulator precision)."""
-    buffers = t.buffer_lb[:, P].T.copy()
+    buffers = t.buffer_lb_rows[P]
     for p in t.out_cuts:
         wide = _receives(t, p, P, kernel, spills)
         buffers[:, p] = np.where(wide, t.buffer_partial[p, P], buffers[:, p])
     return buffers
 
 
-def _fits(t: _UpTables, P, mask, occupancy, kernel, spills) -> np.ndarray:
-    """[node] placed buffers plus unplaced cut points' buffers at the node's tile fit every memory."""
+def _fits(t: _UpTables, mask, occupancy, buffers) -> np.ndarray:
+    """[node] placed buffers ``occupancy`` plus the unplaced cut points' least ``buffers`` [node, cut]
+    (``_buffers`` at the node's tile: theirs are at least as large) fit every memory."""
     unplaced = ((mask[:, None] >> np.arange(t.n_cut)[None, :]) & 1) == 0
-    need = occupancy + (unplaced * _buffers(t, P, kernel, spills)) @ t.mem_onehot
+    need = occupancy + (unplaced * buffers) @ t.mem_onehot
     return (need <= t.capacity[None, :]).all(axis=1)
 
 
@@ -532,21 +534,24 @@ def _expand(t: _UpTables, nodes: _Nodes, incumbent: tuple, stats: SearchStats):
         rows, groups = _group_pairs(t, v.mask)
         P = v.P[rows]
         bits = (groups[:, None] >> np.arange(t.n_cut)[None, :]) & 1 == 1  # [pair, cut] cut points placed now
-        fits = (t.fits[:, P].T | ~bits).all(axis=1)
-        rows, groups, P, bits = rows[fits], groups[fits], P[fits], bits[fits]
-        if not rows.size:
-            continue
-        added = np.einsum("pc,xcp->xp", bits, t.placed_lb[:, :, P])  # [3, pair] once-per-position costs
-        serial = v.serial[rows] + v.open_serial[rows] + added[0]
-        overlapped = v.overlapped[rows] + v.open_overlapped[rows] + added[1]
-        energy = v.energy[rows] + v.open_energy[rows] + added[2]
-        occupancy = v.occupancy[rows] + (bits * _buffers(t, P, v.kernel[rows], v.spills[rows])) @ t.mem_onehot
-        new_mask = v.mask[rows] | groups
-        primary, secondary = _bound_of(t, P, v.kernel[rows], new_mask, serial, overlapped, energy,
-                                       v.db_fetches[rows], v.db_event[rows], v.open_mask[rows] | groups)
-        ok = _fits(t, P, new_mask, occupancy, v.kernel[rows], v.spills[rows]) & can_beat(primary, secondary, incumbent)
         stats.children += rows.size
-        stats.pruned += int((~ok).sum())
+        added = np.zeros((rows.size, 3))  # once-per-position (serial, overlapped, energy) of the group
+        for p in range(t.n_cut):
+            at = np.nonzero(bits[:, p])[0]
+            if at.size:
+                added[at] += t.placed_lb[p][P[at]]
+        new_mask = v.mask[rows] | groups
+        primary, secondary = _bound_of(t, P, v.kernel[rows], new_mask, v.serial[rows] + v.open_serial[rows] + added[:, 0],
+                                       v.overlapped[rows] + v.open_overlapped[rows] + added[:, 1],
+                                       v.energy[rows] + v.open_energy[rows] + added[:, 2],
+                                       v.db_fetches[rows], v.db_event[rows], v.open_mask[rows] | groups)
+        hope = np.nonzero(can_beat(primary, secondary, incumbent))[0]
+        rows, groups, P, bits, new_mask = rows[hope], groups[hope], P[hope], bits[hope], new_mask[hope]
+        buffers = _buffers(t, P, v.kernel[rows], v.spills[rows])
+        occupancy = v.occupancy[rows] + (bits * buffers) @ t.mem_onehot
+        ok = _fits(t, new_mask, occupancy, buffers)
+        primary, secondary = primary[hope], secondary[hope]
+        stats.pruned += len(added) - int(ok.sum())
         if not ok.any():
             continue
         keep = np.nonzero(ok)[0]

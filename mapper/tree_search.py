@@ -501,11 +501,12 @@ def drop_dominated(nodes, key: np.ndarray, stats: SearchStats, group_cap: int = 
     serial, energy = nodes.serial, nodes.energy
     if additive is not None:
         serial, energy = serial + additive[0], energy + additive[1]
-    order = np.lexsort((np.arange(n), energy, serial + nodes.overlapped)
-                       + tuple(key[:, i] for i in range(key.shape[1] - 1, -1, -1)))
-    sorted_key = key[order]
+    # Groups gather equal hashes of the key; pairs are compared only when their keys are equal.
+    hashes = _row_hash(key)
+    order = np.lexsort((np.arange(n), energy, serial + nodes.overlapped, hashes))
+    sorted_key, sorted_hash = key[order], hashes[order]
     new_group = np.ones(n, dtype=bool)
-    new_group[1:] = (sorted_key[1:] != sorted_key[:-1]).any(axis=1)
+    new_group[1:] = sorted_hash[1:] != sorted_hash[:-1]
     group_id = np.cumsum(new_group) - 1
     starts = np.nonzero(new_group)[0]
     sizes = np.diff(np.append(starts, n))
@@ -513,22 +514,29 @@ def drop_dominated(nodes, key: np.ndarray, stats: SearchStats, group_cap: int = 
         return nodes
     cost, high, room = _dominance_terms(nodes, additive, settled)
     cost, high, room = cost[order], high[order], room[order]
-    # Pairs (a, b) inside one group, a among the group's first group_cap members, a != b.
     member = np.arange(n) - starts[group_id]
-    size_of = sizes[group_id]
-    reach = np.minimum(size_of, group_cap)
-    rows = np.nonzero(size_of > 1)[0]
-    b = np.repeat(rows, reach[rows])
-    local = np.arange(b.size) - np.repeat(np.cumsum(reach[rows]) - reach[rows], reach[rows])
-    a = starts[group_id[b]] + local
-    keep_pair = a != b
-    a, b = a[keep_pair], b[keep_pair]
-    dominated = _dominates(cost[a], cost[b], high[a], room[b], objective, 2 * _TIE * incumbent[0])
-    # Equal: same costs and each fits wherever the other does (then the first stays).
-    equal = (cost[a] == cost[b]).all(axis=1) & (high[b] <= room[a]).all(axis=1)
-    dominated &= ~equal | (member[a] < member[b])  # of equals, the first stays
+    # A row whose key is not its group's first key (a hash collision, never seen) is compared with nothing.
+    valid = (sorted_key == sorted_key[starts[group_id]]).all(axis=1)
+    margin = 2 * _TIE * incumbent[0]
     drop = np.zeros(n, dtype=bool)
-    drop[b[dominated]] = True
+    # First against the group's cheapest node (it comes first, so it wins ties), then the survivors
+    # against the next ``group_cap - 1``.
+    b = np.nonzero(valid & (member > 0))[0]
+    a = starts[group_id[b]]
+    drop[b[_dominates(cost[a], cost[b], high[a], room[b], objective, margin)]] = True
+    size_of = sizes[group_id]
+    reach = np.minimum(size_of, group_cap) - 1
+    rows = np.nonzero(valid & ~drop & (size_of > 2))[0]
+    b = np.repeat(rows, reach[rows])
+    a = starts[group_id[b]] + 1 + np.arange(b.size) - np.repeat(np.cumsum(reach[rows]) - reach[rows], reach[rows])
+    keep_pair = (a != b) & valid[a]
+    a, b = a[keep_pair], b[keep_pair]
+    dominated = _dominates(cost[a], cost[b], high[a], room[b], objective, margin)
+    a, b = a[dominated], b[dominated]
+    later = member[a] > member[b]  # of equals (same costs, each fits wherever the other does), the first stays
+    equal = np.zeros(a.size, dtype=bool)
+    equal[later] = (cost[a[later]] == cost[b[later]]).all(axis=1) & (high[b[later]] <= room[a[later]]).all(axis=1)
+    drop[b[~equal]] = True
     # A dropped node may have dominated others: they stay dominated by transitivity (its dominator
     # dominates them too), except among equals, where the first one survives.
     stats.pruned += int(drop.sum())
@@ -551,6 +559,15 @@ def _dominates(cost_a: np.ndarray, cost_b: np.ndarray, high_a: np.ndarray, room_
         cheaper = cost_a[:, 1] < cost_b[:, 1] - margin
         return fits & no_more[:, 1] & (np.delete(no_more, 1, axis=1).all(axis=1) | cheaper)
     return fits & no_more.all(axis=1)
+
+
+def _row_hash(key: np.ndarray) -> np.ndarray:
+    """[row] a 64-bit hash of each row of ``key`` [row, column] (integers): equal rows, equal hashes."""
+    h = np.full(len(key), 0x9E3779B97F4A7C15, dtype=np.uint64)
+    for i in range(key.shape[1]):  # multiply-xorshift per column (wraps modulo 2**64)
+        h = (h ^ key[:, i].astype(np.uint64)) * np.uint64(0xBF58476D1CE4E5B9)
+        h ^= h >> np.uint64(31)
+    return h
 
 
 def _dominance_terms(nodes, additive: Optional[tuple], settled: Optional[np.ndarray]) -> tuple:
@@ -583,19 +600,11 @@ class FutureArchive:
         self.group_cap = group_cap
         self.max_rows = max_rows
 
-    @staticmethod
-    def _hash(key: np.ndarray) -> np.ndarray:
-        h = np.full(len(key), 0x9E3779B97F4A7C15, dtype=np.uint64)
-        for i in range(key.shape[1]):  # multiply-xorshift per column (wraps modulo 2**64)
-            h = (h ^ key[:, i].astype(np.uint64)) * np.uint64(0xBF58476D1CE4E5B9)
-            h ^= h >> np.uint64(31)
-        return h
-
     def add(self, key: np.ndarray, cost: np.ndarray, high: np.ndarray) -> None:
         if not len(key) or self.rows >= self.max_rows:
             return
         self.rows += len(key)
-        self.runs.append(self._sorted(self._hash(key), key, cost, high))
+        self.runs.append(self._sorted(_row_hash(key), key, cost, high))
         while len(self.runs) > 1 and 2 * len(self.runs[-1][0]) >= len(self.runs[-2][0]):
             last = self.runs.pop()
             self.runs[-1] = self._sorted(*(np.concatenate([x, y]) for x, y in zip(self.runs[-1], last)))
@@ -611,7 +620,7 @@ class FutureArchive:
         out = np.zeros(len(key), dtype=bool)
         if not self.runs or not len(key):
             return out
-        h = self._hash(key)
+        h = _row_hash(key)
         for run_h, run_key, run_cost, run_high in self.runs:
             lo = np.searchsorted(run_h, h, side="left")
             n = np.minimum(np.searchsorted(run_h, h, side="right") - lo, self.group_cap)
