@@ -164,6 +164,25 @@ class _UpTables(_Tables):
         # Every operand's whole chain above the smallest tile: (serial, overlapped, energy).
         self.outer_total = sum(self.outer[o][len(self.cuts_of[o])][:, 0] for o in range(N_OPS))
         self._inner_groups: dict[int, list[int]] = {}
+        # Every operand's chain summed, one row per (unplaced count of each operand, tile), when small.
+        self._radix = tuple(len(self.cuts_of[o]) + 1 for o in range(N_OPS))
+        self.chain_combo = np.ravel_multi_index(tuple(self.unplaced.T), self._radix)  # [mask] row block
+        self.chain_sum = None  # [combo * point + tile, 4], while ``search_bottom_up`` runs
+
+    def build_chain_sum(self, max_bytes: int = 1 << 26) -> None:
+        """Sum the operands' outward chains into one table, one block per unplaced count of each
+        operand (one read per node instead of one per operand), unless it takes over ``max_bytes``."""
+        size = self.lattice.size
+        n_combo = int(np.prod(self._radix))
+        if self.chain_sum is not None or n_combo * size * 32 > max_bytes:
+            return
+        table = np.zeros((n_combo, size, 4))
+        for combo in range(n_combo):
+            counts = np.unravel_index(combo, self._radix)
+            for o in range(N_OPS):
+                if self.cuts_of[o]:
+                    table[combo] += self.outer_flat[o][counts[o] * size:(counts[o] + 1) * size]
+        self.chain_sum = table.reshape(-1, 4)
 
     def inner_groups(self, mask: int) -> list[int]:
         """Groups that can be placed next above a node with ``mask`` placed: per operand its next
@@ -254,13 +273,20 @@ def _bound_of(t: _UpTables, P, kernel, mask, serial, overlapped, energy, db_fetc
     ovl = overlapped.copy()
     en = energy + t.kernel_energy[kernel]
     cycles = ser + ovl  # every transfer cycle, the chains' least sum taken over one tile per cut point
-    for o in range(N_OPS):
-        if t.cuts_of[o]:
-            chain = t.outer_flat[o][t.unplaced[mask, o] * t.lattice.size + P]  # [node, 4]
-            ser += chain[:, 0]
-            ovl += chain[:, 1]
-            en += chain[:, 2]
-            cycles += chain[:, 3]
+    if t.chain_sum is not None:
+        chain = t.chain_sum[t.chain_combo[mask] * t.lattice.size + P]  # [node, 4] every operand's
+        ser += chain[:, 0]
+        ovl += chain[:, 1]
+        en += chain[:, 2]
+        cycles += chain[:, 3]
+    else:
+        for o in range(N_OPS):
+            if t.cuts_of[o]:
+                chain = t.outer_flat[o][t.unplaced[mask, o] * t.lattice.size + P]  # [node, 4]
+                ser += chain[:, 0]
+                ovl += chain[:, 1]
+                en += chain[:, 2]
+                cycles += chain[:, 3]
     if t.zigzag:  # latency >= compute + overhead only (``costmodel.cost.latency_lower_bound``)
         latency = latency_lower_bound(t.problem, t.compute[kernel], ovl, ser, t.overhead[kernel])
         return objective_values(t.objective, latency, en)
@@ -692,6 +718,7 @@ def search_bottom_up(problem: Problem, objective: str, incumbent: tuple = (np.in
     ``deadline`` (a ``time.perf_counter()`` value) passes: then the least bound left is returned as
     a certified lower bound."""
     t = _tables(problem, objective)
+    t.build_chain_sum()
     stats = SearchStats()
     best_key: tuple = tuple(incumbent)
     best = None
@@ -703,9 +730,11 @@ def search_bottom_up(problem: Problem, objective: str, incumbent: tuple = (np.in
         if found is not None:
             best_key, best = found
     above_count = t.lattice.above_count
-    return best_first(root, expand, finish, t.full_mask, lambda nodes: above_count[nodes.P],
-                      None if t.zigzag else lambda nodes: _same_future(t, nodes), best_key, best, deadline, stats,
-                      pairs_per_batch, t.objective)
+    result = best_first(root, expand, finish, t.full_mask, lambda nodes: above_count[nodes.P],
+                        None if t.zigzag else lambda nodes: _same_future(t, nodes), best_key, best, deadline, stats,
+                        pairs_per_batch, t.objective)
+    t.chain_sum = None  # the problem keeps its tables: drop the largest
+    return result
 
 
 def _steps(t: _UpTables, stats: SearchStats):
