@@ -5,8 +5,12 @@ bridge runs integer kernels that round the exact real value (``tvm_bridge.quant`
 so the two differ only where onnxruntime's float32 sum lands on the other side of a rounding tie.
 This builds small int8 QDQ ONNX models with random weights (``QDQBuilder``; the models of
 tests/test_bridge_onnx.py), compiles them with ``tvm_bridge.compile`` for each target, runs random
-inputs through both and prints per model the largest |difference| and how many int8 outputs differ;
-``--json`` writes the same rows.
+inputs through both and prints per model the largest |difference| and how many int8 outputs differ
+(against onnxruntime with graph optimisations off and, ``mismatches_default_level``, at its default
+level). Rows ``qop_*`` are QOperator models (``benchmarks.onnx_qoperator``: QLinearConv, QGemm,
+QLinearMatMul, QLinearAdd; random or decimal scales), whose layers follow onnxruntime's integer
+kernels. Then ``benchmarks.onnx_ties.self_consistency`` measures whether onnxruntime agrees with
+itself at rounding ties (one decimal-scale QDQ conv as equivalent graphs). ``--json`` writes both.
 
     python -m benchmarks.onnx_exactness
     python -m benchmarks.onnx_exactness --runs 50 --targets gap9 diana --json onnx.json
@@ -23,6 +27,9 @@ from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 import numpy as np
+
+from benchmarks import onnx_qoperator as qop
+from benchmarks import onnx_ties
 
 
 class QDQBuilder:
@@ -227,21 +234,23 @@ MODELS: dict[str, Callable[[Path], str]] = {
     "conv_stack_uint8_pow2": lambda p: conv_stack(p, True, 0, uint8=True),
     **{f"single_conv_random_s{s}": (lambda p, s=s: single_conv(p, False, s)) for s in range(2)},
     "decimal_residual": residual_conv_onnx,
+    **{f"qop_conv_residual_{kind}_s{s}": (lambda p, s=s, kind=kind: qop.conv_residual(p, s, decimal=kind == "decimal"))
+       for kind in ("random", "decimal") for s in range(2)},
+    "qop_conv_residual_uint8_decimal": lambda p: qop.conv_residual(p, 0, uint8=True, decimal=True),
+    **{f"qop_dense_chain_{kind}": (lambda p, kind=kind: qop.dense_chain(p, 0, decimal=kind == "decimal"))
+       for kind in ("random", "decimal")},
 }
 
 
-def ort_session(path):
-    """onnxruntime with graph optimisations off, on the CPU."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+def ort_session(path, optimized: bool = False):
+    """onnxruntime on the CPU, graph optimisations off (or at its default level: ``optimized``)."""
+    return qop.ort_session(path, optimized)
 
 
-def compare(compiled, path, runs: int, seed: int = 1) -> tuple[int, int, int]:
-    """(max |diff|, differing int8 outputs, outputs) of ``compiled`` vs onnxruntime on ``runs`` random inputs."""
-    session = ort_session(path)
+def compare(compiled, path, runs: int, seed: int = 1, optimized: bool = False) -> tuple[int, int, int]:
+    """(max |diff|, differing int8 outputs, outputs) of ``compiled`` vs onnxruntime (graph optimisations
+    off, or at the default level: ``optimized``) on ``runs`` random inputs."""
+    session = ort_session(path, optimized)
     name, shape = session.get_inputs()[0].name, session.get_inputs()[0].shape
     dtype = np.uint8 if session.get_inputs()[0].type == "tensor(uint8)" else np.int8
     rng = np.random.default_rng(seed)
@@ -263,8 +272,21 @@ def measure(name: str, make: Callable[[Path], str], target: str, runs: int, work
     path = make(workdir / f"{name}.onnx")
     compiled = tvm_bridge.compile(path, archs.load(target))
     worst, mismatches, total = compare(compiled, path, runs)
+    worst_default, mismatches_default, _ = compare(compiled, path, runs, optimized=True)
     return {"model": name, "target": target, "runs": runs, "max_abs_diff": worst, "mismatches": mismatches, "outputs": total,
+            "max_abs_diff_default_level": worst_default, "mismatches_default_level": mismatches_default,
             "offloaded": sum(compiled.offloaded.values()), "layers": len(compiled.offloaded)}
+
+
+def report_ties(runs: int) -> list[dict]:
+    """``onnx_ties.self_consistency`` for a 1x1 conv of 72 and of 144 input channels, printed."""
+    results = [onnx_ties.self_consistency(runs=runs, channels=c) for c in (72, 144)]
+    print("\nonnxruntime at rounding ties: one QDQ conv (scales 0.05, 0.002 -> 0.08), equivalent graphs; outputs that differ")
+    for r in results:
+        print(f"  {r['shape'][1]} input channels: {r['outputs']} outputs, {r['ties']} exactly on a tie")
+        for variant, c in r["variants"].items():
+            print(f"    {variant:16} vs conv {c['vs_conv']:5d}   vs exact rounding {c['vs_exact']:5d} (at ties {c['vs_exact_at_ties']})")
+    return results
 
 
 def main(argv: Optional[Sequence[str]] = None) -> list[dict]:
@@ -276,7 +298,7 @@ def main(argv: Optional[Sequence[str]] = None) -> list[dict]:
     args = parser.parse_args(argv)
     logging.getLogger("tvm_bridge").setLevel(logging.ERROR)
     rows = []
-    print(f"{'model':24} {'target':7} {'max|diff|':>9} {'differ':>8} {'outputs':>9} {'offloaded':>10}")
+    print(f"{'model':32} {'target':7} {'max|diff|':>9} {'differ':>8} {'default':>8} {'outputs':>9} {'offloaded':>10}")
     with tempfile.TemporaryDirectory() as tmp:
         for name, make in MODELS.items():
             if args.models and name not in args.models:
@@ -284,15 +306,17 @@ def main(argv: Optional[Sequence[str]] = None) -> list[dict]:
             for target in args.targets:
                 row = measure(name, make, target, args.runs, Path(tmp))
                 rows.append(row)
-                print(f"{name:24} {target:7} {row['max_abs_diff']:9d} {row['mismatches']:8d} {row['outputs']:9d} "
-                      f"{row['offloaded']:>4}/{row['layers']:<5}", flush=True)
+                print(f"{name:32} {target:7} {row['max_abs_diff']:9d} {row['mismatches']:8d} {row['mismatches_default_level']:8d} "
+                      f"{row['outputs']:9d} {row['offloaded']:>4}/{row['layers']:<5}", flush=True)
+    ties = report_ties(args.runs)
     if args.json:
         import onnxruntime
 
         from benchmarks._environment import cpu_model, git_commit
 
         args.json.write_text(json.dumps({"runs": args.runs, "commit": git_commit(), "cpu": cpu_model(),
-                                         "onnxruntime": onnxruntime.__version__, "rows": rows}, indent=1))
+                                         "onnxruntime": onnxruntime.__version__, "rows": rows, "ort_self_consistency": ties},
+                                        indent=1))
     return rows
 
 
