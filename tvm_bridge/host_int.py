@@ -71,7 +71,7 @@ def _body(b: _Builder, layer: Layer, inputs: list) -> relax.Expr:
         return b.finish(b.round_half_even(scaled), q)
     elif q.op == "add" and q.semantics in QLINEAR_SEMANTICS:  # onnxruntime's QLinearAdd (quant_qlinear): exact float64
         unit, t1, t2 = qlinear_add_tables(q)[:3]  # sums (< 2**53 units), one float32 rounding, then to an integer
-        f1, f2 = (b.emit(R.take(relax.const(np.ldexp(t.astype(np.float64), unit)), b.widen(x, -128), axis=0))
+        f1, f2 = (b.emit(R.take(relax.const(np.ldexp(t.astype(np.float64), unit), "float64"), b.widen(x, -128), axis=0))
                   for x, t in ((inputs[0], t1), (inputs[1], t2)))
         value = b.emit(R.astype(b.emit(R.add(f1, f2)), "float32"))
         rounded = b.round_half_even(b.emit(R.clip(value, -(2.0 ** 20), 2.0 ** 20)))

@@ -99,7 +99,7 @@ def qlinear_requantize(acc: np.ndarray, mantissa: np.ndarray, exponent: np.ndarr
     magnitude, exp = _round_to_float32_bits(magnitude * np.asarray(mantissa, np.int64), exp + np.asarray(exponent, np.int64))
     limit = np.int64(1) << 20
     left = np.minimum(np.maximum(exp, 0), 21)
-    whole = np.where(exp >= 0, np.minimum(magnitude << left, limit), _shift_half_even(magnitude, -exp))
+    whole = np.minimum(np.where(exp >= 0, magnitude << left, _shift_half_even(magnitude, -exp)), limit)
     return np.where(acc < 0, -whole, whole)
 
 

@@ -286,6 +286,7 @@ static inline int64_t match_f32_requant(int64_t acc, int32_t mantissa, int32_t e
         const uint64_t remainder = m - (floor << total);
         const uint64_t half = (uint64_t)1 << (total - 1);
         whole = (int64_t)(floor + ((remainder > half || (remainder == half && (floor & 1))) ? 1 : 0));
+        if (whole > ((int64_t)1 << 20)) whole = (int64_t)1 << 20;
     }
     return acc < 0 ? -whole : whole;
 }
