@@ -10,7 +10,9 @@ inputs through both and prints per model the largest |difference| and how many i
 level). Rows ``qop_*`` are QOperator models (``benchmarks.onnx_qoperator``: QLinearConv, QGemm,
 QLinearMatMul, QLinearAdd; random or decimal scales), whose layers follow onnxruntime's integer
 kernels. Then ``benchmarks.onnx_ties.self_consistency`` measures whether onnxruntime agrees with
-itself at rounding ties (one decimal-scale QDQ conv as equivalent graphs). ``--json`` writes both.
+itself at rounding ties (one decimal-scale QDQ conv as equivalent graphs) and, on full runs,
+``default_level_semantics`` which semantics matches onnxruntime's default level on uint8 QDQ
+models (partly fused into QLinear kernels). ``--json`` writes all three.
 
     python -m benchmarks.onnx_exactness
     python -m benchmarks.onnx_exactness --runs 50 --targets gap9 diana --json onnx.json
@@ -39,14 +41,15 @@ class QDQBuilder:
     times powers of two, sums below 2**24 units); else random float scales. Output scales are set
     from the expected spread of each layer's real output so that activations neither vanish nor
     saturate. ``uint8``: activations (input, output, every QuantizeLinear) uint8 instead of int8.
+    ``decimal``: random scales rounded to one significant decimal digit (many real values on ties).
     """
 
-    def __init__(self, shape: tuple[int, int, int, int], pow2: bool, seed: int, uint8: bool = False):
+    def __init__(self, shape: tuple[int, int, int, int], pow2: bool, seed: int, uint8: bool = False, decimal: bool = False):
         from onnx import TensorProto, helper
 
         self.helper, self.TensorProto = helper, TensorProto
         self.rng = np.random.default_rng(seed)
-        self.pow2 = pow2
+        self.pow2, self.decimal = pow2, decimal
         self.nodes: list = []
         self.inits: dict[str, np.ndarray] = {}
         self.input_shape = shape
@@ -57,7 +60,11 @@ class QDQBuilder:
     def _scale(self, value: float) -> float:
         if self.pow2:
             return float(2.0 ** np.round(np.log2(value)))
-        return float(np.float32(value * self.rng.uniform(0.8, 1.25)))
+        value = value * self.rng.uniform(0.8, 1.25)
+        if self.decimal:
+            power = 10.0 ** np.floor(np.log10(value))
+            value = np.round(value / power) * power
+        return float(np.float32(value))
 
     def _name(self, base: str) -> str:
         self.count += 1
@@ -180,10 +187,10 @@ def conv_chain(path, pow2: bool, seed: int = 0) -> str:
             .gemm(10).save(path))
 
 
-def conv_stack(path, pow2: bool, seed: int = 0, uint8: bool = False) -> str:
+def conv_stack(path, pow2: bool, seed: int = 0, uint8: bool = False, decimal: bool = False) -> str:
     """conv 3x3 + Relu, depthwise 3x3 stride 2 + Clip(0, 6) (per-channel weight scales), conv 1x1 +
     residual add: 400 int8 outputs."""
-    return (QDQBuilder((1, 8, 10, 10), pow2, seed, uint8).conv(16).conv(16, stride=2, groups=16, act="clip", per_channel=True)
+    return (QDQBuilder((1, 8, 10, 10), pow2, seed, uint8, decimal).conv(16).conv(16, stride=2, groups=16, act="clip", per_channel=True)
             .residual().save(path))
 
 
@@ -278,6 +285,28 @@ def measure(name: str, make: Callable[[Path], str], target: str, runs: int, work
             "offloaded": sum(compiled.offloaded.values()), "layers": len(compiled.offloaded)}
 
 
+def default_level_semantics(runs: int, workdir: Path, seeds: int = 3) -> list[dict]:
+    """uint8 decimal-scale QDQ conv stacks (which onnxruntime fuses partly into QLinear kernels at its
+    default level) compiled for gap9 with the QDQ semantics and with the QLinear one: differing
+    outputs vs onnxruntime with optimisations off and at the default level, printed."""
+    import archs
+    import tvm_bridge
+
+    rows = []
+    print("\nuint8 decimal-scale QDQ conv stacks: outputs differing from onnxruntime (optimisations off / default level)")
+    for seed in range(seeds):
+        path = conv_stack(workdir / f"u8_decimal_{seed}.onnx", False, seed, uint8=True, decimal=True)
+        row = {"model": f"conv_stack_uint8_decimal_s{seed}", "runs": runs}
+        for semantics in ("onnx", "onnx_qlinear_uint8"):
+            compiled = tvm_bridge.compile(tvm_bridge.from_onnx(path).with_attr("match.semantics", semantics), archs.load("gap9"))
+            _, off, outputs = compare(compiled, path, runs)
+            row[semantics] = {"outputs": outputs, "off": off, "default": compare(compiled, path, runs, optimized=True)[1]}
+        rows.append(row)
+        print(f"  {row['model']:28} QDQ semantics {row['onnx']['off']:5d} / {row['onnx']['default']:5d}   QLinear semantics "
+              f"{row['onnx_qlinear_uint8']['off']:5d} / {row['onnx_qlinear_uint8']['default']:5d}   of {row['onnx']['outputs']}")
+    return rows
+
+
 def report_ties(runs: int) -> list[dict]:
     """``onnx_ties.self_consistency`` for a 1x1 conv of 72 and of 144 input channels, printed."""
     results = [onnx_ties.self_consistency(runs=runs, channels=c) for c in (72, 144)]
@@ -308,14 +337,16 @@ def main(argv: Optional[Sequence[str]] = None) -> list[dict]:
                 rows.append(row)
                 print(f"{name:32} {target:7} {row['max_abs_diff']:9d} {row['mismatches']:8d} {row['mismatches_default_level']:8d} "
                       f"{row['outputs']:9d} {row['offloaded']:>4}/{row['layers']:<5}", flush=True)
-    ties = report_ties(args.runs)
+        ties = report_ties(args.runs)
+        fusion = default_level_semantics(args.runs, Path(tmp)) if not args.models else []
     if args.json:
         import onnxruntime
 
         from benchmarks._environment import cpu_model, git_commit
 
         args.json.write_text(json.dumps({"runs": args.runs, "commit": git_commit(), "cpu": cpu_model(),
-                                         "onnxruntime": onnxruntime.__version__, "rows": rows, "ort_self_consistency": ties},
+                                         "onnxruntime": onnxruntime.__version__, "rows": rows, "ort_self_consistency": ties,
+                                         "qdq_default_level": fusion},
                                         indent=1))
     return rows
 
