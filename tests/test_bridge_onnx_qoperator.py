@@ -237,3 +237,65 @@ def test_onnxruntime_disagrees_with_itself_at_ties():
     assert result["ties"] > 100
     assert 0 < reversed_channels["vs_conv"] <= result["ties"]
     assert reversed_channels["vs_exact"] == reversed_channels["vs_exact_at_ties"]  # only ties ever differ
+
+
+F32_HARNESS = r"""
+#include <math.h>
+#include <stdio.h>
+#include "match_target.h"
+
+static uint64_t state = 88172645463325252ull;
+static uint64_t next_random(void) { state ^= state << 13; state ^= state >> 7; state ^= state << 17; return state; }
+
+int main(void) {
+    static const float decimals[] = {0.05f, 0.1f, 0.0125f, 0.5f, 0.02f, 0.08f, 0.002f, 0.25f};
+    long bad = 0, i;
+    for (i = 0; i < 2000000; i++) {
+        const uint64_t r = next_random();
+        int32_t acc, mantissa, exponent;
+        int e;
+        float scale, product;
+        uint32_t bits = (uint32_t)(next_random() & 0x7fffff) | ((uint32_t)(127 - 26 + next_random() % 30) << 23);
+        switch (r & 3) {
+        case 0: acc = (int32_t)(uint32_t)(r >> 32); break;
+        case 1: acc = (int32_t)((r >> 32) % 20001) - 10000; break;
+        case 2: acc = (int32_t)((r >> 32) % (1u << 27)) - (1 << 26); break;
+        default: acc = ((int32_t)((r >> 32) % 2001) - 1000) * 10; break;
+        }
+        memcpy(&scale, &bits, sizeof scale);
+        if (i % 5 == 0) scale = decimals[i % 8];
+        product = (float)acc * scale; /* IEEE float32: one rounding to float, one for the product */
+        if (product > 1048576.0f) product = 1048576.0f;
+        if (product < -1048576.0f) product = -1048576.0f;
+        mantissa = (int32_t)ldexpf(frexpf(scale, &e), 24);
+        exponent = e - 24;
+        if (match_f32_requant(acc, mantissa, exponent) != (int64_t)lrintf(product)) {
+            if (bad++ < 5) printf("acc %d scale %a: %lld vs %ld\n", acc, scale, (long long)match_f32_requant(acc, mantissa, exponent),
+                                  lrintf(product));
+        }
+    }
+    printf("%ld mismatches\n", bad);
+    return bad != 0;
+}
+"""
+
+
+def test_generated_c_float32_requantization_equals_ieee_float(tmp_path):
+    """The C emulation (``match_f32_requant``, integers only) against the C compiler's own IEEE float32
+    arithmetic (``(float)acc * scale``, ``lrintf``: ties to even) on 2,000,000 random accumulators and
+    scales (a fifth of them decimal), built with UBSan."""
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    if shutil.which("gcc") is None:
+        pytest.skip("no gcc")
+    include = Path(tvm_bridge.__file__).parent / "c"
+    (tmp_path / "f32.c").write_text(F32_HARNESS)
+    exe = tmp_path / "f32"
+    build = subprocess.run(["gcc", "-O1", "-std=c11", "-Wall", "-Werror", "-ffp-contract=off", "-fsanitize=undefined",
+                            "-fno-sanitize-recover=all", f"-I{include}", str(tmp_path / "f32.c"), "-o", str(exe), "-lm"],
+                           capture_output=True, text=True)
+    assert build.returncode == 0, build.stderr[:3000]
+    result = subprocess.run([str(exe)], capture_output=True, text=True)
+    assert result.returncode == 0 and result.stdout.strip() == "0 mismatches", result.stdout + result.stderr[:3000]

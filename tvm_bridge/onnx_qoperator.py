@@ -23,7 +23,10 @@ from typing import Any
 import numpy as np
 
 REWRITTEN_OPS = ("QLinearConv", "QLinearMatMul", "QGemm", "QLinearAdd")
-DYNAMIC_OPS = ("ConvInteger", "MatMulInteger", "DynamicQuantizeLinear")
+# quantize_dynamic's ops (the com.microsoft ones appear after onnxruntime's own graph optimisations)
+DYNAMIC_OPS = ("ConvInteger", "MatMulInteger", "DynamicQuantizeLinear", "DynamicQuantizeMatMul", "MatMulIntegerToFloat",
+               "DynamicQuantizeLSTM")
+_QUANTIZED_CONTRIB_OPS = ("QGemm", "QAttention", "QEmbedLayerNormalization", "QuantizeWithOrder", "DequantizeWithOrder")
 _QDQ_CONSUMERS = ("Conv", "Gemm", "MatMul", "Add")  # float ops of a QDQ layer
 
 
@@ -41,8 +44,8 @@ class QOperatorRewrite:
 
 
 def _is_quantized_op(node: Any) -> bool:
-    return node.op_type.startswith("QLinear") or (node.domain == "com.microsoft" and node.op_type.startswith("Q")
-                                                  and node.op_type not in ("QuantizeLinear",))
+    """A QOperator-format op: ONNX/com.microsoft ``QLinear*`` and onnxruntime's quantized contrib ops."""
+    return node.op_type.startswith(("QLinear", "QOrdered")) or (node.domain == "com.microsoft" and node.op_type in _QUANTIZED_CONTRIB_OPS)
 
 
 def check_dynamic(model: Any) -> None:
