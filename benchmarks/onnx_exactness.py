@@ -5,8 +5,14 @@ bridge runs integer kernels that round the exact real value (``tvm_bridge.quant`
 so the two differ only where onnxruntime's float32 sum lands on the other side of a rounding tie.
 This builds small int8 QDQ ONNX models with random weights (``QDQBuilder``; the models of
 tests/test_bridge_onnx.py), compiles them with ``tvm_bridge.compile`` for each target, runs random
-inputs through both and prints per model the largest |difference| and how many int8 outputs differ;
-``--json`` writes the same rows.
+inputs through both and prints per model the largest |difference| and how many int8 outputs differ
+(against onnxruntime with graph optimisations off and, ``mismatches_default_level``, at its default
+level). Rows ``qop_*`` are QOperator models (``benchmarks.onnx_qoperator``: QLinearConv, QGemm,
+QLinearMatMul, QLinearAdd; random or decimal scales), whose layers follow onnxruntime's integer
+kernels. Then ``benchmarks.onnx_ties.self_consistency`` measures whether onnxruntime agrees with
+itself at rounding ties (one decimal-scale QDQ conv as equivalent graphs) and, on full runs,
+``default_level_semantics`` which semantics matches onnxruntime's default level on uint8 QDQ
+models (partly fused into QLinear kernels). ``--json`` writes all three.
 
     python -m benchmarks.onnx_exactness
     python -m benchmarks.onnx_exactness --runs 50 --targets gap9 diana --json onnx.json
@@ -24,6 +30,9 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
+from benchmarks import onnx_qoperator as qop
+from benchmarks import onnx_ties
+
 
 class QDQBuilder:
     """Builds an int8 QDQ ONNX graph (NCHW) layer by layer with random weights.
@@ -32,14 +41,15 @@ class QDQBuilder:
     times powers of two, sums below 2**24 units); else random float scales. Output scales are set
     from the expected spread of each layer's real output so that activations neither vanish nor
     saturate. ``uint8``: activations (input, output, every QuantizeLinear) uint8 instead of int8.
+    ``decimal``: random scales rounded to one significant decimal digit (many real values on ties).
     """
 
-    def __init__(self, shape: tuple[int, int, int, int], pow2: bool, seed: int, uint8: bool = False):
+    def __init__(self, shape: tuple[int, int, int, int], pow2: bool, seed: int, uint8: bool = False, decimal: bool = False):
         from onnx import TensorProto, helper
 
         self.helper, self.TensorProto = helper, TensorProto
         self.rng = np.random.default_rng(seed)
-        self.pow2 = pow2
+        self.pow2, self.decimal = pow2, decimal
         self.nodes: list = []
         self.inits: dict[str, np.ndarray] = {}
         self.input_shape = shape
@@ -50,7 +60,11 @@ class QDQBuilder:
     def _scale(self, value: float) -> float:
         if self.pow2:
             return float(2.0 ** np.round(np.log2(value)))
-        return float(np.float32(value * self.rng.uniform(0.8, 1.25)))
+        value = value * self.rng.uniform(0.8, 1.25)
+        if self.decimal:
+            power = 10.0 ** np.floor(np.log10(value))
+            value = np.round(value / power) * power
+        return float(np.float32(value))
 
     def _name(self, base: str) -> str:
         self.count += 1
@@ -173,10 +187,10 @@ def conv_chain(path, pow2: bool, seed: int = 0) -> str:
             .gemm(10).save(path))
 
 
-def conv_stack(path, pow2: bool, seed: int = 0, uint8: bool = False) -> str:
+def conv_stack(path, pow2: bool, seed: int = 0, uint8: bool = False, decimal: bool = False) -> str:
     """conv 3x3 + Relu, depthwise 3x3 stride 2 + Clip(0, 6) (per-channel weight scales), conv 1x1 +
     residual add: 400 int8 outputs."""
-    return (QDQBuilder((1, 8, 10, 10), pow2, seed, uint8).conv(16).conv(16, stride=2, groups=16, act="clip", per_channel=True)
+    return (QDQBuilder((1, 8, 10, 10), pow2, seed, uint8, decimal).conv(16).conv(16, stride=2, groups=16, act="clip", per_channel=True)
             .residual().save(path))
 
 
@@ -227,21 +241,23 @@ MODELS: dict[str, Callable[[Path], str]] = {
     "conv_stack_uint8_pow2": lambda p: conv_stack(p, True, 0, uint8=True),
     **{f"single_conv_random_s{s}": (lambda p, s=s: single_conv(p, False, s)) for s in range(2)},
     "decimal_residual": residual_conv_onnx,
+    **{f"qop_conv_residual_{kind}_s{s}": (lambda p, s=s, kind=kind: qop.conv_residual(p, s, decimal=kind == "decimal"))
+       for kind in ("random", "decimal") for s in range(2)},
+    "qop_conv_residual_uint8_decimal": lambda p: qop.conv_residual(p, 0, uint8=True, decimal=True),
+    **{f"qop_dense_chain_{kind}": (lambda p, kind=kind: qop.dense_chain(p, 0, decimal=kind == "decimal"))
+       for kind in ("random", "decimal")},
 }
 
 
-def ort_session(path):
-    """onnxruntime with graph optimisations off, on the CPU."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+def ort_session(path, optimized: bool = False):
+    """onnxruntime on the CPU, graph optimisations off (or at its default level: ``optimized``)."""
+    return qop.ort_session(path, optimized)
 
 
-def compare(compiled, path, runs: int, seed: int = 1) -> tuple[int, int, int]:
-    """(max |diff|, differing int8 outputs, outputs) of ``compiled`` vs onnxruntime on ``runs`` random inputs."""
-    session = ort_session(path)
+def compare(compiled, path, runs: int, seed: int = 1, optimized: bool = False) -> tuple[int, int, int]:
+    """(max |diff|, differing int8 outputs, outputs) of ``compiled`` vs onnxruntime (graph optimisations
+    off, or at the default level: ``optimized``) on ``runs`` random inputs."""
+    session = ort_session(path, optimized)
     name, shape = session.get_inputs()[0].name, session.get_inputs()[0].shape
     dtype = np.uint8 if session.get_inputs()[0].type == "tensor(uint8)" else np.int8
     rng = np.random.default_rng(seed)
@@ -263,8 +279,43 @@ def measure(name: str, make: Callable[[Path], str], target: str, runs: int, work
     path = make(workdir / f"{name}.onnx")
     compiled = tvm_bridge.compile(path, archs.load(target))
     worst, mismatches, total = compare(compiled, path, runs)
+    worst_default, mismatches_default, _ = compare(compiled, path, runs, optimized=True)
     return {"model": name, "target": target, "runs": runs, "max_abs_diff": worst, "mismatches": mismatches, "outputs": total,
+            "max_abs_diff_default_level": worst_default, "mismatches_default_level": mismatches_default,
             "offloaded": sum(compiled.offloaded.values()), "layers": len(compiled.offloaded)}
+
+
+def default_level_semantics(runs: int, workdir: Path, seeds: int = 3) -> list[dict]:
+    """uint8 decimal-scale QDQ conv stacks (which onnxruntime fuses partly into QLinear kernels at its
+    default level) compiled for gap9 with the QDQ semantics and with the QLinear one: differing
+    outputs vs onnxruntime with optimisations off and at the default level, printed."""
+    import archs
+    import tvm_bridge
+
+    rows = []
+    print("\nuint8 decimal-scale QDQ conv stacks: outputs differing from onnxruntime (optimisations off / default level)")
+    for seed in range(seeds):
+        path = conv_stack(workdir / f"u8_decimal_{seed}.onnx", False, seed, uint8=True, decimal=True)
+        row = {"model": f"conv_stack_uint8_decimal_s{seed}", "runs": runs}
+        for semantics in ("onnx", "onnx_qlinear_uint8"):
+            compiled = tvm_bridge.compile(tvm_bridge.from_onnx(path).with_attr("match.semantics", semantics), archs.load("gap9"))
+            _, off, outputs = compare(compiled, path, runs)
+            row[semantics] = {"outputs": outputs, "off": off, "default": compare(compiled, path, runs, optimized=True)[1]}
+        rows.append(row)
+        print(f"  {row['model']:28} QDQ semantics {row['onnx']['off']:5d} / {row['onnx']['default']:5d}   QLinear semantics "
+              f"{row['onnx_qlinear_uint8']['off']:5d} / {row['onnx_qlinear_uint8']['default']:5d}   of {row['onnx']['outputs']}")
+    return rows
+
+
+def report_ties(runs: int) -> list[dict]:
+    """``onnx_ties.self_consistency`` for a 1x1 conv of 72 and of 144 input channels, printed."""
+    results = [onnx_ties.self_consistency(runs=runs, channels=c) for c in (72, 144)]
+    print("\nonnxruntime at rounding ties: one QDQ conv (scales 0.05, 0.002 -> 0.08), equivalent graphs; outputs that differ")
+    for r in results:
+        print(f"  {r['shape'][1]} input channels: {r['outputs']} outputs, {r['ties']} exactly on a tie")
+        for variant, c in r["variants"].items():
+            print(f"    {variant:16} vs conv {c['vs_conv']:5d}   vs exact rounding {c['vs_exact']:5d} (at ties {c['vs_exact_at_ties']})")
+    return results
 
 
 def main(argv: Optional[Sequence[str]] = None) -> list[dict]:
@@ -276,7 +327,7 @@ def main(argv: Optional[Sequence[str]] = None) -> list[dict]:
     args = parser.parse_args(argv)
     logging.getLogger("tvm_bridge").setLevel(logging.ERROR)
     rows = []
-    print(f"{'model':24} {'target':7} {'max|diff|':>9} {'differ':>8} {'outputs':>9} {'offloaded':>10}")
+    print(f"{'model':32} {'target':7} {'max|diff|':>9} {'differ':>8} {'default':>8} {'outputs':>9} {'offloaded':>10}")
     with tempfile.TemporaryDirectory() as tmp:
         for name, make in MODELS.items():
             if args.models and name not in args.models:
@@ -284,15 +335,19 @@ def main(argv: Optional[Sequence[str]] = None) -> list[dict]:
             for target in args.targets:
                 row = measure(name, make, target, args.runs, Path(tmp))
                 rows.append(row)
-                print(f"{name:24} {target:7} {row['max_abs_diff']:9d} {row['mismatches']:8d} {row['outputs']:9d} "
-                      f"{row['offloaded']:>4}/{row['layers']:<5}", flush=True)
+                print(f"{name:32} {target:7} {row['max_abs_diff']:9d} {row['mismatches']:8d} {row['mismatches_default_level']:8d} "
+                      f"{row['outputs']:9d} {row['offloaded']:>4}/{row['layers']:<5}", flush=True)
+        ties = report_ties(args.runs)
+        fusion = default_level_semantics(args.runs, Path(tmp)) if not args.models else []
     if args.json:
         import onnxruntime
 
         from benchmarks._environment import cpu_model, git_commit
 
         args.json.write_text(json.dumps({"runs": args.runs, "commit": git_commit(), "cpu": cpu_model(),
-                                         "onnxruntime": onnxruntime.__version__, "rows": rows}, indent=1))
+                                         "onnxruntime": onnxruntime.__version__, "rows": rows, "ort_self_consistency": ties,
+                                         "qdq_default_level": fusion},
+                                        indent=1))
     return rows
 
 

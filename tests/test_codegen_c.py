@@ -81,10 +81,10 @@ def make_quant(layer: mapper.Layer, op: str, rng: np.random.Generator, semantics
     if op == "add":
         scales = [float(v) for v in rng.uniform(0.005, 0.2, 3)]
         p = quant.add_multipliers(*scales)
-        if (rng.random() < 0.25) if semantics is None else semantics == "onnx":
+        if (rng.random() < 0.25) if semantics is None else semantics in quant.ONNX_SEMANTICS:
             return quant.QuantParams("add", in_zp, out_zp, act_min, act_max, multiplier=np.array([0], np.int32),
                                      shift=np.array([0], np.int32), input2_zp=int(rng.integers(-128, 128)), input_scale=scales[0],
-                                     input2_scale=scales[1], output_scale=scales[2], semantics="onnx")
+                                     input2_scale=scales[1], output_scale=scales[2], semantics=semantics or "onnx")
         return quant.QuantParams("add", in_zp, out_zp, act_min, act_max, multiplier=np.array([p["output_multiplier"]], np.int32),
                                  shift=np.array([p["output_shift"]], np.int32), input2_zp=int(rng.integers(-128, 128)),
                                  input1_multiplier=p["input1_multiplier"], input1_shift=p["input1_shift"],
@@ -107,6 +107,8 @@ def make_quant(layer: mapper.Layer, op: str, rng: np.random.Generator, semantics
         semantics = "onnx" if rng.random() < 0.25 else "tflite"
     if semantics == "onnx":
         multiplier, shift = quant.onnx_multipliers(in_scale, w_scales, out_scale)
+    elif semantics in quant.QLINEAR_SEMANTICS:  # float32 scale as 24-bit mantissa and exponent
+        multiplier, shift = quant.qlinear_scales(in_scale, w_scales, out_scale)
     return quant.QuantParams(op, in_zp, out_zp, act_min, act_max, weights=weights, bias=bias, multiplier=multiplier, shift=shift,
                              semantics=semantics)
 
@@ -365,7 +367,8 @@ def test_shipped_socs_compile_as_c_and_cxx():
 
 def sanitizer_cases() -> list[tuple[mapper.Layer, mapper.Schedule, GeneratedLayer, archs.SoC]]:
     """A fixed batch of random nests covering partial sums in L2 and between on-chip levels,
-    double buffering, padded unrolling and clipped input windows; TFLite's and ONNX's semantics."""
+    double buffering, padded unrolling and clipped input windows; TFLite's, ONNX QDQ's and
+    onnxruntime's QLinear semantics."""
     specs = [
         (mapper.conv2d("c", input_size=(6, 5), in_channels=3, out_channels=4, kernel=3, stride=(2, 1), padding=(1, 0, 2, 1)),
          "conv2d"),
@@ -379,7 +382,7 @@ def sanitizer_cases() -> list[tuple[mapper.Layer, mapper.Schedule, GeneratedLaye
     targets = TARGETS[4:] + [(shrink(shrink(OS32, "os_array", 0, 32), "os_array", 1, 400), "os_array")]
     rnd = random.Random(1234)
     cases = []
-    for i in range(len(specs) * 3):
+    for i in range(len(specs) * 4):
         layer, op = specs[i % len(specs)]
         soc, module = targets[i % len(targets)]
         if rejection_reason(layer, soc.modules[module]) is not None:
@@ -388,7 +391,8 @@ def sanitizer_cases() -> list[tuple[mapper.Layer, mapper.Schedule, GeneratedLaye
             schedule = candidate_schedule(layer, soc, module, rnd)
             if schedule is None:
                 continue
-            semantics = "onnx" if i // len(specs) == 1 else "tflite"  # the second round: every layer ONNX's
+            # rounds: TFLite's semantics, ONNX QDQ's, onnxruntime's QLinear kernels (int8 and uint8 tensors)
+            semantics = ("tflite", "onnx", "onnx_qlinear", "onnx_qlinear_uint8")[i // len(specs)]
             try:
                 gen = emit_layer(quantized(layer, op, i, semantics), schedule, soc, f"s{i}_{layer.name}")
             except CodegenError:

@@ -54,7 +54,8 @@ What the generated function does:
   start of the tile's next visit. Partial sums that leave the last on-chip level go to a static
   int32 scratch copy of the output tensor (``<symbol>_psum``). Requantization (bias, TFLite
   ``MultiplyByQuantizedMultiplier``, single rounding for the ops in ``quant.SINGLE_ROUNDING_OPS``,
-  ties-to-even single rounding for ONNX layers (``QuantParams.rounding``), zero point, clamp)
+  ties-to-even single rounding for ONNX layers, onnxruntime's float32 requantization emulated in
+  int64 for QOperator layers (``QuantParams.rounding``), zero point, clamp)
   runs in the kernel when one call covers the whole reduction, else on the
   innermost tile just before its final write-back.
 
@@ -702,9 +703,9 @@ class _Gen:
             lines += self._array("int32_t", f"{sym}_{name}", np.asarray(arr, dtype=np.int64))
             ptrs[name] = f"{sym}_{name}"
         tables = "NULL, NULL, NULL"
-        if q.op == "add" and q.semantics == "onnx":  # integer tables of onnxruntime's float32 add
+        if q.op == "add" and q.semantics in quant.ONNX_SEMANTICS:  # integer tables of onnxruntime's float32 add
             try:
-                values = quant.onnx_add_tables(q)
+                values = quant.onnx_add_tables(q) if q.semantics == "onnx" else quant.qlinear_add_tables(q)[1:]
             except ValueError as exc:
                 raise self.fail(str(exc)) from exc
             for name, table in zip(("t1", "t2", "thr"), values):
@@ -718,7 +719,8 @@ class _Gen:
                      f"{{{self.layer.dilation[0]}, {self.layer.dilation[1]}}}, {{{self.layer.padding[0]}, {self.layer.padding[2]}}}, "
                      f"{{{iy}, {ix}}},")
         lines.append(f"    {q.input_zp}, {q.output_zp}, {q.act_min}, {q.act_max}, {ptrs['bias']}, {ptrs['multiplier']}, {ptrs['shift']},")
-        rounding = {"double": "MATCH_ROUND_DOUBLE", "single": "MATCH_ROUND_SINGLE", "half_even": "MATCH_ROUND_HALF_EVEN"}[q.rounding]
+        rounding = {"double": "MATCH_ROUND_DOUBLE", "single": "MATCH_ROUND_SINGLE", "half_even": "MATCH_ROUND_HALF_EVEN",
+                    "float32": "MATCH_ROUND_FLOAT32"}[q.rounding]
         lines.append(f"    {q.input2_zp}, {q.input1_multiplier}, {q.input1_shift}, {q.input2_multiplier}, {q.input2_shift}, "
                      f"{q.left_shift}, {rounding}, {tables}")
         lines.append("};")

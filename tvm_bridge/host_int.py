@@ -7,8 +7,8 @@ off LiteRT's reference kernels, average pooling in about half the channels). Cha
 differences flip the top-1 class of 4-10 % of random inputs. ``exact_host_layers`` rewrites every
 recognised layer left in ``main`` into Relax integer ops with TFLite's semantics
 (``tvm_bridge.quant``): int32 convolution/matmul/window sums, int64 fixed-point requantization
-(double rounding; single rounding for dense; ONNX layers: one rounding, ties to even), zero points
-and clamps. The result is still plain
+(double rounding; single rounding for dense; ONNX layers: one rounding, ties to even; QOperator
+layers: onnxruntime's float32 requantization, ``tvm_bridge.quant_qlinear``), zero points and clamps. The result is still plain
 Relax, compiled by TVM's own LLVM host code. Max pooling is already exact and is left alone.
 """
 
@@ -25,7 +25,7 @@ from archs.dims import LoopDim as D
 from mapper.workload import Layer
 from tvm_bridge import _compat as compat
 from tvm_bridge.patterns import Unsupported, extract_from_function, layer_patterns
-from tvm_bridge.quant import SINGLE_ROUNDING_OPS, QuantParams, onnx_dequantize_lut
+from tvm_bridge.quant import QLINEAR_SEMANTICS, SINGLE_ROUNDING_OPS, QuantParams, onnx_dequantize_lut, qlinear_add_tables, qlinear_offset
 from tvm_bridge.relax_graph import input_order
 from tvm_bridge.relax_import import main_function, semantics_of
 from tvm_bridge.relax_int import IntBuilder as _Builder
@@ -69,6 +69,15 @@ def _body(b: _Builder, layer: Layer, inputs: list) -> relax.Expr:
         scaled = b.emit(R.divide(b.emit(R.add(f1, f2)), relax.const(np.float32(q.output_scale))))
         scaled = b.emit(R.clip(scaled, -(2.0 ** 30), 2.0 ** 30))
         return b.finish(b.round_half_even(scaled), q)
+    elif q.op == "add" and q.semantics in QLINEAR_SEMANTICS:  # onnxruntime's QLinearAdd (quant_qlinear): exact float64
+        unit, t1, t2 = qlinear_add_tables(q)[:3]  # sums (< 2**53 units), one float32 rounding, then to an integer
+        f1, f2 = (b.emit(R.take(relax.const(np.ldexp(t.astype(np.float64), unit), "float64"), b.widen(x, -128), axis=0))
+                  for x, t in ((inputs[0], t1), (inputs[1], t2)))
+        value = b.emit(R.astype(b.emit(R.add(f1, f2)), "float32"))
+        rounded = b.round_half_even(b.emit(R.clip(value, -(2.0 ** 20), 2.0 ** 20)))
+        offset = qlinear_offset(q)
+        saturated = b.emit(R.subtract(R.maximum(R.minimum(rounded, _i64(127 + offset)), _i64(-128 + offset)), _i64(offset)))
+        return b.finish(saturated, q, add_zero_point=False)
     elif q.op == "add":
         r1, r2 = (b.rescale(b.emit(R.left_shift(b.widen(x, zp, "int64"), _i64(q.left_shift))), m, sh)
                   for x, zp, m, sh in ((inputs[0], q.input_zp, q.input1_multiplier, q.input1_shift),
@@ -89,6 +98,10 @@ def _body(b: _Builder, layer: Layer, inputs: list) -> relax.Expr:
     if q.bias is not None:
         acc = b.emit(R.add(acc, _i32(q.bias)))
     wide = b.emit(R.astype(acc, "int64"))
+    if q.rounding == "float32":  # onnxruntime's QLinear requantization: float32(acc) * float32 scale, nearest even
+        scales = np.ldexp(q.multiplier.astype(np.float64), q.shift.astype(np.int64)).astype(np.float32)
+        product = b.emit(R.multiply(b.emit(R.astype(acc, "float32")), relax.const(scales)))
+        return b.finish(b.round_half_even(b.emit(R.clip(product, -(2.0 ** 20), 2.0 ** 20))), q)
     if q.rounding == "half_even":
         product = b.emit(R.multiply(wide, _i64(q.multiplier.astype(np.int64))))
         return b.finish(b.shift_half_even(product, 31 - q.shift.astype(np.int64)), q)

@@ -5,7 +5,8 @@ imports the other for it. Per offloaded function:
 
 - ``match.layer``: the layer name(s), comma-separated;
 - ``match.schedule``: the ``Schedule`` as JSON (``schedule_to_json`` / ``schedule_from_dict``);
-- ``match.semantics``: whose integer semantics the layer follows (``"tflite"`` or ``"onnx"``);
+- ``match.semantics``: whose integer semantics the layer follows (``quant.SEMANTICS``: ``"tflite"``, ``"onnx"``,
+  ``"onnx_qlinear"``, ``"onnx_qlinear_uint8"``);
 - ``match.soc``: the whole hardware description as JSON (``soc_to_json`` / ``soc_from_json``,
   through ``archs.to_dict`` / ``archs.from_dict``). The codegen rebuilds the SoC from this content,
   never from a registry or the YAML file, so a SoC modified in memory is generated for as partitioned.

@@ -10,7 +10,7 @@ The pass (usable in any Relax pipeline, before ``relax.transform.RunCodegen()``)
    (``patterns.soc_patterns``), admitting a match only if its layer's schedule is on a non-host
    module: layers whose best module is the host stay in TVM's own (LLVM) host code;
 4. attaches to each offloaded function ``match.layer`` (the layer name), ``match.schedule`` (the
-   ``Schedule`` as JSON), ``match.semantics`` (``tflite`` or ``onnx`` rounding) and ``match.soc``
+   ``Schedule`` as JSON), ``match.semantics`` (``quant.SEMANTICS``: whose rounding) and ``match.soc``
    (the SoC's whole description as JSON, from which ``tvm_bridge.relax_codegen`` rebuilds it; see
    ``tvm_bridge.offload_attrs``);
 5. with ``exact_host=True`` (default) rewrites the recognised layers left on the host into exact

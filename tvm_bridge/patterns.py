@@ -13,8 +13,9 @@ runs in float32 and its result is ``quantize``d (fused activations as ``clip``).
 - max pool: ``nn.max_pool2d`` on int8, [``clip``].
 
 ``extract_layer`` turns a matched chain into a ``Layer`` whose ``quant`` holds TFLite's integer
-semantics (multipliers from ``tvm_bridge.quant``), or ONNX's (``semantics="onnx"``: models imported
-by ``from_onnx``, whose NCHW chains ``tvm_bridge.onnx_layout`` turned NHWC). Anything it cannot
+semantics (multipliers from ``tvm_bridge.quant``), or ONNX's (``semantics="onnx"``, or
+``"onnx_qlinear[_uint8]"`` for QOperator models: models imported by ``from_onnx``, whose NCHW
+chains ``tvm_bridge.onnx_layout`` turned NHWC). Anything it cannot
 represent exactly raises ``Unsupported`` with the reason; the chain then stays on TVM's host code.
 
 Pattern tables are generated from a SoC (``soc_patterns``): a kind gets a pattern only if some
@@ -37,7 +38,18 @@ from archs.model import SoC
 from mapper.acceptance import padding_split, rejection_reason
 from mapper.workload import Layer, LayerError
 from tvm_bridge import _compat as compat
-from tvm_bridge.quant import QuantParams, add_multipliers, conv_multipliers, dense_multiplier, onnx_add_unit, onnx_multipliers
+from tvm_bridge.quant import (
+    ONNX_SEMANTICS,
+    QLINEAR_SEMANTICS,
+    QuantParams,
+    add_multipliers,
+    conv_multipliers,
+    dense_multiplier,
+    onnx_add_unit,
+    onnx_multipliers,
+    qlinear_add_tables,
+    qlinear_scales,
+)
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +120,7 @@ def _float_activation(chain: "_Chain", expr: Any, out_scale: float, out_zp: int,
         expr = chain.value(expr.args[0])
 
     def quantized(bound: float) -> int:
-        if semantics == "onnx":
+        if semantics in ONNX_SEMANTICS:
             return out_zp + int(np.rint(np.float32(bound) / np.float32(out_scale)))
         return out_zp + _round_half_away(bound / out_scale)
 
@@ -266,6 +278,9 @@ def _mac_multipliers(tail: dict, in_scale: float, w_scales: np.ndarray, semantic
     if semantics == "onnx":
         _check_bias_scale(tail, in_scale, w_scales)
         return onnx_multipliers(in_scale, w_scales, tail["out_scale"])
+    if semantics in QLINEAR_SEMANTICS:  # onnxruntime's float32 output scale (quant_qlinear)
+        _check_bias_scale(tail, in_scale, w_scales)
+        return qlinear_scales(in_scale, w_scales, tail["out_scale"])
     if dense and np.all(w_scales == w_scales[0]):
         m, s = dense_multiplier(in_scale, float(w_scales[0]), tail["out_scale"])
         return np.full(w_scales.size, m, np.int32), np.full(w_scales.size, s, np.int32)
@@ -383,11 +398,11 @@ def _add(chain: _Chain, root: Any, name: str, semantics: str = "tflite") -> Laye
     if not shape1 == shape2 == out_shape:
         raise Unsupported(f"broadcasting add {shape1} + {shape2} is not supported")
     extra = {"input_shape": shape1, "input2_shape": shape2, "output_shape": out_shape, "input2_scale": s2}
-    if semantics == "onnx":  # onnxruntime's float32 computation, from the scales (quant.onnx_add)
+    if semantics in ONNX_SEMANTICS:  # onnxruntime's float32 computation, from the scales (quant.onnx_add, qlinear_add)
         q = QuantParams("add", z1, out_zp, act_min, act_max, multiplier=np.array([0], np.int32), shift=np.array([0], np.int32),
                         input2_zp=z2, input_scale=s1, input2_scale=s2, output_scale=out_scale, extra=extra, semantics=semantics)
         try:
-            onnx_add_unit(q)  # the generated C's integer form must exist
+            onnx_add_unit(q) if semantics == "onnx" else qlinear_add_tables(q)  # the generated C's integer form must exist
         except ValueError as exc:
             raise Unsupported(str(exc)) from exc
     else:

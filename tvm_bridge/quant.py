@@ -39,6 +39,13 @@ float32 division by the output scale, round half to even), which matters for dec
 (0.08, 0.05, 0.1) whose real sums often lie on a tie. The host runs that float32 arithmetic; the
 generated C, which must not need a float unit, the integer form ``onnx_add_tables`` (exact integer
 sum, then a search among the sums where onnxruntime's result steps up).
+
+Layers of QOperator models (``QLinearConv``, ``QGemm``, ``QLinearMatMul``, ``QLinearAdd``; semantics
+``"onnx_qlinear"``, or ``"onnx_qlinear_uint8"`` when their tensors were uint8) follow onnxruntime's
+integer kernels instead (``tvm_bridge.quant_qlinear``): MAC layers requantize
+``float32(acc + bias) * float32 scale`` with float32 roundings (``multiplier``/``shift`` hold the
+float32 scale's 24-bit mantissa and binary exponent, ``rounding == "float32"``), an add follows the
+AVX2 kernel's two FMAs (``qlinear_add``). Both are emulated with integers only.
 """
 
 from __future__ import annotations
@@ -50,9 +57,13 @@ from typing import Optional
 import numpy as np
 
 from archs.dims import LoopDim as D
+from tvm_bridge import quant_qlinear
+from tvm_bridge.quant_qlinear import qlinear_requantize, qlinear_scales  # noqa: F401 - re-exported
 
 OPS = ("conv2d", "depthwise", "dense", "add", "avg_pool", "max_pool")
-SEMANTICS = ("tflite", "onnx")  # whose integer semantics a layer follows (QuantParams.semantics)
+QLINEAR_SEMANTICS = ("onnx_qlinear", "onnx_qlinear_uint8")  # onnxruntime's QLinear kernels (int8 / uint8 tensors)
+ONNX_SEMANTICS = ("onnx",) + QLINEAR_SEMANTICS
+SEMANTICS = ("tflite",) + ONNX_SEMANTICS  # whose integer semantics a layer follows (QuantParams.semantics)
 MAC_OPS = ("conv2d", "depthwise", "dense")
 ADD_LEFT_SHIFT = 20  # TFLite int8 ADD: inputs are scaled by 2**20 before rescaling
 SINGLE_ROUNDING_OPS = ("dense",)  # requantized with multiply_by_quantized_multiplier_single_rounding
@@ -176,6 +187,24 @@ def onnx_add_tables(q: "QuantParams") -> tuple[np.ndarray, np.ndarray, np.ndarra
     return tables[0], tables[1], lo
 
 
+def qlinear_offset(q: "QuantParams") -> int:
+    """128 for layers of models whose QLinear tensors were uint8 (stored as int8 ``x - 128``), else 0."""
+    return 128 if q.semantics == "onnx_qlinear_uint8" else 0
+
+
+def qlinear_add_tables(q: "QuantParams") -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
+    """(unit, t1, t2, thresholds) of an ONNX QLinearAdd layer (``quant_qlinear.qlinear_add_tables``);
+    ValueError if the exact sums need more than 53 bits."""
+    return quant_qlinear.qlinear_add_tables(q.input_scale, q.input_zp, q.input2_scale, q.input2_zp, q.output_scale,
+                                            q.output_zp, q.act_min, q.act_max, qlinear_offset(q))
+
+
+def qlinear_add(x1: np.ndarray, x2: np.ndarray, q: "QuantParams") -> np.ndarray:
+    """int8 QLinearAdd as onnxruntime's AVX2 kernel computes it (``quant_qlinear``), through the integer tables."""
+    unit, t1, t2, _ = qlinear_add_tables(q)
+    return _clamp_int8(quant_qlinear.qlinear_add_values(x1, x2, unit, t1, t2, q.act_min, q.act_max, qlinear_offset(q)), q)
+
+
 # --------------------------------------------------------------------------- fixed-point arithmetic
 
 
@@ -282,9 +311,12 @@ class QuantParams:
     @property
     def rounding(self) -> str:
         """Requantization form: ``"double"`` (TFLite conv, depthwise, add), ``"single"`` (TFLite dense),
-        ``"half_even"`` (ONNX: one rounding, ties to even)."""
+        ``"half_even"`` (ONNX: one rounding, ties to even), ``"float32"`` (onnxruntime's QLinear kernels:
+        ``qlinear_requantize``, ``qlinear_add``)."""
         if self.semantics == "onnx":
             return "half_even"
+        if self.semantics in QLINEAR_SEMANTICS:
+            return "float32"
         return "single" if self.op in SINGLE_ROUNDING_OPS else "double"
 
     def __post_init__(self) -> None:
@@ -354,6 +386,8 @@ def reference_layer(layer, x: np.ndarray, x2: Optional[np.ndarray] = None) -> np
         _check_shape(layer, "input 2", np.asarray(x2), shape)
         if q.semantics == "onnx":
             return onnx_add(x, x2, q)
+        if q.semantics in QLINEAR_SEMANTICS:
+            return qlinear_add(x, x2, q)
         a1 = (x.astype(np.int64) - q.input_zp) * (1 << q.left_shift)
         a2 = (np.asarray(x2).astype(np.int64) - q.input2_zp) * (1 << q.left_shift)
         r1 = multiply_by_quantized_multiplier(a1, q.input1_multiplier, q.input1_shift)
@@ -396,6 +430,6 @@ def _requant(acc: np.ndarray, q: QuantParams) -> np.ndarray:
     if q.bias is not None:
         acc = acc + q.bias.astype(np.int64)
     rescale = {"double": multiply_by_quantized_multiplier, "single": multiply_by_quantized_multiplier_single_rounding,
-               "half_even": multiply_half_even}[q.rounding]
+               "half_even": multiply_half_even, "float32": qlinear_requantize}[q.rounding]
     out = rescale(acc, q.multiplier.astype(np.int64), q.shift.astype(np.int64))
     return _clamp_int8(out + q.output_zp, q)

@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 
 ModelLike = Union[str, Path, bytes, tvm.IRModule, Any]
 _TFLITE_ID = b"TFL3"  # flatbuffer file identifier at bytes 4..8
-SEMANTICS_ATTR = "match.semantics"  # module attribute: whose int8 semantics the layers follow ("tflite" | "onnx")
+SEMANTICS_ATTR = "match.semantics"  # module attribute: whose int8 semantics the layers follow (quant.SEMANTICS)
 
 
 class BridgeError(ValueError):
@@ -40,14 +40,17 @@ def main_function(mod: tvm.IRModule) -> relax.Function:
 
 
 def semantics_of(mod: tvm.IRModule) -> str:
-    """Whose integer semantics ``mod``'s quantized layers follow: ``"onnx"`` for modules imported by
-    ``from_onnx`` (attribute ``match.semantics``), else ``"tflite"``."""
+    """Whose integer semantics ``mod``'s quantized layers follow: ``"onnx"`` (or ``"onnx_qlinear"`` /
+    ``"onnx_qlinear_uint8"`` for QOperator models) for modules imported by ``from_onnx`` (attribute
+    ``match.semantics``), else ``"tflite"``."""
+    from tvm_bridge.quant import SEMANTICS
+
     attrs = mod.attrs
     if attrs is None or SEMANTICS_ATTR not in attrs:
         return "tflite"
     value = str(attrs[SEMANTICS_ATTR])
-    if value not in ("tflite", "onnx"):
-        raise BridgeError(f"module attribute {SEMANTICS_ATTR} is {value!r}; expected 'tflite' or 'onnx'")
+    if value not in SEMANTICS:
+        raise BridgeError(f"module attribute {SEMANTICS_ATTR} is {value!r}; expected one of {', '.join(SEMANTICS)}")
     return value
 
 
@@ -264,7 +267,12 @@ def from_onnx(model: Union[str, Path, bytes, Any], shape_dict: dict | None = Non
 
     Needs the ``onnx`` package. ``shape_dict`` (input name -> shape) fixes symbolic input dims;
     dynamic shapes left after that raise ``BridgeError``. QDQ (DequantizeLinear/QuantizeLinear)
-    models import; TVM's frontend lacks QLinearConv/ConvInteger/QGemm. uint8 activations become int8
+    models import, and so do QOperator models: ``QLinearConv``, ``QLinearMatMul``, ``QGemm`` and
+    ``QLinearAdd``, which TVM's frontend lacks, are rewritten into QDQ chains first
+    (``tvm_bridge.onnx_qoperator``) and the module is marked ``"onnx_qlinear"`` (``"onnx_qlinear_uint8"``
+    for uint8 tensors): its layers round like onnxruntime's integer kernels. Other QLinear ops and
+    ``quantize_dynamic``'s ``ConvInteger`` / ``MatMulInteger`` / ``DynamicQuantizeLinear`` raise
+    ``BridgeError`` naming the op. uint8 activations become int8
     (``tvm_bridge.onnx_layout.to_int8``), the NCHW QDQ conv and add chains are turned NHWC between
     int8 transposes (``tvm_bridge.onnx_layout.to_nhwc``) and the
     module is marked ``match.semantics = "onnx"``: its layers round like onnxruntime
@@ -276,6 +284,8 @@ def from_onnx(model: Union[str, Path, bytes, Any], shape_dict: dict | None = Non
         raise BridgeError("from_onnx needs the 'onnx' package (pip install onnx)") from exc
     from tvm.relax.frontend.onnx import from_onnx as _from_onnx
 
+    from tvm_bridge.onnx_qoperator import QOperatorError, rewrite_qoperator
+
     source = "<onnx model>"
     if not isinstance(model, onnx.ModelProto):
         data, source = _read(model, "onnx")
@@ -285,6 +295,16 @@ def from_onnx(model: Union[str, Path, bytes, Any], shape_dict: dict | None = Non
             raise BridgeError(f"{source}: not an ONNX model ({type(exc).__name__}: {exc})") from exc
         if not model.graph.node:
             raise BridgeError(f"{source}: not an ONNX model (no graph nodes)")
+    try:
+        rewritten = rewrite_qoperator(model)
+    except QOperatorError as exc:
+        raise BridgeError(f"{source}: {exc}") from exc
+    semantics = "onnx"
+    if rewritten.ops:
+        model = rewritten.model
+        semantics = "onnx_qlinear_uint8" if rewritten.activation_dtype == "uint8" else "onnx_qlinear"
+        log.info("%s: QOperator ops rewritten into QDQ chains (%s); layers follow onnxruntime's QLinear kernels",
+                 source, ", ".join(f"{op} x{n}" for op, n in sorted(rewritten.ops.items())))
     try:
         mod = _from_onnx(model, shape_dict=shape_dict)
     except Exception as exc:  # noqa: BLE001
@@ -296,7 +316,7 @@ def from_onnx(model: Union[str, Path, bytes, Any], shape_dict: dict | None = Non
     if transposes:
         log.info("%s: %d NCHW<->NHWC int8 transposes (%d bytes) run in TVM's host code around the NHWC layers",
                  source, len(transposes), sum(n for _, _, n in transposes))
-    return mod.with_attr(SEMANTICS_ATTR, "onnx")
+    return mod.with_attr(SEMANTICS_ATTR, semantics)
 
 
 def load_model(model: ModelLike) -> tvm.IRModule:

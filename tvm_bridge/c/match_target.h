@@ -198,6 +198,9 @@ typedef struct {
 #define MATCH_ROUND_SINGLE 1    /* TFLite single rounding (LiteRT's FULLY_CONNECTED) */
 #define MATCH_ROUND_HALF_EVEN 2 /* ONNX: x * multiplier / 2^(31 - shift), one rounding, ties to even; add:
                                    onnxruntime's float32 result from integer tables (match_onnx_add) */
+#define MATCH_ROUND_FLOAT32 3   /* onnxruntime's QLinear kernels: float32(acc) * scale (multiplier = the float32 scale's
+                                   24-bit mantissa, shift = its binary exponent) with float32 roundings, in int64
+                                   (match_f32_requant); add: integer tables (match_onnx_add, quant_qlinear) */
 
 /* A tile buffer as the kernel sees it: the element of coordinate x[d] is at
  * ptr + sum_d (x[d] - base[d]) * stride[d] (bytes; stride 0 for dims that do not index it).
@@ -245,6 +248,49 @@ static inline int64_t match_rshift_half_even(int64_t x, int32_t total) {
     return floor + ((remainder > half || (remainder == half && (floor & 1))) ? 1 : 0);
 }
 
+/* Significant bits of x (0 for 0). */
+static inline int32_t match_bit_length(uint64_t x) {
+    int32_t n = 0, step;
+    for (step = 32; step > 0; step /= 2)
+        if (x >> (n + step)) n += step;
+    return x ? n + 1 : 0;
+}
+
+/* x (>= 0) rounded to 24 significant bits, ties to even; *exponent grows by the bits dropped. */
+static inline uint64_t match_round_f32(uint64_t x, int32_t* exponent) {
+    const int32_t extra = match_bit_length(x) - 24;
+    uint64_t floor, remainder, half;
+    if (extra <= 0) return x;
+    floor = x >> extra;
+    remainder = x - (floor << extra);
+    half = (uint64_t)1 << (extra - 1);
+    *exponent += extra;
+    return floor + ((remainder > half || (remainder == half && (floor & 1))) ? 1 : 0);
+}
+
+/* nearbyint(float32(float32(acc) * scale)) without a float unit, scale = mantissa * 2^exponent (a float32):
+ * onnxruntime's QLinearConv / QGemm requantization (quant_qlinear.qlinear_requantize). Saturates at +-2^20. */
+static inline int64_t match_f32_requant(int64_t acc, int32_t mantissa, int32_t exponent) {
+    const uint64_t magnitude = (uint64_t)(acc < 0 ? -acc : acc);
+    int32_t e = exponent;
+    uint64_t m = match_round_f32(magnitude, &e) * (uint64_t)(uint32_t)mantissa; /* < 2^49 */
+    int64_t whole;
+    m = match_round_f32(m, &e);
+    if (e >= 0) {
+        whole = e > 20 || (m << e) > ((uint64_t)1 << 20) ? ((int64_t)1 << 20) : (int64_t)(m << e);
+    } else if (e < -62) {
+        whole = 0;
+    } else {
+        const int32_t total = -e;
+        const uint64_t floor = m >> total;
+        const uint64_t remainder = m - (floor << total);
+        const uint64_t half = (uint64_t)1 << (total - 1);
+        whole = (int64_t)(floor + ((remainder > half || (remainder == half && (floor & 1))) ? 1 : 0));
+        if (whole > ((int64_t)1 << 20)) whole = (int64_t)1 << 20;
+    }
+    return acc < 0 ? -whole : whole;
+}
+
 /* ONNX QDQ add, integer only: onnxruntime's float32 result (dequantize, add, divide, round half to even,
  * zero point, clamp) is act_min + the number of thresholds at or below the exact sum (quant.onnx_add_tables). */
 static inline int64_t match_onnx_add(const match_layer_t* L, int8_t a1, int8_t a2) {
@@ -287,6 +333,7 @@ static inline int8_t match_requant(const match_layer_t* L, int32_t acc, int32_t 
         const int64_t biased = (int64_t)acc + (L->bias ? L->bias[channel] : 0);
         const int64_t scaled =
             L->rounding == MATCH_ROUND_HALF_EVEN ? match_rshift_half_even(biased * L->multiplier[channel], 31 - L->shift[channel])
+            : L->rounding == MATCH_ROUND_FLOAT32 ? match_f32_requant(biased, L->multiplier[channel], L->shift[channel])
             : L->rounding == MATCH_ROUND_SINGLE  ? match_mbqm_single(biased, L->multiplier[channel], L->shift[channel])
                                                  : match_mbqm(biased, L->multiplier[channel], L->shift[channel]);
         return match_clamp(L, scaled + L->out_zp);
@@ -333,7 +380,7 @@ static inline void match_kernel(const match_layer_t* L, const int32_t org[8], co
             const int64_t a1 = (int64_t)(I->ptr[io + (int64_t)(oy - ib[MATCH_OY]) * is[MATCH_OY] + (int64_t)(ox - ib[MATCH_OX]) * is[MATCH_OX]]
                                          - L->in_zp) * ((int64_t)1 << L->left_shift);
             const int64_t a2 = (int64_t)(W->ptr[wo] - L->in2_zp) * ((int64_t)1 << L->left_shift);
-            int64_t r = L->rounding == MATCH_ROUND_HALF_EVEN
+            int64_t r = L->rounding == MATCH_ROUND_HALF_EVEN || L->rounding == MATCH_ROUND_FLOAT32
                             ? match_onnx_add(L, I->ptr[io + (int64_t)(oy - ib[MATCH_OY]) * is[MATCH_OY] + (int64_t)(ox - ib[MATCH_OX]) * is[MATCH_OX]],
                                              W->ptr[wo])
                             : match_mbqm(match_mbqm(a1, L->in1_multiplier, L->in1_shift) + match_mbqm(a2, L->in2_multiplier, L->in2_shift),
