@@ -121,6 +121,16 @@ class _UpTables(_Tables):
             extra = np.maximum(now.cycles - self.cycles_lb[p], 0.0)
             self.close_now[p] = np.stack([np.where(self.db[p], 0.0, extra), np.where(self.db[p], extra, 0.0),
                                           np.maximum(now.energy_pj - self.energy_lb[p], 0.0)], axis=1)
+        # Per operand, the subset of a mask's bits that are its cut points, and the summed ``close_now``
+        # of each subset of its cut points, one block of rows per subset ([subset * point + tile, 3]).
+        self.subset_of = []
+        masks = np.arange(1 << self.n_cut)
+        for o in range(N_OPS):
+            subset = np.zeros(1 << self.n_cut, dtype=np.int64)
+            for j, p in enumerate(self.cuts_of[o]):
+                subset |= (masks >> p & 1) << j
+            self.subset_of.append(subset)
+        self.close_sum = self._subset_sums(self.close_now)
         # [operand, point] product of a tile's extents the operand ignores / indexes: a segment from
         # tile P to tile T holds a moving loop indexing the operand iff the indexed product grows, and
         # the loops it ignores multiply to irrelevant_volume[T] / irrelevant_volume[P].
@@ -137,6 +147,7 @@ class _UpTables(_Tables):
         # [cut, point, 3] once-per-position (serial, overlapped, energy) of each cut point's tile.
         self.placed_lb = np.ascontiguousarray(np.stack([self.serial_lb, np.where(self.db[:, None], self.cycles_lb, 0.0),
                                                         self.energy_lb]).transpose(1, 2, 0))  # [cut, point, 3]
+        self.placed_sum = self._subset_sums(self.placed_lb)  # per operand, like ``close_sum``
         self.buffer_lb_rows = np.ascontiguousarray(self.buffer_lb.T)  # [point, cut]
         self.mem_onehot = np.eye(self.n_mem)[self.mem]  # [cut, memory]
         self.db_mask = sum(1 << p for p in self.db_cuts)
@@ -168,6 +179,18 @@ class _UpTables(_Tables):
         self._radix = tuple(len(self.cuts_of[o]) + 1 for o in range(N_OPS))
         self.chain_combo = np.ravel_multi_index(tuple(self.unplaced.T), self._radix)  # [mask] row block
         self.chain_sum = None  # [combo * point + tile, 4], while ``search_bottom_up`` runs
+
+    def _subset_sums(self, per_cut: np.ndarray) -> list[np.ndarray]:
+        """Per operand, ``per_cut`` [cut, point, 3] summed over each subset of its cut points (bit j:
+        its j-th innermost), one block of rows per subset: [subset * point + tile, 3]."""
+        sums = []
+        for o in range(N_OPS):
+            cuts = self.cuts_of[o]
+            table = np.zeros((1 << len(cuts), self.lattice.size, 3))
+            for j, p in enumerate(cuts):
+                table[(np.arange(1 << len(cuts)) >> j & 1) == 1] += per_cut[p][None]
+            sums.append(table.reshape(-1, 3))
+        return sums
 
     def build_chain_sum(self, max_bytes: int = 1 << 26) -> None:
         """Sum the operands' outward chains into one table, one block per unplaced count of each
@@ -316,13 +339,11 @@ def _bound_of(t: _UpTables, P, kernel, mask, serial, overlapped, energy, db_fetc
     if open_mask is None or not t.first_loops:
         return base_p, base_s
     ending = [None] * N_OPS  # per operand: costs of its open cut points if their runs end now
-    for p in range(t.n_cut):
-        is_open = (open_mask >> p & 1) == 1
-        if is_open.any():
-            delta = t.close_now[p].take(P, axis=0)
-            delta *= is_open[:, None]
-            o = t.op[p]
-            ending[o] = delta if ending[o] is None else ending[o] + delta
+    for o in range(N_OPS):
+        if t.cuts_of[o]:
+            subset = t.subset_of[o][open_mask]
+            if subset.any():
+                ending[o] = t.close_sum[o][subset * t.lattice.size + P]
     primary, secondary = np.full(P.size, np.inf), np.full(P.size, np.inf)
     for ops, left in t.first_loops:
         parts = [ending[o] for o in ops if ending[o] is not None]
@@ -562,10 +583,9 @@ def _expand(t: _UpTables, nodes: _Nodes, incumbent: tuple, stats: SearchStats):
         bits = (groups[:, None] >> np.arange(t.n_cut)[None, :]) & 1 == 1  # [pair, cut] cut points placed now
         stats.children += rows.size
         added = np.zeros((rows.size, 3))  # once-per-position (serial, overlapped, energy) of the group
-        for p in range(t.n_cut):
-            at = np.nonzero(bits[:, p])[0]
-            if at.size:
-                added[at] += t.placed_lb[p][P[at]]
+        for o in range(N_OPS):
+            if t.cuts_of[o]:
+                added += t.placed_sum[o][t.subset_of[o][groups] * t.lattice.size + P]
         new_mask = v.mask[rows] | groups
         primary, secondary = _bound_of(t, P, v.kernel[rows], new_mask, v.serial[rows] + v.open_serial[rows] + added[:, 0],
                                        v.overlapped[rows] + v.open_overlapped[rows] + added[:, 1],
