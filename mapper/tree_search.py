@@ -145,6 +145,8 @@ class NodeBatch:
 
     @classmethod
     def concat(cls, parts: list):
+        if len(parts) == 1:
+            return parts[0]
         return cls(**{name: np.concatenate([getattr(p, name) for p in parts]) for name in cls.__dataclass_fields__})
 
 
@@ -540,7 +542,7 @@ def drop_dominated(nodes, key: np.ndarray, stats: SearchStats, group_cap: int = 
     # A dropped node may have dominated others: they stay dominated by transitivity (its dominator
     # dominates them too), except among equals, where the first one survives.
     stats.pruned += int(drop.sum())
-    return nodes.take(np.sort(order[~drop]))
+    return nodes.take(np.sort(order[~drop])) if drop.any() else nodes
 
 
 def _dominates(cost_a: np.ndarray, cost_b: np.ndarray, high_a: np.ndarray, room_b: np.ndarray, objective: str,
@@ -645,7 +647,9 @@ def grow(frontier, expand, finish, full_mask: int, best_key: tuple, best):
             found = finish(children.take(np.nonzero(done)[0]), best_key)
             if found is not None:
                 best_key, best = found
-        if (~done).any():
+        if not done.any():
+            new.append(children)
+        elif not done.all():
             new.append(children.take(np.nonzero(~done)[0]))
     return best_key, best, new
 
