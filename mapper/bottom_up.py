@@ -169,6 +169,21 @@ class _UpTables(_Tables):
                                 dtype=np.int64)  # [memory] mask of the cut points it holds
         self.first_loops = [(ops, (lat.points[:, dims] < problem.remaining[dims][None, :]).any(axis=1))
                             for ops, dims in sorted(patterns.items())]
+        # Per dim with loops, its operands and the tiles one prime step above each tile in that dim
+        # ([prime, point], -1 where the extent times the prime does not divide the dim's).
+        self.first_dims = []
+        for ops, dims in sorted(patterns.items()):
+            for d in dims:
+                a = lat.active.index(d)
+                dv = lat.divisors[a]
+                pos = (np.arange(lat.size) // lat.strides[a]) % len(dv)
+                steps = []
+                for q in _prime_factors(int(problem.remaining[d])):
+                    target = dv[pos] * q
+                    ok = (problem.remaining[d] % target == 0)
+                    newpos = np.searchsorted(dv, np.where(ok, target, dv[pos]))
+                    steps.append(np.where(ok, np.arange(lat.size) + (newpos - pos) * lat.strides[a], -1))
+                self.first_dims.append((ops, np.array(steps)))
         # The same, one row per (number of unplaced cut points, tile): [j * point + tile, 4].
         self.outer_flat = [np.ascontiguousarray(np.stack(tables).transpose(0, 2, 1)).reshape(-1, 4)
                            for tables in self.outer]
@@ -179,6 +194,7 @@ class _UpTables(_Tables):
         self._radix = tuple(len(self.cuts_of[o]) + 1 for o in range(N_OPS))
         self.chain_combo = np.ravel_multi_index(tuple(self.unplaced.T), self._radix)  # [mask] row block
         self.chain_sum = None  # [combo * point + tile, 4], while ``search_bottom_up`` runs
+        self.next_chain = None  # [(operands, [combo * point + tile, 4])], likewise
 
     def _subset_sums(self, per_cut: np.ndarray) -> list[np.ndarray]:
         """Per operand, ``per_cut`` [cut, point, 3] summed over each subset of its cut points (bit j:
@@ -206,6 +222,16 @@ class _UpTables(_Tables):
                 if self.cuts_of[o]:
                     table[combo] += self.outer_flat[o][counts[o] * size:(counts[o] + 1) * size]
         self.chain_sum = table.reshape(-1, 4)
+        # Per dim with loops, the chains one prime step above each tile in that dim (least over the
+        # primes, per component): ``_bound_of`` with ``above``.
+        if len(self.first_dims) * n_combo * size * 32 <= max_bytes:
+            self.next_chain = []
+            for ops, steps in self.first_dims:
+                low = np.full((n_combo, size, 4), np.inf)
+                for st in steps:
+                    ok = st >= 0
+                    low[:, ok] = np.minimum(low[:, ok], table[:, st[ok]])
+                self.next_chain.append((ops, low.reshape(-1, 4)))
 
     def inner_groups(self, mask: int) -> list[int]:
         """Groups that can be placed next above a node with ``mask`` placed: per operand its next
@@ -222,6 +248,18 @@ class _UpTables(_Tables):
                 per_op.append(options)
             self._inner_groups[mask] = sorted({a | b | c for a in per_op[0] for b in per_op[1] for c in per_op[2]} - {0})
         return self._inner_groups[mask]
+
+
+def _prime_factors(n: int) -> list[int]:
+    """The distinct primes dividing ``n``, ascending."""
+    primes, q = [], 2
+    while q * q <= n:
+        if n % q == 0:
+            primes.append(q)
+            while n % q == 0:
+                n //= q
+        q += 1
+    return primes + ([n] if n > 1 else [])
 
 
 @dataclass
@@ -272,7 +310,7 @@ def _bound(t: _UpTables, nodes: _Nodes) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _bound_of(t: _UpTables, P, kernel, mask, serial, overlapped, energy, db_fetches=None,
-              db_event=None, open_mask=None) -> tuple[np.ndarray, np.ndarray]:
+              db_event=None, open_mask=None, above=False) -> tuple[np.ndarray, np.ndarray]:
     """Bounds from a node's tile, kernel call, placed cut points and placed costs (closed exact plus
     open lower bounds): outward chains for the unplaced cut points, the kernel call's own costs.
 
@@ -291,11 +329,18 @@ def _bound_of(t: _UpTables, P, kernel, mask, serial, overlapped, energy, db_fetc
     top, every completion has a first moving loop above ``P``, of some dim ``d`` with loops left.
     Every open cut point whose operand ``d`` indexes ends its run right there, with the run it has
     (an open cut point's tile times its run is ``P``): it is fetched once per position of the
-    loops left above ``P`` (``close_now``). The bound is the least over ``d`` of those costs."""
+    loops left above ``P`` (``close_now``). The bound is the least over ``d`` of those costs.
+
+    With ``above`` (the cut points left to place go strictly above ``P``, as for a child whose group
+    was just placed at ``P``: the next group needs a segment), the loop of dim ``d`` is below all of
+    them, so each one's tile is a multiple of ``P`` whose extent in ``d`` is ``P``'s times a prime:
+    the chains are read at those tiles (``next_chain``: their least over the primes, per component,
+    the chains growing with the tile) instead of at ``P``."""
     ser = serial + t.overhead[kernel]
     ovl = overlapped.copy()
     en = energy + t.kernel_energy[kernel]
     cycles = ser + ovl  # every transfer cycle, the chains' least sum taken over one tile per cut point
+    base0 = (ser.copy(), ovl.copy(), en.copy(), cycles.copy())
     if t.chain_sum is not None:
         chain = t.chain_sum[t.chain_combo[mask] * t.lattice.size + P]  # [node, 4] every operand's
         ser += chain[:, 0]
@@ -345,6 +390,22 @@ def _bound_of(t: _UpTables, P, kernel, mask, serial, overlapped, energy, db_fetc
             if subset.any():
                 ending[o] = t.close_sum[o][subset * t.lattice.size + P]
     primary, secondary = np.full(P.size, np.inf), np.full(P.size, np.inf)
+    if above and t.next_chain is not None:
+        pipe = hidden
+        for ops, steps in t.next_chain:
+            parts = [ending[o] for o in ops if ending[o] is not None]
+            extra = sum(parts) if parts else np.zeros((P.size, 3))
+            low = steps[t.chain_combo[mask] * t.lattice.size + P]
+            s0, o0, e0, c0 = base0
+            s_, o_, e_, c_ = s0 + low[:, 0], o0 + low[:, 1], e0 + low[:, 2], c0 + low[:, 3]
+            hid = np.maximum(np.maximum(t.compute[kernel], o_), pipe)
+            latency = np.maximum(np.maximum(hid, o_ + extra[:, 1]) + s_ + extra[:, 0], c_ + extra[:, 0] + extra[:, 1] + idle)
+            ep, es = objective_values(t.objective, latency, e_ + extra[:, 2])
+            moves = np.isfinite(low[:, 0])
+            primary = np.where(moves, np.minimum(primary, ep), primary)
+            secondary = np.where(moves, np.minimum(secondary, es), secondary)
+        at_top = ~np.isfinite(primary)
+        return np.where(at_top, base_p, primary), np.where(at_top, base_s, secondary)
     for ops, left in t.first_loops:
         parts = [ending[o] for o in ops if ending[o] is not None]
         if not parts:
@@ -587,12 +648,17 @@ def _expand(t: _UpTables, nodes: _Nodes, incumbent: tuple, stats: SearchStats):
             if t.cuts_of[o]:
                 added += t.placed_sum[o][t.subset_of[o][groups] * t.lattice.size + P]
         new_mask = v.mask[rows] | groups
-        primary, secondary = _bound_of(t, P, v.kernel[rows], new_mask, v.serial[rows] + v.open_serial[rows] + added[:, 0],
-                                       v.overlapped[rows] + v.open_overlapped[rows] + added[:, 1],
-                                       v.energy[rows] + v.open_energy[rows] + added[:, 2],
-                                       v.db_fetches[rows], v.db_event[rows], v.open_mask[rows] | groups)
+        costs = (v.serial[rows] + v.open_serial[rows] + added[:, 0], v.overlapped[rows] + v.open_overlapped[rows] + added[:, 1],
+                 v.energy[rows] + v.open_energy[rows] + added[:, 2])
+        primary, secondary = _bound_of(t, P, v.kernel[rows], new_mask, *costs, v.db_fetches[rows], v.db_event[rows],
+                                       v.open_mask[rows] | groups)
         hope = np.nonzero(can_beat(primary, secondary, incumbent))[0]
         rows, groups, P, bits, new_mask = rows[hope], groups[hope], P[hope], bits[hope], new_mask[hope]
+        if t.next_chain is not None:  # the cut points left go strictly above P: a stronger bound
+            primary, secondary = _bound_of(t, P, v.kernel[rows], new_mask, *(c[hope] for c in costs), v.db_fetches[rows],
+                                           v.db_event[rows], v.open_mask[rows] | groups, above=True)
+            hope = np.nonzero(can_beat(primary, secondary, incumbent))[0]
+            rows, groups, P, bits, new_mask = rows[hope], groups[hope], P[hope], bits[hope], new_mask[hope]
         buffers = _buffers(t, P, v.kernel[rows], v.spills[rows])
         occupancy = v.occupancy[rows] + (bits * buffers) @ t.mem_onehot
         ok = _fits(t, new_mask, occupancy, buffers)
@@ -753,7 +819,7 @@ def search_bottom_up(problem: Problem, objective: str, incumbent: tuple = (np.in
     result = best_first(root, expand, finish, t.full_mask, lambda nodes: above_count[nodes.P],
                         None if t.zigzag else lambda nodes: _same_future(t, nodes), best_key, best, deadline, stats,
                         pairs_per_batch, t.objective)
-    t.chain_sum = None  # the problem keeps its tables: drop the largest
+    t.chain_sum = t.next_chain = None  # the problem keeps its tables: drop the largest
     return result
 
 
