@@ -149,7 +149,6 @@ class _UpTables(_Tables):
                                                         self.energy_lb]).transpose(1, 2, 0))  # [cut, point, 3]
         self.placed_sum = self._subset_sums(self.placed_lb)  # per operand, like ``close_sum``
         self.buffer_lb_rows = np.ascontiguousarray(self.buffer_lb.T)  # [point, cut]
-        self.mem_onehot = np.eye(self.n_mem)[self.mem]  # [cut, memory]
         self.db_mask = sum(1 << p for p in self.db_cuts)
         # Partial sums, as ``evaluate`` sizes output tiles: an output cut point holds them when partial
         # sums leave it (fetches > distinct), when its memory accumulates, when the output cut point
@@ -454,11 +453,20 @@ def _buffers(t: _UpTables, P, kernel, spills) -> np.ndarray:
     return buffers
 
 
+def _per_memory(t: _UpTables, per_cut: np.ndarray) -> np.ndarray:
+    """[node, memory] sums of ``per_cut`` [node, cut] over the cut points each memory holds (column
+    sums, not a matrix product: BLAS would spread these small products over threads)."""
+    out = np.zeros((per_cut.shape[0], t.n_mem))
+    for p in range(t.n_cut):
+        out[:, t.mem[p]] += per_cut[:, p]
+    return out
+
+
 def _fits(t: _UpTables, mask, occupancy, buffers) -> np.ndarray:
     """[node] placed buffers ``occupancy`` plus the unplaced cut points' least ``buffers`` [node, cut]
     (``_buffers`` at the node's tile: theirs are at least as large) fit every memory."""
     unplaced = ((mask[:, None] >> np.arange(t.n_cut)[None, :]) & 1) == 0
-    need = occupancy + (unplaced * buffers) @ t.mem_onehot
+    need = occupancy + _per_memory(t, unplaced * buffers)
     return (need <= t.capacity[None, :]).all(axis=1)
 
 
@@ -660,7 +668,7 @@ def _expand(t: _UpTables, nodes: _Nodes, incumbent: tuple, stats: SearchStats):
             hope = np.nonzero(can_beat(primary, secondary, incumbent))[0]
             rows, groups, P, bits, new_mask = rows[hope], groups[hope], P[hope], bits[hope], new_mask[hope]
         buffers = _buffers(t, P, v.kernel[rows], v.spills[rows])
-        occupancy = v.occupancy[rows] + (bits * buffers) @ t.mem_onehot
+        occupancy = v.occupancy[rows] + _per_memory(t, bits * buffers)
         ok = _fits(t, new_mask, occupancy, buffers)
         primary, secondary = primary[hope], secondary[hope]
         stats.pruned += len(added) - int(ok.sum())
@@ -790,7 +798,7 @@ def _same_future(t: _UpTables, nodes: _Nodes):
     # Room every completion leaves: capacity minus the largest buffers the cut points left to place
     # could take (their tiles at the whole layer, outputs at accumulator precision).
     unplaced = ((~nodes.mask[:, None] >> np.arange(t.n_cut)[None, :]) & 1).astype(np.float64)
-    settled = t.capacity[None, :] - unplaced @ (t.max_buffer[:, None] * t.mem_onehot)
+    settled = t.capacity[None, :] - _per_memory(t, unplaced * t.max_buffer[None, :])
     if t.db_cuts:
         return np.column_stack(columns + [nodes.kernel]), None, settled
     k = nodes.kernel
