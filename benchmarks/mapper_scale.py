@@ -7,7 +7,8 @@ OpenMP threads = 1), imports excluded from the times:
   ``eyeriss_like``, ``ascend_like``, ``tesla_npu_like`` (shipped in ``archs/zigzag_examples``, read
   with ``archs.from_zigzag``), and ``os32_example``, ``gap9``, ``diana``;
 - networks: ResNet-18 and MobileNetV2 1.0 at 224x224 (``benchmarks.zoo``) and the four MLPerf Tiny
-  networks (``benchmarks/networks/*.json``).
+  networks (``benchmarks/networks/*.json``); for breadth, ``--networks resnet50 vgg16 mobilenet_v1``
+  (also in ``benchmarks.zoo``, not in the default run).
 
 Per pair: ``seconds`` (wall time of mapping the network as ``mapper.map_network`` does it: every
 layer on every module of the SoC, policy ``best``, layers of identical shape searched once, with
@@ -41,6 +42,7 @@ ROOT = Path(__file__).resolve().parent.parent
 ZIGZAG_TARGETS = ("tpu_like", "edge_tpu_like", "meta_prototype", "eyeriss_like", "ascend_like", "tesla_npu_like")
 TARGETS = ZIGZAG_TARGETS + ("os32_example", "gap9", "diana")
 NETWORKS = ("resnet18", "mobilenet_v2", "kws", "vww", "ic", "ad")
+BREADTH_NETWORKS = ("resnet50", "vgg16", "mobilenet_v1")  # not in the default run: --networks
 _MAPPING_FILE = {"meta_prototype": "meta_prototype_like"}
 
 
@@ -66,6 +68,8 @@ def load_network(name: str):
         return zoo.resnet18()
     if name == "mobilenet_v2":
         return zoo.mobilenet_v2()
+    if name in BREADTH_NETWORKS:
+        return getattr(zoo, name)()
     return mapper.load_graph(ROOT / "benchmarks" / "networks" / f"{name}.json")
 
 
@@ -255,7 +259,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         return 0
     parser = argparse.ArgumentParser(prog="python -m benchmarks.mapper_scale", description=__doc__.split("\n\n")[0])
     parser.add_argument("--targets", nargs="+", default=list(TARGETS), choices=TARGETS)
-    parser.add_argument("--networks", nargs="+", default=list(NETWORKS), choices=NETWORKS)
+    parser.add_argument("--networks", nargs="+", default=list(NETWORKS), choices=NETWORKS + BREADTH_NETWORKS)
     parser.add_argument("--budget", type=float, default=10.0, help="time budget per layer in seconds (default 10)")
     parser.add_argument("--zigzag", action="store_true", help="also run ZigZag on ResNet-18 (tpu_like, meta_prototype)")
     parser.add_argument("--lpf", type=int, default=6, help="ZigZag's lpf_limit (default 6)")

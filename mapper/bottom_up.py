@@ -30,14 +30,20 @@ the incumbent (``tree_search.can_beat``). Bound of a node whose position has til
   overhead, the chains' traffic then summed over one tile per cut point (a fourth chain: the
   separate minima of the first two may take different tiles); energy a sum; EDP a product.
   Under ``overlap: zigzag`` latency >= compute + overhead only (``costmodel.cost.latency_lower_bound``
-  argues it), complete mappings are all re-evaluated and no dominance is applied.
+  argues it), complete mappings are all re-evaluated and no dominance is applied;
+- refinements, each argued where it is computed: the one-loop look-ahead and, for a child whose
+  group was just placed, the chains lifted by that loop (``_bound_of``); a bound over every leader
+  for a node grown to a bigger tile (``_any_leader_bound``); bigger tiles enumerated one dim at a
+  time, cut where the parent's bound, which grows with the tile, cannot win
+  (``mapper.lattice.TileLattice.above_admitted``).
 
 A node whose placed buffers (outputs at output precision until known to hold partial sums, by the
 rules of ``evaluate``) plus the unplaced cut points' buffers at tile ``P`` (outputs sure to receive
 partial sums at accumulator precision) (tiles only grow outwards, and buffers with them)
 overflow a memory has no feasible completion. Nodes with the same future (position, placed cut
 points, open cut points with their tiles and runs so far) are compared by dominance
-(``tree_search`` explains the rule). Complete mappings are costed from their parts and the
+(``tree_search`` explains the rule), among each batch's children and against every node expanded
+before (``tree_search.FutureArchive``). Complete mappings are costed from their parts and the
 winners re-evaluated by the reference cost model. Ties keep the first found: deterministic.
 """
 
