@@ -76,6 +76,7 @@ N_DIMS = len(DIMS)
 N_OPS = len(OPERANDS)
 _NO_LOOP = N_DIMS + 1
 _DIVE_WIDTH = 8
+_SUM_AFTER = 1000  # nodes expanded before the summed chain tables pay for themselves
 
 
 class _UpTables(_Tables):
@@ -818,13 +819,12 @@ def search_bottom_up(problem: Problem, objective: str, incumbent: tuple = (np.in
     ``deadline`` (a ``time.perf_counter()`` value) passes: then the least bound left is returned as
     a certified lower bound."""
     t = _tables(problem, objective)
-    t.build_chain_sum()
     stats = SearchStats()
     best_key: tuple = tuple(incumbent)
     best = None
     root = _root(t)
     root.primary, root.secondary = _root_bound(t, root)
-    expand, finish = _steps(t, stats)
+    expand, finish = _steps(t, stats, summed=True)
     if not np.isfinite(best_key[0]):
         found = narrow_dive(root, expand, finish, t.full_mask, best_key, _DIVE_WIDTH)
         if found is not None:
@@ -837,10 +837,14 @@ def search_bottom_up(problem: Problem, objective: str, incumbent: tuple = (np.in
     return result
 
 
-def _steps(t: _UpTables, stats: SearchStats):
+def _steps(t: _UpTables, stats: SearchStats, summed: bool = False):
     """(expand, finish) for ``tree_search.best_first``: children of a batch; complete mappings (their
-    outermost segment added) costed and the best one re-evaluated."""
+    outermost segment added) costed and the best one re-evaluated. With ``summed``, the summed chain
+    tables (``_UpTables.build_chain_sum``) are built once the search has expanded ``_SUM_AFTER``
+    nodes: most searches end sooner, and building them costs about as much as that."""
     def expand(nodes: _Nodes, incumbent: tuple):
+        if summed and t.chain_sum is None and stats.nodes >= _SUM_AFTER:
+            t.build_chain_sum()
         return _expand(t, nodes, incumbent, stats)
 
     def finish(leaves: _Nodes, incumbent: tuple):

@@ -42,6 +42,7 @@ from costmodel.cost import (
 from costmodel.problem import Problem, build_problem
 from mapper.acceptance import padding_split, rejection_reason
 from mapper.bottom_up import search_bottom_up
+from mapper.lattice import tile_lattice
 from mapper.schedule import Schedule, TileLevel
 from mapper.spatial import SpatialUnrolling, spatial_unrollings
 from mapper.temporal import enumerate_batches, explicit_nest, kernel_tiles, rank_table, space_plan
@@ -97,11 +98,20 @@ def lower_bounds(problem: Problem, tiles: np.ndarray, objective: str) -> tuple[n
 
 
 def _unrolling_floor(problem: Problem, objective: str) -> float:
-    """Latency no mapping with this unrolling can beat, when it does not depend on the tiling: a
-    module costed per PE spends ``temporal iterations x array size / peak`` cycles computing
-    whatever the tiles; plus compulsory traffic and one tile overhead. 0 when not applicable."""
-    module = problem.module
-    if objective != "latency" or module.compute.kernel_hook is not None:
+    """The objective value no mapping with this unrolling can beat. Latency: a module costed per PE
+    spends ``temporal iterations x array size / peak`` cycles computing whatever the tiles, plus
+    compulsory traffic and one tile overhead (0 under a kernel hook, where compute depends on the
+    tiles). Energy: the compulsory energy (MACs, every tensor across each boundary once) plus the
+    least kernel access energy over every kernel call the divisor lattice allows. EDP: their product
+    (both are lower bounds of positive factors)."""
+    if objective == "latency":
+        return _latency_floor(problem)
+    energy = compulsory_energy(problem) + float(kernel_access_energy(problem, tile_lattice(problem.remaining).points).min())
+    return energy if objective == "energy" else _latency_floor(problem) * energy
+
+
+def _latency_floor(problem: Problem) -> float:
+    if problem.module.compute.kernel_hook is not None:
         return 0.0
     whole_layer = problem.remaining[None, :]  # one call: the compute part is the same for every tiling
     return float(lower_bounds(problem, whole_layer, "latency")[0][0])
@@ -402,7 +412,9 @@ def search_module(layer: Layer, module: ExecModule, objective: str = "latency", 
                   *, deadline: Optional[float] = None, temporal_search: Optional[TemporalSearch] = None) -> ModuleResult:
     """Best mapping of ``layer`` on ``module`` (or the reason there is none).
 
-    Spatial unrollings are visited by increasing cost floor; each one's temporal mappings are
+    Spatial unrollings are visited by increasing latency floor (for energy and EDP, whose floors
+    are nearly equal, the most utilising first), and skipped when their floor
+    (``_unrolling_floor``) cannot win; each one's temporal mappings are
     searched by ``temporal_search`` (default ``mapper.bottom_up.search_bottom_up``, exact) with the
     best mapping so far as incumbent. With ``time_budget_s`` (or a ``time.perf_counter()``
     ``deadline``) the search stops when it runs out, keeping the best mapping found and a lower
@@ -424,7 +436,9 @@ def search_module(layer: Layer, module: ExecModule, objective: str = "latency", 
     unrollings.sort(key=lambda u: -u.utilization(layer, module.array_size))  # stable: good incumbents first
     problems = [build_layer_problem(layer, module, u) for u in unrollings]
     floors = [_unrolling_floor(p, objective) for p in problems]
-    visit = sorted(range(len(unrollings)), key=lambda i: floors[i])  # stable
+    # Latency floors rank the unrollings; energy floors are nearly equal (the compulsory energy), so
+    # the most utilising unrollings stay first. Either way an unrolling whose floor cannot win is skipped.
+    visit = sorted(range(len(unrollings)), key=lambda i: floors[i] if objective == "latency" else 0.0)  # stable
     incumbent: tuple = (np.inf, np.inf)
     best = None
     stats = SearchStats()
@@ -435,7 +449,7 @@ def search_module(layer: Layer, module: ExecModule, objective: str = "latency", 
         for spatial_rank in visit[:_SEED_DIVES]:
             problem = problems[spatial_rank]
             if floors[spatial_rank] > incumbent[0] * (1 + _TIE):
-                break
+                continue
             if not problem.cut_points or _smallest_overflow(problem) is not None:
                 continue
             result = dive(problem, objective, incumbent)
@@ -449,13 +463,13 @@ def search_module(layer: Layer, module: ExecModule, objective: str = "latency", 
     for n, spatial_rank in enumerate(visit):
         unrolling, problem = unrollings[spatial_rank], problems[spatial_rank]
         if floors[spatial_rank] > incumbent[0] * (1 + _TIE):
-            break  # the remaining unrollings cannot be better
+            continue  # this unrolling cannot be better
         if deadline is not None and best is not None and time.perf_counter() > deadline:
             # Out of time: the search still bounds (or closes) the next few unrollings for a moment
             # each, a tighter certificate than their floors; the rest count with the least floor left.
             closing += 1
             if closing > _CLOSING_ROOTS:
-                open_bounds.append(floors[spatial_rank])
+                open_bounds.append(min(floors[i] for i in visit[n:]))
                 break
             deadline = time.perf_counter() + closing_seconds
         overflow = overflow or _smallest_overflow(problem)

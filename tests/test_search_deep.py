@@ -307,3 +307,40 @@ def test_mirror_unrollings_skipped_only_when_rows_and_columns_interchange(monkey
         full = mapper.search_module(square, module, objective).key
         monkeypatch.undo()
         assert fast == full, objective
+
+
+@pytest.mark.parametrize("module_name", ["2lvl", "3lvl_db", "4lvl_db_hook", "3lvl_spill", "3lvl_zigzag"])
+def test_unrolling_floors_below_every_feasible_mapping(module_name):
+    """``search._unrolling_floor`` (which skips whole unrollings and certifies what a budget leaves)
+    is at most the objective of every feasible mapping of its unrolling, for every objective: checked
+    against all loop orders x tile boundaries of each unrolling (the brute force's space)."""
+    import itertools
+
+    from costmodel.analysis import analyze
+    from costmodel.cost import evaluate
+    from mapper.bruteforce import distinct_permutations
+    from mapper.search import _unrolling_floor, build_layer_problem
+    from mapper.spatial import spatial_unrollings
+    from mapper.temporal import prime_factors
+
+    module = MODULES[module_name]
+    layers = SHALLOW_LAYERS if module_name.startswith("2") else DEEP_LAYERS
+    checked = 0
+    for layer in layers[:3]:
+        for unrolling in spatial_unrollings(layer, module):
+            problem = build_layer_problem(layer, module, unrolling)
+            loops = [(d, p) for d in range(len(problem.remaining)) for p in prime_factors(int(problem.remaining[d]))]
+            orders = np.array(list(distinct_permutations(loops)), dtype=np.int64).reshape(-1, len(loops), 2)
+            cut_sets = np.array([c for c in itertools.product(range(len(loops) + 1), repeat=len(problem.cut_points))
+                                 if all(c[i] <= c[j] for i, a in enumerate(problem.cut_points)
+                                        for j, b in enumerate(problem.cut_points)
+                                        if a.operand == b.operand and a.boundary < b.boundary)],
+                                dtype=np.int64).reshape(-1, len(problem.cut_points))
+            dims = np.repeat(orders[:, :, 0], len(cut_sets), axis=0)
+            factors = np.repeat(orders[:, :, 1], len(cut_sets), axis=0)
+            cost = evaluate(problem, analyze(problem, dims, factors, np.tile(cut_sets, (len(orders), 1))))
+            for objective in OBJECTIVES:
+                best = np.where(cost.feasible, cost.objective(objective), np.inf).min()
+                assert _unrolling_floor(problem, objective) <= best * (1 + 1e-9), (layer.name, unrolling.assignment, objective)
+                checked += int(np.isfinite(best))
+    assert checked > 0
