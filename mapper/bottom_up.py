@@ -57,6 +57,7 @@ import numpy as np
 from archs.dims import DIMS, OPERANDS, Operand
 from costmodel.cost import _pipelined_cycles, cut_traffic, latency_lower_bound, writeback_epilogue_cycles
 from costmodel.problem import Problem
+from mapper.temporal import prime_factors
 from mapper.tree_search import (
     NodeBatch,
     SearchStats,
@@ -122,14 +123,15 @@ class _UpTables(_Tables):
         # a tile: fetched once per position of the loops left above it (serial, overlapped, energy).
         tiles = np.ascontiguousarray(lat.points.T)
         rest = self.total // self.point_volume
-        self.close_now = np.zeros((self.n_cut, lat.size, 3))  # [cut, point, (serial, overlapped, energy)]
+        close_now = np.zeros((self.n_cut, lat.size, 3))  # [cut, point, (serial, overlapped, energy)]
         for p in range(self.n_cut):
             now = cut_traffic(problem, p, tiles, rest, self.distinct[p])
             extra = np.maximum(now.cycles - self.cycles_lb[p], 0.0)
-            self.close_now[p] = np.stack([np.where(self.db[p], 0.0, extra), np.where(self.db[p], extra, 0.0),
+            close_now[p] = np.stack([np.where(self.db[p], 0.0, extra), np.where(self.db[p], extra, 0.0),
                                           np.maximum(now.energy_pj - self.energy_lb[p], 0.0)], axis=1)
         # Per operand, the subset of a mask's bits that are its cut points, and the summed ``close_now``
-        # of each subset of its cut points, one block of rows per subset ([subset * point + tile, 3]).
+        # of each subset of its cut points, one block of rows per subset ([subset * point + tile, 3]):
+        # ``close_sum``.
         self.subset_of = []
         masks = np.arange(1 << self.n_cut)
         for o in range(N_OPS):
@@ -137,7 +139,7 @@ class _UpTables(_Tables):
             for j, p in enumerate(self.cuts_of[o]):
                 subset |= (masks >> p & 1) << j
             self.subset_of.append(subset)
-        self.close_sum = self._subset_sums(self.close_now)
+        self.close_sum = self._subset_sums(close_now)
         # [operand, point] product of a tile's extents the operand ignores / indexes: a segment from
         # tile P to tile T holds a moving loop indexing the operand iff the indexed product grows, and
         # the loops it ignores multiply to irrelevant_volume[T] / irrelevant_volume[P].
@@ -151,10 +153,10 @@ class _UpTables(_Tables):
         for d in range(N_DIMS):
             if problem.remaining[d] > 1:
                 patterns.setdefault(tuple(o for o in range(N_OPS) if problem.relevant[o][d]), []).append(d)
-        # [cut, point, 3] once-per-position (serial, overlapped, energy) of each cut point's tile.
-        self.placed_lb = np.ascontiguousarray(np.stack([self.serial_lb, np.where(self.db[:, None], self.cycles_lb, 0.0),
-                                                        self.energy_lb]).transpose(1, 2, 0))  # [cut, point, 3]
-        self.placed_sum = self._subset_sums(self.placed_lb)  # per operand, like ``close_sum``
+        # Per operand and subset of its cut points (like ``close_sum``): the once-per-position (serial,
+        # overlapped, energy) of their tiles.
+        placed_lb = np.stack([self.serial_lb, np.where(self.db[:, None], self.cycles_lb, 0.0), self.energy_lb], axis=2)
+        self.placed_sum = self._subset_sums(placed_lb)
         self.buffer_lb_rows = np.ascontiguousarray(self.buffer_lb.T)  # [point, cut]
         self.db_mask = sum(1 << p for p in self.db_cuts)
         # Partial sums, as ``evaluate`` sizes output tiles: an output cut point holds them when partial
@@ -184,7 +186,7 @@ class _UpTables(_Tables):
                 dv = lat.divisors[a]
                 pos = (np.arange(lat.size) // lat.strides[a]) % len(dv)
                 steps = []
-                for q in _prime_factors(int(problem.remaining[d])):
+                for q in sorted(set(prime_factors(int(problem.remaining[d])))):
                     target = dv[pos] * q
                     ok = (problem.remaining[d] % target == 0)
                     newpos = np.searchsorted(dv, np.where(ok, target, dv[pos]))
@@ -256,18 +258,6 @@ class _UpTables(_Tables):
         return self._inner_groups[mask]
 
 
-def _prime_factors(n: int) -> list[int]:
-    """The distinct primes dividing ``n``, ascending."""
-    primes, q = [], 2
-    while q * q <= n:
-        if n % q == 0:
-            primes.append(q)
-            while n % q == 0:
-                n //= q
-        q += 1
-    return primes + ([n] if n > 1 else [])
-
-
 @dataclass
 class _Nodes(NodeBatch):
     """A batch of partial mappings built from the kernel call out."""
@@ -335,7 +325,7 @@ def _bound_of(t: _UpTables, P, kernel, mask, serial, overlapped, energy, db_fetc
     top, every completion has a first moving loop above ``P``, of some dim ``d`` with loops left.
     Every open cut point whose operand ``d`` indexes ends its run right there, with the run it has
     (an open cut point's tile times its run is ``P``): it is fetched once per position of the
-    loops left above ``P`` (``close_now``). The bound is the least over ``d`` of those costs.
+    loops left above ``P`` (``close_sum``). The bound is the least over ``d`` of those costs.
 
     With ``above`` (the cut points left to place go strictly above ``P``, as for a child whose group
     was just placed at ``P``: the next group needs a segment), the loop of dim ``d`` is below all of
@@ -346,7 +336,7 @@ def _bound_of(t: _UpTables, P, kernel, mask, serial, overlapped, energy, db_fetc
     ovl = overlapped.copy()
     en = energy + t.kernel_energy[kernel]
     cycles = ser + ovl  # every transfer cycle, the chains' least sum taken over one tile per cut point
-    base0 = (ser.copy(), ovl.copy(), en.copy(), cycles.copy())
+    before_chains = (ser.copy(), ovl.copy(), en.copy(), cycles.copy()) if above else None
     if t.chain_sum is not None:
         chain = t.chain_sum[t.chain_combo[mask] * t.lattice.size + P]  # [node, 4] every operand's
         ser += chain[:, 0]
@@ -395,33 +385,28 @@ def _bound_of(t: _UpTables, P, kernel, mask, serial, overlapped, energy, db_fetc
             subset = t.subset_of[o][open_mask]
             if subset.any():
                 ending[o] = t.close_sum[o][subset * t.lattice.size + P]
-    primary, secondary = np.full(P.size, np.inf), np.full(P.size, np.inf)
-    if above and t.next_chain is not None:
-        pipe = hidden
-        for ops, steps in t.next_chain:
-            parts = [ending[o] for o in ops if ending[o] is not None]
-            extra = sum(parts) if parts else np.zeros((P.size, 3))
-            low = steps[t.chain_combo[mask] * t.lattice.size + P]
-            s0, o0, e0, c0 = base0
-            s_, o_, e_, c_ = s0 + low[:, 0], o0 + low[:, 1], e0 + low[:, 2], c0 + low[:, 3]
-            hid = np.maximum(np.maximum(t.compute[kernel], o_), pipe)
-            latency = np.maximum(np.maximum(hid, o_ + extra[:, 1]) + s_ + extra[:, 0], c_ + extra[:, 0] + extra[:, 1] + idle)
-            ep, es = objective_values(t.objective, latency, e_ + extra[:, 2])
-            moves = np.isfinite(low[:, 0])
-            primary = np.where(moves, np.minimum(primary, ep), primary)
-            secondary = np.where(moves, np.minimum(secondary, es), secondary)
-        at_top = ~np.isfinite(primary)
-        return np.where(at_top, base_p, primary), np.where(at_top, base_s, secondary)
-    for ops, left in t.first_loops:
+
+    def ahead(hid, ser_, ovl_, en_, cycles_, ops):  # objective values when the first loop indexes ``ops``
         parts = [ending[o] for o in ops if ending[o] is not None]
-        if not parts:
-            extra_p, extra_s = base_p, base_s
-        else:
-            extra = sum(parts)
-            latency = np.maximum(np.maximum(hidden, ovl + extra[:, 1]) + ser + extra[:, 0],
-                                 cycles + extra[:, 0] + extra[:, 1] + idle)
-            extra_p, extra_s = objective_values(t.objective, latency, en + extra[:, 2])
-        moves = left[P]
+        extra = sum(parts) if parts else np.zeros((P.size, 3))
+        latency = np.maximum(np.maximum(hid, ovl_ + extra[:, 1]) + ser_ + extra[:, 0],
+                             cycles_ + extra[:, 0] + extra[:, 1] + idle)
+        return objective_values(t.objective, latency, en_ + extra[:, 2])
+
+    options = []  # ([node] the first loop can be of this dim / pattern, primary, secondary)
+    if above and t.next_chain is not None:
+        s0, o0, e0, c0 = before_chains
+        for ops, steps in t.next_chain:
+            low = steps[t.chain_combo[mask] * t.lattice.size + P]
+            o_ = o0 + low[:, 1]
+            options.append((np.isfinite(low[:, 0]),
+                            *ahead(np.maximum(hidden, o_), s0 + low[:, 0], o_, e0 + low[:, 2], c0 + low[:, 3], ops)))
+    else:
+        for ops, left in t.first_loops:
+            no_parts = all(ending[o] is None for o in ops)
+            options.append((left[P], *((base_p, base_s) if no_parts else ahead(hidden, ser, ovl, en, cycles, ops))))
+    primary, secondary = np.full(P.size, np.inf), np.full(P.size, np.inf)
+    for moves, extra_p, extra_s in options:
         primary = np.where(moves, np.minimum(primary, extra_p), primary)
         secondary = np.where(moves, np.minimum(secondary, extra_s), secondary)
     at_top = ~np.isfinite(primary)
@@ -620,7 +605,9 @@ def _expand(t: _UpTables, nodes: _Nodes, incumbent: tuple, stats: SearchStats):
     # The first step's bound is not monotone (its kernel call is T): its partial tiles all stay.
     owner, T = lat.above_admitted(nodes.P, lambda owner, T: is_first[owner] | hopeful(owner, T))
     first = is_first[owner]
-    keep = (first | (T != nodes.P[owner])) & (~first | hopeful(owner, T))  # the first step: kernel call T
+    keep = first | (T != nodes.P[owner])
+    at_first = np.nonzero(first)[0]  # the first step (kernel call T): bounded at its whole tiles only
+    keep[at_first] = hopeful(owner[at_first], T[at_first])
     owner, T = owner[keep], T[keep]
     if not owner.size:
         return

@@ -76,20 +76,7 @@ class TileLattice:
         the dims not yet built at ``U[i]``'s extents, and each partial point is tested: a rejected one
         is below all its completions, so they are never listed. Same pairs, same order as filtering
         ``above(U)`` with ``admit``."""
-        owner = np.arange(U.shape[0])
-        T = U.copy()
-        for a, dv in enumerate(self.divisors):
-            position = (U[owner] // self.strides[a]) % len(dv)
-            start, flat = self.above_start[a], self.above_flat[a]
-            count = start[position + 1] - start[position]
-            total = int(count.sum())
-            local = np.arange(total) - np.repeat(np.cumsum(count) - count, count)
-            j = flat[np.repeat(start[position], count) + local]
-            owner = np.repeat(owner, count)
-            T = np.repeat(T - position * self.strides[a], count) + j * self.strides[a]
-            keep = admit(owner, T)
-            owner, T = owner[keep], T[keep]
-        return owner, T
+        return self._pairs(U, self.above_start, self.above_flat, admit)
 
     @property
     def above_count(self) -> np.ndarray:
@@ -103,9 +90,11 @@ class TileLattice:
             count *= np.diff(starts[a])[position]
         return count
 
-    def _pairs(self, U: np.ndarray, starts, flats) -> tuple[np.ndarray, np.ndarray]:
+    def _pairs(self, U: np.ndarray, starts, flats, admit=None) -> tuple[np.ndarray, np.ndarray]:
+        """Pairs (i, T) with T related to ``U[i]`` by ``starts``/``flats``, built one active dim at a
+        time from ``U[i]`` (each step replaces one dim's extent); ``admit`` filters after each step."""
         owner = np.arange(U.shape[0])
-        T = np.zeros(U.shape[0], dtype=np.int64)
+        T = U.copy()
         for a, dv in enumerate(self.divisors):
             position = (U[owner] // self.strides[a]) % len(dv)
             start, flat = starts[a], flats[a]
@@ -114,7 +103,10 @@ class TileLattice:
             local = np.arange(total) - np.repeat(np.cumsum(count) - count, count)
             j = flat[np.repeat(start[position], count) + local]
             owner = np.repeat(owner, count)
-            T = np.repeat(T, count) + j * self.strides[a]
+            T = np.repeat(T - position * self.strides[a], count) + j * self.strides[a]
+            if admit is not None:
+                keep = admit(owner, T)
+                owner, T = owner[keep], T[keep]
         return owner, T
 
     def downward_min(self, values: np.ndarray) -> np.ndarray:
@@ -160,3 +152,12 @@ def tile_lattice(remaining: np.ndarray) -> TileLattice:
             flats.append(np.concatenate(lists).astype(np.int64))
         tables += [tuple(starts), tuple(flats)]
     return TileLattice(active, divs, strides, points, *tables)
+
+
+def lattice_of(problem) -> TileLattice:
+    """The lattice of ``problem.remaining`` (a ``costmodel.problem.Problem``), built once per problem
+    (kept in ``problem.memo``): the search's tables and the unrolling floors share it."""
+    memo = problem.memo
+    if "tile_lattice" not in memo:
+        memo["tile_lattice"] = tile_lattice(problem.remaining)
+    return memo["tile_lattice"]

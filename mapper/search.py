@@ -42,7 +42,7 @@ from costmodel.cost import (
 from costmodel.problem import Problem, build_problem
 from mapper.acceptance import padding_split, rejection_reason
 from mapper.bottom_up import search_bottom_up
-from mapper.lattice import tile_lattice
+from mapper.lattice import lattice_of
 from mapper.schedule import Schedule, TileLevel
 from mapper.spatial import SpatialUnrolling, spatial_unrollings
 from mapper.temporal import enumerate_batches, explicit_nest, kernel_tiles, rank_table, space_plan
@@ -106,7 +106,7 @@ def _unrolling_floor(problem: Problem, objective: str) -> float:
     (both are lower bounds of positive factors)."""
     if objective == "latency":
         return _latency_floor(problem)
-    energy = compulsory_energy(problem) + float(kernel_access_energy(problem, tile_lattice(problem.remaining).points).min())
+    energy = compulsory_energy(problem) + float(kernel_access_energy(problem, lattice_of(problem).points).min())
     return energy if objective == "energy" else _latency_floor(problem) * energy
 
 

@@ -70,13 +70,14 @@ from costmodel.cost import (
     writeback_epilogue_cycles,
 )
 from costmodel.problem import Problem
-from mapper.lattice import TileLattice, tile_lattice
+from mapper.lattice import TileLattice, lattice_of
 from mapper.temporal import rank_table
 
 N_DIMS = len(DIMS)
 N_OPS = len(OPERANDS)
 _TIE = 1e-9
 _NO_LOOP = N_DIMS + 1  # rank past every loop
+_GROUP_CAP = 8  # dominance compares each node with at most this many of its group's cheapest
 _DIVE_BEAM = 8  # nodes kept per step by the dive that finds a first incumbent
 
 
@@ -157,7 +158,7 @@ class _Tables:
         self.problem = problem
         self.objective = objective
         module = problem.module
-        lat = tile_lattice(problem.remaining)
+        lat = lattice_of(problem)
         self.lattice: TileLattice = lat
         cuts = problem.cut_points
         self.n_cut = len(cuts)
@@ -465,7 +466,7 @@ def _place_groups(t: _Tables, nodes: _Nodes, parent: np.ndarray, T: np.ndarray, 
                          occupancy_max, depth + 1, steps_tile, steps_leader, steps_group, primary, secondary)
 
 
-def drop_dominated(nodes, key: np.ndarray, stats: SearchStats, group_cap: int = 8,
+def drop_dominated(nodes, key: np.ndarray, stats: SearchStats, group_cap: int = _GROUP_CAP,
                    additive: Optional[tuple] = None, objective: str = "edp",
                    incumbent: tuple = (np.inf, np.inf), settled: Optional[np.ndarray] = None):
     """``nodes`` without those dominated by another node with the same future: equal rows of ``key``
@@ -496,9 +497,16 @@ def drop_dominated(nodes, key: np.ndarray, stats: SearchStats, group_cap: int = 
     completion of B by the margin, so B's can only win where A's does, or beat nothing that could
     still win; likewise for energy. Still transitive, so dropping in any order is exact.
     """
+    rows = _undominated_rows(nodes, key, stats, group_cap, additive, objective, incumbent, settled)
+    return nodes if rows.size == len(nodes) else nodes.take(rows)
+
+
+def _undominated_rows(nodes, key: np.ndarray, stats: SearchStats, group_cap: int, additive: Optional[tuple],
+                      objective: str, incumbent: tuple, settled: Optional[np.ndarray]) -> np.ndarray:
+    """Ascending rows of ``nodes`` that ``drop_dominated`` keeps."""
     n = len(nodes)
     if n < 2:
-        return nodes
+        return np.arange(n)
     # By key, then cheapest first (the likeliest dominators lead each group), then position.
     serial, energy = nodes.serial, nodes.energy
     if additive is not None:
@@ -513,7 +521,7 @@ def drop_dominated(nodes, key: np.ndarray, stats: SearchStats, group_cap: int = 
     starts = np.nonzero(new_group)[0]
     sizes = np.diff(np.append(starts, n))
     if sizes.max() == 1:
-        return nodes
+        return np.arange(n)
     cost, high, room = _dominance_terms(nodes, additive, settled)
     cost, high, room = cost[order], high[order], room[order]
     member = np.arange(n) - starts[group_id]
@@ -542,7 +550,7 @@ def drop_dominated(nodes, key: np.ndarray, stats: SearchStats, group_cap: int = 
     # A dropped node may have dominated others: they stay dominated by transitivity (its dominator
     # dominates them too), except among equals, where the first one survives.
     stats.pruned += int(drop.sum())
-    return nodes.take(np.sort(order[~drop])) if drop.any() else nodes
+    return np.sort(order[~drop])
 
 
 def _dominates(cost_a: np.ndarray, cost_b: np.ndarray, high_a: np.ndarray, room_b: np.ndarray, objective: str,
@@ -751,20 +759,18 @@ def best_first(root, expand, finish, full_mask: int, pair_count, same_future, be
             batch = batch.take(np.nonzero(keep)[0])
             if not len(batch):
                 continue
-        if archive is not None:  # nodes dominated by one expanded earlier (or by a batch mate)
+        if archive is not None:  # nodes dominated by a batch mate or by one expanded earlier
             key, additive, settled = _future_parts(same_future(batch))
-            batch = drop_dominated(batch, key, stats, additive=additive, objective=objective,
-                                   incumbent=best_key, settled=settled)
-            key, additive, settled = _future_parts(same_future(batch))
+            rows = _undominated_rows(batch, key, stats, _GROUP_CAP, additive, objective, best_key, settled)
             cost, high, room = _dominance_terms(batch, additive, settled)
-            gone = archive.dominated(key, cost, room, objective, 2 * _TIE * best_key[0])
-            if gone.any():
-                stats.pruned += int(gone.sum())
-                stay = np.nonzero(~gone)[0]
-                batch, key, cost, high = batch.take(stay), key[stay], cost[stay], high[stay]
-                if not len(batch):
-                    continue
-            archive.add(key, cost, high)
+            gone = archive.dominated(key[rows], cost[rows], room[rows], objective, 2 * _TIE * best_key[0])
+            stats.pruned += int(gone.sum())
+            rows = rows[~gone]
+            if not rows.size:
+                continue
+            if rows.size < len(batch):
+                batch = batch.take(rows)
+            archive.add(key[rows], cost[rows], high[rows])
         stats.nodes += len(batch)
         best_key, best, new = grow(batch, expand, finish, full_mask, best_key, best)
         if new:
