@@ -58,7 +58,11 @@ import numpy as np
 
 from archs.dims import LoopDim as D
 from tvm_bridge import quant_qlinear
-from tvm_bridge.quant_qlinear import qlinear_requantize, qlinear_scales  # noqa: F401 - re-exported
+from tvm_bridge.quant_qlinear import (  # noqa: F401 - re-exported
+    qlinear_requantize,
+    qlinear_scales,
+    rounding_shift_half_even,
+)
 
 OPS = ("conv2d", "depthwise", "dense", "add", "avg_pool", "max_pool")
 QLINEAR_SEMANTICS = ("onnx_qlinear", "onnx_qlinear_uint8")  # onnxruntime's QLinear kernels (int8 / uint8 tensors)
@@ -252,16 +256,6 @@ def multiply_by_quantized_multiplier_single_rounding(x: np.ndarray, multiplier: 
     total = 31 - np.asarray(shift, np.int64)
     product = np.asarray(x, np.int64) * np.asarray(multiplier, np.int64)
     return (product + (np.int64(1) << (total - 1))) >> total
-
-
-def rounding_shift_half_even(x: np.ndarray, total: np.ndarray) -> np.ndarray:
-    """``x / 2**total`` rounded to nearest, ties to even (int64; ``total`` in 1..62, broadcasting)."""
-    x = np.asarray(x, np.int64)
-    total = np.asarray(total, np.int64)
-    floor = x >> total
-    remainder = x - (floor << total)
-    half = np.int64(1) << (total - 1)
-    return floor + ((remainder > half) | ((remainder == half) & ((floor & 1) == 1)))
 
 
 def multiply_half_even(x: np.ndarray, multiplier: np.ndarray, shift: np.ndarray) -> np.ndarray:

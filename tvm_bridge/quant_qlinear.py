@@ -68,14 +68,21 @@ def _bit_length(x: np.ndarray) -> np.ndarray:
     return np.where(x > 0, n + 1, 0)
 
 
+def rounding_shift_half_even(x: np.ndarray, total: np.ndarray) -> np.ndarray:
+    """``x / 2**total`` rounded to nearest, ties to even (int64; ``total`` in 1..62, broadcasting).
+    Re-exported by ``tvm_bridge.quant``, which uses it for the ONNX semantics too."""
+    x = np.asarray(x, np.int64)
+    total = np.asarray(total, np.int64)
+    floor = x >> total
+    remainder = x - (floor << total)
+    half = np.int64(1) << (total - 1)
+    return floor + ((remainder > half) | ((remainder == half) & ((floor & 1) == 1)))
+
+
 def _shift_half_even(x: np.ndarray, total: np.ndarray) -> np.ndarray:
     """Non-negative int64 ``x / 2**total`` rounded to nearest, ties to even (total >= 0; > 62 gives 0)."""
     x, total = np.asarray(x, np.int64), np.asarray(total, np.int64)
-    safe = np.clip(total, 1, 62)
-    floor = x >> safe
-    remainder = x - (floor << safe)
-    half = np.int64(1) << (safe - 1)
-    rounded = floor + ((remainder > half) | ((remainder == half) & ((floor & 1) == 1)))
+    rounded = rounding_shift_half_even(x, np.clip(total, 1, 62))
     return np.where(total <= 0, x, np.where(total > 62, 0, rounded))
 
 
